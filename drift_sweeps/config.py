@@ -1,0 +1,170 @@
+"""The one validated trial configuration.  Every default is defined here, once."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Optional
+
+from .core.kernels import KERNELS
+from .core.operators import OPERATORS
+from .core.schedules import SCHEDULES
+from .core.targets import TARGETS
+
+
+class ConfigError(ValueError):
+    """A bad trial configuration; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One drift-training trial.  Build with `TrialConfig.from_dict` to validate raw input."""
+
+    # what to fit
+    target: str = "torus1d"  # registry name: torus1d, torus2d, checkerboard, gaussian_grid, swiss_roll, file
+    k_max: int = 4  # highest frequency (torus) / cells or modes per side (plane sets)
+    k_min: int = 1  # lowest frequency carried by a torus target (k_min = k_max: a single mode)
+    amplitude: float = 0.8  # torus targets: total cosine amplitude, < 1 keeps p positive
+    phase: str = "random"  # torus targets: "random" (seeded by target_seed) or "zero"
+    target_seed: int = 0  # fixes the target itself, independent of the trial seed
+    target_path: Optional[str] = None  # for target = file: .npy or .parquet with an (N, D) array
+    # the drift
+    kernel: str = "gaussian"  # registry name: gaussian, laplacian, cauchy
+    operator: str = "meanshift"  # registry name: meanshift, deng, score, mmd, sinkhorn
+    bandwidth: float = 1.0  # h0, the bandwidth at t = 0
+    schedule: str = "constant"  # registry name: constant, exponential
+    rate: float = 0.0  # annealing rate r of h(t) = h0 exp(-r t)
+    bandwidth_min: float = 0.0  # floor h_min of the exponential schedule
+    bandwidth_scales: tuple[float, ...] = (1.0,)  # deng: several bandwidths h*scale, summed
+    drift_norm: bool = False  # deng: divide each bandwidth's field by its batch RMS
+    sinkhorn_iters: int = 50  # sinkhorn: log-domain iterations (0 = mean-shift)
+    stop_gradient: bool = True  # False = ablation: differentiate E||V||^2 through V and negatives
+    # the model and its optimisation
+    model: str = "particles"  # particles (McKean-Vlasov system) or mlp (one-step generator)
+    n_samples: int = 1024  # N generated samples (particles, or generator batch)
+    n_data: int = 1024  # M data samples drawn per step
+    sampler: str = "stratified"  # data draws: stratified (low-discrepancy, exact law) or iid
+    dt: float = 0.1  # time per step: t = step * dt, for both models
+    lr: float = 1e-3  # mlp: Adam learning rate
+    hidden: int = 128  # mlp: width
+    layers: int = 3  # mlp: hidden layers
+    noise_dim: int = 8  # mlp: input noise dimension
+    steps: int = 2000  # step budget; the trial ends earlier when converged
+    eval_every: int = 10  # steps between reports
+    eps: float = 0.1  # converged when the worst relative error <= eps
+    n_eval: int = 1024  # samples used for the sample distance
+    seed: int = 0  # seeds every random draw of the trial
+    device: str = "auto"  # auto (cuda if available), cpu or cuda
+    fail_at_step: int = -1  # testing aid: raise at this step (-1: never)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        """Every config key, in declaration order."""
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], where: str = "config") -> "TrialConfig":
+        """Validate a raw mapping (unknown keys, types, ranges) and build the config."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(known)}")
+        values = {k: _coerce(k, v, known[k], where) for k, v in raw.items()}
+        try:
+            return cls(**values)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+    def replace(self, **changes: Any) -> "TrialConfig":
+        """A validated copy with some keys changed."""
+        return TrialConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (tuples as lists), JSON-serialisable."""
+        d = dataclasses.asdict(self)
+        d["bandwidth_scales"] = list(self.bandwidth_scales)
+        return d
+
+    def to_json(self) -> str:
+        """Stable JSON text of the config."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_CHOICES = {
+    "target": lambda: TARGETS.names(),
+    "kernel": lambda: KERNELS.names(),
+    "operator": lambda: OPERATORS.names(),
+    "schedule": lambda: SCHEDULES.names(),
+    "model": lambda: ["particles", "mlp"],
+    "phase": lambda: ["random", "zero"],
+    "sampler": lambda: ["stratified", "iid"],
+    "device": lambda: ["auto", "cpu", "cuda"],
+}
+
+# key -> (lowest allowed, strict?) ; strict means the bound itself is not allowed
+_LOWER = {
+    "k_max": (1, False), "k_min": (1, False), "amplitude": (0.0, True), "bandwidth": (0.0, True),
+    "rate": (0.0, False), "bandwidth_min": (0.0, False), "sinkhorn_iters": (0, False),
+    "n_samples": (2, False), "n_data": (2, False), "dt": (0.0, True), "lr": (0.0, True),
+    "hidden": (1, False), "layers": (1, False), "noise_dim": (1, False), "steps": (1, False),
+    "eval_every": (1, False), "eps": (0.0, True), "n_eval": (2, False), "target_seed": (0, False),
+    "seed": (0, False), "fail_at_step": (-1, False),
+}
+
+
+def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
+    """Type-check one raw value; ints are accepted for float keys, lists for tuple keys."""
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    ok: bool
+    if t == "bool":
+        ok = isinstance(value, bool)
+    elif t == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif t == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif t == "str":
+        ok = isinstance(value, str)
+    elif t == "Optional[str]":
+        ok = value is None or isinstance(value, str)
+    elif t.startswith("tuple"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+        value = tuple(float(v) for v in value) if ok else value
+    else:  # pragma: no cover - a new field type must be handled above
+        raise TypeError(f"unhandled config type {t} for {key}")
+    if not ok:
+        raise ConfigError(f"{where}: key {key!r} must be {t}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _validate(cfg: TrialConfig) -> None:
+    for key, allowed in _CHOICES.items():
+        value = getattr(cfg, key)
+        if value not in allowed():
+            raise ConfigError(f"key {key!r}: unknown value {value!r}; allowed: {', '.join(allowed())}")
+    for key, (low, strict) in _LOWER.items():
+        value = getattr(cfg, key)
+        if value < low or (strict and value == low):
+            raise ConfigError(f"key {key!r} = {value!r} out of range; allowed: {'>' if strict else '>='} {low}")
+    if cfg.k_min > cfg.k_max:
+        raise ConfigError(f"key 'k_min' = {cfg.k_min} must be <= k_max = {cfg.k_max}")
+    if cfg.target in ("torus1d", "torus2d") and cfg.amplitude >= 1.0:
+        raise ConfigError(f"key 'amplitude' = {cfg.amplitude} must be < 1 for torus targets (density stays positive)")
+    if cfg.bandwidth_min > cfg.bandwidth:
+        raise ConfigError(f"key 'bandwidth_min' = {cfg.bandwidth_min} must be <= bandwidth = {cfg.bandwidth}")
+    if any(s <= 0 for s in cfg.bandwidth_scales):
+        raise ConfigError(f"key 'bandwidth_scales' = {list(cfg.bandwidth_scales)}: every scale must be > 0")
+    if cfg.schedule == "exponential" and cfg.rate <= 0.0:
+        raise ConfigError("key 'rate' must be > 0 when schedule = 'exponential'")
+    if cfg.target == "file" and not cfg.target_path:
+        raise ConfigError("key 'target_path' is required when target = 'file'")
+    if cfg.eps >= 1.0:
+        raise ConfigError(f"key 'eps' = {cfg.eps} out of range; allowed: 0 < eps < 1")

@@ -1,0 +1,221 @@
+"""The results store: the only owner of the Parquet schema.  pandas/pyarrow only (no torch, no ray).
+
+Layout under ``<results>/<sweep>/``: ``trials/``, ``curves/``, ``spectra/``; one file per trial
+per table named ``<trial_id>.parquet``, written to a temporary name and renamed, so a crash
+never leaves a partial file and a re-run or resumed trial replaces its file instead of
+duplicating rows.  ``<results>`` may be a local path or an ``s3://`` URI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import uuid
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+TABLES = ("trials", "curves", "spectra")
+STATUSES = ("converged", "censored", "diverged", "error")
+
+# Fixed columns of `trials`; every TrialConfig key is added as its own column after these.
+TRIAL_FIELDS: list[pa.Field] = [
+    pa.field("schema_version", pa.int32(), nullable=False),
+    pa.field("sweep", pa.string()),
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),  # converged / censored / diverged / error
+    pa.field("convergence_time", pa.float64()),  # null unless converged
+    pa.field("steps_run", pa.int64()),
+    pa.field("t_final", pa.float64()),
+    pa.field("final_loss", pa.float64()),
+    pa.field("final_drift_rms", pa.float64()),
+    pa.field("final_worst_rel_error", pa.float64()),
+    pa.field("final_sample_distance", pa.float64()),
+    pa.field("noise_floor", pa.float64()),
+    pa.field("wall_time_s", pa.float64()),
+    pa.field("node", pa.string()),
+    pa.field("device_used", pa.string()),  # the device the trial ran on (config `device` is the request)
+    pa.field("attempts", pa.int32()),  # 1 + retries used
+    pa.field("error", pa.string()),  # last error message, null when none
+    pa.field("swept_axes", pa.string()),  # comma-separated names of the sweep's varied keys
+    pa.field("versions", pa.string()),  # JSON: python, torch, ray, ... versions
+    pa.field("git_commit", pa.string()),
+    pa.field("config_json", pa.string()),
+]
+
+CURVES_SCHEMA = pa.schema([
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("step", pa.int64(), nullable=False),
+    pa.field("t", pa.float64()),
+    pa.field("bandwidth", pa.float64()),
+    pa.field("loss", pa.float64()),
+    pa.field("drift_rms", pa.float64()),
+    pa.field("worst_rel_error", pa.float64()),
+    pa.field("sample_distance", pa.float64()),
+], metadata={"schema_version": str(SCHEMA_VERSION)})
+
+SPECTRA_SCHEMA = pa.schema([
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("step", pa.int64(), nullable=False),
+    pa.field("t", pa.float64()),
+    pa.field("k", pa.int64()),  # max_i |k_i|: the frequency shell (the frequency itself in 1-D)
+    pa.field("k_norm", pa.float64()),  # Euclidean |k|, what the linear theory's rate depends on
+    pa.field("k_vec", pa.string()),  # the integer frequency vector, e.g. "3" or "1,-2"
+    pa.field("error", pa.float64()),  # |E_q exp(i k.x) - phi_p(k)|
+], metadata={"schema_version": str(SCHEMA_VERSION)})
+
+_ARROW_OF_PY = {
+    "bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string(),
+    "Optional[str]": pa.string(), "tuple[float, ...]": pa.list_(pa.float64()),
+}
+
+
+def trials_schema(config_types: Mapping[str, str]) -> pa.Schema:
+    """Schema of `trials`: the fixed columns plus one column per config key (name -> type name)."""
+    fixed = {f.name for f in TRIAL_FIELDS}
+    extra = []
+    for name, type_name in config_types.items():
+        if name in fixed:
+            raise ValueError(f"config key {name!r} collides with a fixed trials column")
+        if type_name not in _ARROW_OF_PY:
+            raise TypeError(f"config key {name!r}: no Parquet type for {type_name!r}")
+        extra.append(pa.field(name, _ARROW_OF_PY[type_name]))
+    return pa.schema(TRIAL_FIELDS + extra, metadata={"schema_version": str(SCHEMA_VERSION)})
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local path or an s3:// URI (endpoint from ?endpoint_override= or env)."""
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), posixpath.abspath(uri)
+
+
+def sweep_uri(results: str, sweep: str) -> str:
+    """URI of one sweep's folder under a results root (keeps any ?query of an s3 URI)."""
+    base, _, query = results.partition("?")
+    joined = base.rstrip("/") + "/" + sweep
+    return joined + ("?" + query if query else "")
+
+
+def table_uri(sweep_root: str, table: str) -> str:
+    """URI of one table's folder under a sweep folder."""
+    base, _, query = sweep_root.partition("?")
+    return base.rstrip("/") + "/" + table + ("?" + query if query else "")
+
+
+def _write_atomic(table: pa.Table, folder_uri: str, name: str) -> str:
+    fs, folder = resolve(folder_uri)
+    fs.create_dir(folder, recursive=True)
+    final = f"{folder}/{name}.parquet"
+    tmp = f"{folder}/.tmp-{name}-{uuid.uuid4().hex}.parquet"
+    pq.write_table(table, tmp, filesystem=fs)
+    fs.move(tmp, final)  # atomic rename locally; on object stores the put itself is atomic
+    return final
+
+
+def _safe_name(trial_id: str) -> str:
+    if not trial_id or any(c in trial_id for c in "/\\?#") or trial_id.startswith("."):
+        raise ValueError(f"trial_id {trial_id!r} is not usable as a file name")
+    return trial_id
+
+
+def trial_row(
+    *,
+    sweep: str,
+    trial_id: str,
+    config: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    node: str,
+    attempts: int = 1,
+    error: Optional[str] = None,
+    swept_axes: Sequence[str] = (),
+    versions: Optional[Mapping[str, str]] = None,
+    git_commit: Optional[str] = None,
+) -> dict[str, Any]:
+    """One `trials` row from a config dict and a run_trial summary (or a failure)."""
+    row: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "sweep": sweep, "trial_id": trial_id,
+        "status": summary.get("status", "error"), "node": node, "attempts": attempts, "error": error,
+        "swept_axes": ",".join(swept_axes), "versions": json.dumps(dict(versions or {}), sort_keys=True),
+        "git_commit": git_commit, "config_json": json.dumps(dict(config), sort_keys=True),
+    }
+    for f in TRIAL_FIELDS:
+        if f.name not in row:
+            row[f.name] = summary.get(f.name)
+    if row["status"] not in STATUSES:
+        raise ValueError(f"status {row['status']!r} not one of {STATUSES}")
+    row.update(config)
+    return row
+
+
+def write_trial(sweep_root: str, trial_id: str, row: Mapping[str, Any], config_types: Mapping[str, str]) -> str:
+    """Write the one-row `trials` file of a trial."""
+    schema = trials_schema(config_types)
+    table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
+    return _write_atomic(table, table_uri(sweep_root, "trials"), _safe_name(trial_id))
+
+
+def write_curves(sweep_root: str, trial_id: str, reports: Iterable[Mapping[str, Any]]) -> str:
+    """Write the `curves` file of a trial from its per-eval reports."""
+    rows = [{f.name: (trial_id if f.name == "trial_id" else r.get(f.name)) for f in CURVES_SCHEMA} for r in reports]
+    table = pa.Table.from_pylist(rows, schema=CURVES_SCHEMA)
+    return _write_atomic(table, table_uri(sweep_root, "curves"), _safe_name(trial_id))
+
+
+def write_spectra(sweep_root: str, trial_id: str, reports: Iterable[Mapping[str, Any]]) -> str:
+    """Write the `spectra` file of a trial: one row per report per frequency (`spectrum_k`, `spectrum_error`)."""
+    cols: dict[str, list] = {f.name: [] for f in SPECTRA_SCHEMA}
+    for r in reports:
+        ks, errs = r.get("spectrum_k") or [], r.get("spectrum_error") or []
+        if len(ks) != len(errs):
+            raise ValueError(f"trial {trial_id} step {r.get('step')}: {len(ks)} frequencies but {len(errs)} errors")
+        for kv, e in zip(ks, errs):
+            kv = [int(c) for c in (kv if isinstance(kv, (list, tuple)) else [kv])]
+            cols["trial_id"].append(trial_id)
+            cols["step"].append(r.get("step"))
+            cols["t"].append(r.get("t"))
+            cols["k"].append(max(abs(c) for c in kv))
+            cols["k_norm"].append(sum(c * c for c in kv) ** 0.5)
+            cols["k_vec"].append(",".join(map(str, kv)))
+            cols["error"].append(e)
+    table = pa.Table.from_pydict(cols, schema=SPECTRA_SCHEMA)
+    return _write_atomic(table, table_uri(sweep_root, "spectra"), _safe_name(trial_id))
+
+
+def read_table(sweep_root: str, table: str) -> pd.DataFrame:
+    """Read one table of a sweep folder whole (ignores temporary files); raises if missing."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    fs, folder = resolve(table_uri(sweep_root, table))
+    info = fs.get_file_info(folder)
+    if info.type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"{sweep_root}: no {table}/ table (is this a drift_sweeps sweep folder?)")
+    selector = pafs.FileSelector(folder, recursive=False)
+    files = [f.path for f in fs.get_file_info(selector)
+             if f.is_file and f.path.endswith(".parquet") and not posixpath.basename(f.path).startswith(".")]
+    if not files:
+        raise FileNotFoundError(f"{sweep_root}: {table}/ holds no Parquet files")
+    dataset = pads.dataset(files, filesystem=fs, format="parquet")
+    return dataset.to_table().to_pandas()
+
+
+def trial_ids(sweep_root: str, table: str = "trials") -> set[str]:
+    """Trial ids that already have a file in `table` (empty if the folder does not exist)."""
+    fs, folder = resolve(table_uri(sweep_root, table))
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return set()
+    out = set()
+    for f in fs.get_file_info(pafs.FileSelector(folder)):
+        base = posixpath.basename(f.path)
+        if f.is_file and base.endswith(".parquet") and not base.startswith("."):
+            out.add(base[: -len(".parquet")])
+    return out

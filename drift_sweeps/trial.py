@@ -1,0 +1,191 @@
+"""The one trial loop: `run_trial(config, report)`.  Ray-free; every entry point calls it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Callable, Optional
+
+import torch
+
+from .config import TrialConfig
+from .core.geometry import wrap
+from .core.loss import drift_loss
+from .core.metrics import energy_distance, frequencies, noise_floor, spectrum_error
+from .core.operators import FieldSpec
+from .core.schedules import bandwidth_at
+from .core.targets import Target, TargetSpec, make_target
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[dict[str, Any]], None]
+
+# Metric names: identical in reports, Parquet columns and plot labels.
+CURVE_METRICS = ("step", "t", "bandwidth", "loss", "drift_rms", "worst_rel_error", "sample_distance")
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by `fail_at_step` to exercise failure handling."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' requested but CUDA is not available")
+    return torch.device(name)
+
+
+def build_target(cfg: TrialConfig) -> Target:
+    """The trial's target distribution."""
+    spec = TargetSpec(cfg.k_max, cfg.k_min, cfg.amplitude, cfg.phase, cfg.target_seed, cfg.target_path)
+    return make_target(cfg.target, spec)
+
+
+class _Generator(torch.nn.Module):
+    """One-step generator f(noise): an MLP with SiLU activations."""
+
+    def __init__(self, noise_dim: int, dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        mods: list[torch.nn.Module] = []
+        width = noise_dim
+        for _ in range(layers):
+            mods += [torch.nn.Linear(width, hidden), torch.nn.SiLU()]
+            width = hidden
+        mods.append(torch.nn.Linear(width, dim))
+        self.net = torch.nn.Sequential(*mods)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, Any]:
+    """Train one trial; call `report` every eval_every steps; return the summary.
+
+    Summary keys: status (converged / censored / diverged), convergence_time (None unless
+    converged), steps_run, t_final, final_* metrics, noise_floor, wall_time_s, device.
+    """
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    gen = torch.Generator().manual_seed(cfg.seed)  # every random draw of the trial comes from here
+    eval_gen = torch.Generator().manual_seed(cfg.seed + 1_000_003)
+    target = build_target(cfg)
+    periodic, dim = target.periodic, target.dim
+    draw = target.sample_stratified if cfg.sampler == "stratified" else target.sample
+
+    freqs = frequencies(dim, cfg.k_max) if target.fourier(frequencies(dim, 1)) is not None else None
+    exact = target.fourier(freqs) if freqs is not None else None
+    active = _active_index(target, freqs)
+    eval_data = target.sample(cfg.n_eval, eval_gen).to(device)
+    spectrum_k = freqs.tolist() if freqs is not None else []
+
+    if cfg.model == "particles":
+        x = target.init(cfg.n_samples, gen).to(device).requires_grad_(True)
+        params: list[torch.Tensor] = [x]
+        opt = None
+        net = None
+        eval_noise = None
+    else:
+        torch.manual_seed(cfg.seed)  # nn.Module init has no generator argument
+        net = _Generator(cfg.noise_dim, dim, cfg.hidden, cfg.layers).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        eval_noise = torch.randn(cfg.n_samples, cfg.noise_dim, generator=eval_gen).to(device)
+
+    def samples_now() -> torch.Tensor:
+        if net is None:
+            return x.detach()
+        with torch.no_grad():
+            return net(eval_noise)
+
+    e0: Optional[torch.Tensor] = None
+    d0: Optional[float] = None
+    status, conv_time, last = "censored", None, {}
+    step = 0
+    for step in range(cfg.steps + 1):
+        if step == cfg.fail_at_step:
+            raise InjectedFailure(f"fail_at_step={cfg.fail_at_step} reached")
+        t = step * cfg.dt
+        h = bandwidth_at(cfg.schedule, t, cfg.bandwidth, cfg.rate, cfg.bandwidth_min)
+        field = FieldSpec(cfg.kernel, h, periodic, True, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters)
+        pos = draw(cfg.n_data, gen).to(device)
+        if net is None:
+            loss, v = drift_loss(x, pos, cfg.operator, field, cfg.stop_gradient)
+            (grad,) = torch.autograd.grad(loss, x)
+        else:
+            z = torch.randn(cfg.n_samples, cfg.noise_dim, generator=gen).to(device)
+            loss, v = drift_loss(net(z), pos, cfg.operator, field, cfg.stop_gradient)
+        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(v).all())
+
+        if step % cfg.eval_every == 0 or step == cfg.steps or not finite:
+            xs = samples_now()
+            metrics: dict[str, Any] = {
+                "step": step, "t": t, "bandwidth": h, "loss": float(loss.detach()),
+                "drift_rms": float(v.square().sum(-1).mean().sqrt()),
+            }
+            if finite and bool(torch.isfinite(xs).all()):
+                err = spectrum_error(xs, freqs, exact) if freqs is not None else None
+                dist = energy_distance(xs, eval_data, periodic)
+                e0 = err if e0 is None else e0
+                d0 = dist if d0 is None else d0
+                metrics["worst_rel_error"] = _worst_rel(err, e0, active, dist, d0)
+                metrics["sample_distance"] = dist
+                metrics["spectrum_k"] = spectrum_k
+                metrics["spectrum_error"] = err.tolist() if err is not None else []
+            else:
+                finite = False
+                metrics.update(worst_rel_error=math.nan, sample_distance=math.nan, spectrum_k=spectrum_k,
+                               spectrum_error=[math.nan] * len(spectrum_k))
+            last = metrics
+            if report is not None:
+                report(metrics)
+            if not finite:
+                status = "diverged"
+                break
+            if step > 0 and metrics["worst_rel_error"] <= cfg.eps:
+                status, conv_time = "converged", t
+                break
+        if step == cfg.steps:
+            break
+        if net is None:
+            with torch.no_grad():
+                # x <- x - (dt N / 2) grad: exactly x + dt V under the stop-gradient
+                x -= 0.5 * cfg.dt * cfg.n_samples * grad
+                if periodic:
+                    x.copy_(wrap(x))
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return {
+        "status": status,
+        "convergence_time": conv_time,
+        "steps_run": step,
+        "t_final": step * cfg.dt,
+        "final_loss": last.get("loss", math.nan),
+        "final_drift_rms": last.get("drift_rms", math.nan),
+        "final_worst_rel_error": last.get("worst_rel_error", math.nan),
+        "final_sample_distance": last.get("sample_distance", math.nan),
+        "noise_floor": noise_floor(cfg.n_samples),
+        "wall_time_s": time.perf_counter() - start,
+        "device_used": str(device),
+    }
+
+
+def _active_index(target: Target, freqs: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Indices into freqs of the modes the target carries (where relative error is defined)."""
+    modes = target.active_modes()
+    if freqs is None or modes is None:
+        return None
+    hit = (freqs.unsqueeze(1) == modes.unsqueeze(0)).all(-1).any(1)  # (F,)
+    return torch.nonzero(hit).squeeze(1)
+
+
+def _worst_rel(err: Optional[torch.Tensor], e0: Optional[torch.Tensor], active: Optional[torch.Tensor],
+               dist: float, d0: float) -> float:
+    """max_k e_k(t)/e_k(0) over the target's modes; distance ratio for targets without a spectrum."""
+    if err is not None and active is not None and active.numel() > 0:
+        return float((err[active] / e0[active].clamp_min(1e-300)).max())
+    return dist / d0 if d0 > 0 else math.nan
