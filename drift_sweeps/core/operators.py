@@ -101,7 +101,8 @@ def meanshift(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: Fiel
 def _deng_single(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec, h: float) -> torch.Tensor:
     m = pos.shape[0]
     logits = torch.cat([_logk(x, pos, field, h), _neg_logk(x, neg, field, h)], dim=1)  # (N, M+K)
-    a = torch.sqrt(torch.softmax(logits, dim=1) * torch.softmax(logits, dim=0))  # (N, M+K)
+    # sqrt(row softmax * column softmax), in log space so masked pairs have a zero gradient
+    a = torch.exp(0.5 * (torch.log_softmax(logits, dim=1) + torch.log_softmax(logits, dim=0)))  # (N, M+K)
     a_pos, a_neg = a[:, :m], a[:, m:]
     w_pos = a_pos * a_neg.sum(1, keepdim=True)  # (N, M)
     w_neg = a_neg * a_pos.sum(1, keepdim=True)  # (N, K)
