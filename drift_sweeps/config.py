@@ -33,6 +33,7 @@ class TrialConfig:
     kernel: str = "gaussian"  # registry name: gaussian, laplacian, cauchy
     operator: str = "meanshift"  # registry name: meanshift, deng, score, mmd, sinkhorn
     bandwidth: float = 1.0  # h0, the bandwidth at t = 0
+    bandwidth_per_kmax: bool = False  # True: h0 = bandwidth / k_max (the "best fixed h ~ c/K_max" family)
     schedule: str = "constant"  # registry name: constant, exponential
     rate: float = 0.0  # annealing rate r of h(t) = h0 exp(-r t)
     bandwidth_min: float = 0.0  # floor h_min of the exponential schedule

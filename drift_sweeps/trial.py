@@ -38,6 +38,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def initial_bandwidth(cfg: TrialConfig) -> float:
+    """h0: the configured bandwidth, divided by k_max when bandwidth_per_kmax is set."""
+    return cfg.bandwidth / cfg.k_max if cfg.bandwidth_per_kmax else cfg.bandwidth
+
+
 def build_target(cfg: TrialConfig) -> Target:
     """The trial's target distribution."""
     spec = TargetSpec(cfg.k_max, cfg.k_min, cfg.amplitude, cfg.phase, cfg.target_seed, cfg.target_path)
@@ -99,6 +104,7 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
         with torch.no_grad():
             return net(eval_noise)
 
+    h0 = initial_bandwidth(cfg)
     e0: Optional[torch.Tensor] = None
     d0: Optional[float] = None
     status, conv_time, last = "censored", None, {}
@@ -107,7 +113,7 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
         if step == cfg.fail_at_step:
             raise InjectedFailure(f"fail_at_step={cfg.fail_at_step} reached")
         t = step * cfg.dt
-        h = bandwidth_at(cfg.schedule, t, cfg.bandwidth, cfg.rate, cfg.bandwidth_min)
+        h = bandwidth_at(cfg.schedule, t, h0, cfg.rate, cfg.bandwidth_min)
         field = FieldSpec(cfg.kernel, h, periodic, True, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters)
         pos = draw(cfg.n_data, gen).to(device)
         if net is None:
