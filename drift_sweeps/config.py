@@ -24,7 +24,8 @@ class TrialConfig:
     # what to fit
     target: str = "torus1d"  # registry name: torus1d, torus2d, checkerboard, gaussian_grid, swiss_roll, file
     k_max: int = 4  # highest frequency (torus) / cells or modes per side (plane sets)
-    k_min: int = 1  # lowest frequency carried by a torus target (k_min = k_max: a single mode)
+    k_min: int = 1  # lowest frequency carried by a torus target
+    target_modes: str = "band"  # torus targets: "band" carries k_min..k_max, "single" only k_max
     amplitude: float = 0.8  # torus targets: total cosine amplitude, < 1 keeps p positive
     phase: str = "random"  # torus targets: "random" (seeded by target_seed) or "zero"
     target_seed: int = 0  # fixes the target itself, independent of the trial seed
@@ -102,6 +103,7 @@ _CHOICES = {
     "schedule": lambda: SCHEDULES.names(),
     "model": lambda: ["particles", "mlp"],
     "phase": lambda: ["random", "zero"],
+    "target_modes": lambda: ["band", "single"],
     "sampler": lambda: ["stratified", "iid"],
     "device": lambda: ["auto", "cpu", "cuda"],
 }

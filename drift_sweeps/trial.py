@@ -45,7 +45,8 @@ def initial_bandwidth(cfg: TrialConfig) -> float:
 
 def build_target(cfg: TrialConfig) -> Target:
     """The trial's target distribution."""
-    spec = TargetSpec(cfg.k_max, cfg.k_min, cfg.amplitude, cfg.phase, cfg.target_seed, cfg.target_path)
+    spec = TargetSpec(cfg.k_max, cfg.k_min, cfg.amplitude, cfg.phase, cfg.target_seed, cfg.target_path,
+                      cfg.target_modes)
     return make_target(cfg.target, spec)
 
 

@@ -27,6 +27,7 @@ class TargetSpec:
     phase: str = "random"  # "random" (drawn from target_seed) or "zero"
     target_seed: int = 0
     path: Optional[str] = None  # for `file`
+    modes: str = "band"  # torus: "band" carries k_min..k_max, "single" only k_max
 
 
 class Target:
@@ -165,7 +166,8 @@ def _torus_modes(dim: int, k_min: int, k_max: int) -> torch.Tensor:
 
 def _periodic(name: str, dim: int) -> TargetFactory:
     def make(spec: TargetSpec) -> Target:
-        modes = _torus_modes(dim, spec.k_min, spec.k_max)  # (F, D)
+        k_low = spec.k_max if spec.modes == "single" else spec.k_min
+        modes = _torus_modes(dim, k_low, spec.k_max)  # (F, D)
         gen = torch.Generator().manual_seed(spec.target_seed)
         amps = torch.full((modes.shape[0],), spec.amplitude / modes.shape[0], dtype=torch.float64)
         if spec.phase == "random":
