@@ -1,0 +1,258 @@
+"""`python -m analysis.report RESULTS/SWEEP [--out DIR] [--eps E] [--baseline SPEC]`: tables, figures, report.md.
+
+Writes into DIR (default: SWEEP/report for a local folder, ./reports/<sweep> for s3://): report.md
+with the tables and the figures linked, the figures as PNG and SVG, and the tables as CSV (+ the
+comparison as Markdown and LaTeX).  Prints the comparison table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .fits import CI_LEVEL, LAWS, N_BOOT
+from .formatting import markdown
+from .load import SweepFolderError, load_sweep
+from .plots import (ablation_data, decay_rate_data, default_heatmap_trials, draw_ablation, draw_decay_rates,
+                    draw_scaling, draw_scaling_by_group, draw_spectrum_heatmaps, scaling_data, short_labels,
+                    spectrum_heatmap_data)
+from .predict import FLOOR_FACTOR
+from .tables import Analysis, analyse_sweep, comparison_display, write_tables
+
+log = logging.getLogger(__name__)
+
+
+def default_out_dir(sweep_root: str, name: str) -> str:
+    """SWEEP/report for a local sweep folder; ./reports/<name> for a remote one."""
+    if "://" in sweep_root:
+        return os.path.join("reports", name)
+    return os.path.join(sweep_root, "report")
+
+
+def draw_all(analysis: Analysis, out_dir: str, heatmap_trials: Optional[Sequence[str]] = None) -> dict[str, list[str]]:
+    """Compute and draw every figure into out_dir/figures; returns figure name -> written paths."""
+    fig_dir = os.path.join(out_dir, "figures")
+    labels, _ = short_labels(analysis)
+    trials = list(heatmap_trials) if heatmap_trials else default_heatmap_trials(analysis)
+    figures = {}
+    if analysis.sweep.scaling_axis:
+        scaling = scaling_data(analysis)
+        figures["scaling"] = draw_scaling(scaling, os.path.join(fig_dir, "scaling"))
+        figures["scaling_by_group"] = draw_scaling_by_group(scaling, os.path.join(fig_dir, "scaling_by_group"))
+    return {
+        **figures,
+        "spectrum_heatmaps": draw_spectrum_heatmaps(
+            spectrum_heatmap_data(analysis.sweep, trials, analysis.times, labels),
+            os.path.join(fig_dir, "spectrum_heatmaps")),
+        "decay_rates": draw_decay_rates(decay_rate_data(analysis), os.path.join(fig_dir, "decay_rates")),
+        "ablation": draw_ablation(ablation_data(analysis), os.path.join(fig_dir, "ablation")),
+    }
+
+
+def _fig(figures: dict[str, list[str]], name: str, out_dir: str, alt: str) -> str:
+    paths = figures.get(name, [])
+    png = next((p for p in paths if p.endswith(".png")), None)
+    svg = next((p for p in paths if p.endswith(".svg")), None)
+    if png is None:
+        return f"*(figure {name} not drawn)*"
+    rel_png = os.path.relpath(png, out_dir)
+    rel_svg = os.path.relpath(svg, out_dir) if svg else rel_png
+    return f"![{alt}]({rel_png})\n\n[SVG]({rel_svg})"
+
+
+def decay_summary(analysis: Analysis) -> pd.DataFrame:
+    """Per group: (trial, mode) pairs, how many had a usable window, median measured / predicted rate."""
+    r = analysis.rates
+    rows = []
+    for g, p in r.groupby("group", sort=False):
+        u = p[p["usable"]]
+        ratio = (u["rate_measured"] / u["rate_predicted"]).replace([np.inf, -np.inf], np.nan).dropna()
+        rows.append({"group": g, "modes": len(p), "usable": len(u),
+                     "median_measured_over_predicted": float(ratio.median()) if len(ratio) else np.nan,
+                     "ratio_q25": float(ratio.quantile(0.25)) if len(ratio) else np.nan,
+                     "ratio_q75": float(ratio.quantile(0.75)) if len(ratio) else np.nan})
+    return pd.DataFrame(rows, columns=["group", "modes", "usable", "median_measured_over_predicted", "ratio_q25",
+                                       "ratio_q75"])
+
+
+def _fits_display(analysis: Analysis) -> pd.DataFrame:
+    f = analysis.fits
+    if f.empty:
+        return f
+    labels, _ = short_labels(analysis)
+    out = pd.DataFrame({"group": f["group"].map(labels), "law": f["formula"], "a": f["a"], "a_lo": f["a_lo"],
+                        "a_hi": f["a_hi"], "b": f["b"], "b_lo": f["b_lo"], "b_hi": f["b_hi"], "b_se": f["b_se"],
+                        "sigma": f["sigma"],
+                        "AIC": f["aic"], "dAIC": f["delta_aic"], "BIC": f["bic"], "weight": f["weight"],
+                        "support": f["best_support"], "n": f["n"], "censored": f["n_censored"],
+                        "best": f["best"], "note": f["reason"].replace("", "-")})
+    return out
+
+
+def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dict[str, str], out_dir: str) -> str:
+    """The text of report.md."""
+    sw = analysis.sweep
+    tr = sw.trials
+    keys = sw.group_keys
+    status = ", ".join(f"{n} {s}" for s, n in tr["status"].value_counts().items())
+    eps = f"{analysis.eps:g} (recomputed post hoc from the curves)" if analysis.eps is not None else \
+        "each trial's own eps (" + ", ".join(f"{e:g}" for e in sorted(tr["eps"].unique())) + ")"
+    commits = ", ".join(sorted({str(c) for c in tr["git_commit"].dropna().unique()})) or "unknown"
+    versions = sorted({v for v in tr["versions"].dropna().unique() if v not in ("", "{}")})
+    lines = [
+        f"# Sweep `{sw.name}`: convergence-time report",
+        "",
+        f"- folder: `{sw.root}`",
+        f"- trials: {len(tr)} ({status})",
+        f"- convergence threshold eps: {eps}",
+        f"- swept axes: {', '.join(sw.axes) or 'none'} (+ seed); groups are {', '.join(keys) or 'the whole sweep'}"
+        + (f", fitted against {sw.scaling_axis}" if sw.scaling_axis else ""),
+        f"- reference group for speed-ups: `{analysis.baseline}`",
+        f"- git commit(s): {commits}" + (f"; versions: `{versions[0]}`" if len(versions) == 1 else ""),
+        f"- generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by `python -m analysis.report`",
+        "",
+        "## Comparison",
+        "",
+        (f"One row per group at k_max = {analysis.k_ref:g} (the largest k_max every group ran). " if analysis.k_ref
+         is not None else "One row per group. ")
+        + "`median_T` is the Kaplan-Meier median convergence time over seeds (censored trials count as "
+        "'not yet converged'; `>x` means fewer than half converged by x) at K_ref, with a "
+        f"{int(CI_LEVEL * 100)}% bootstrap "
+        "interval; `T_theory` is the linear theory (MATH.md section 4); `best_law` is the scaling law with the "
+        "lowest AIC, `a`, `b` its coefficients with bootstrap CIs, `dT_per_doubling` what doubling k_max from K_ref "
+        "adds to T under it, `law_support` the fraction of bootstrap replicates choosing that law; `speedup` is the "
+        "reference group's median T over the row's (`>`/`<`: bound, because one median is censored). `trials`, "
+        "`failed` (diverged or error, left out of times and fits) and `frac_converged` count all k_max of the group.",
+        "",
+        markdown(comparison_display(analysis.comparison, keys)),
+        "",
+    ]
+    if sw.scaling_axis:
+        lines += [
+            _fig(figures, "scaling", out_dir, "T against k_max"),
+            "",
+            "Convergence time against k_max: dots are converged trials, open triangles censored trials drawn at "
+            "the time they were last seen unconverged (true T is above), solid lines each group's best law, "
+            "dotted the linear theory. Every law per group is drawn under Scaling-law fits.",
+            "",
+        ]
+    if sw.scaling_axis:
+        per_k = analysis.per_k.drop(columns=["group"])
+        lines += ["## Times per k_max", "", markdown(per_k), ""]
+        lines += ["## Scaling-law fits", "",
+                  "Censored regression (Tobit): censored trials enter the likelihood as lower bounds. Likelihoods "
+                  "are in units of T, so AIC/BIC compare across laws; `weight` is the Akaike weight, `support` the "
+                  f"bootstrap selection frequency; CIs from {analysis.n_boot} bootstrap replicates over "
+                  "seeds (over trials within each k_max when a group has fewer than 3 seeds); `b_se` is the Wald "
+                  "standard error of b (from the fit's curvature, so it reflects the scatter about the law). Laws: "
+                  + "; ".join(f"`{law.formula}`" for law in LAWS.values()) + ".", "",
+                  markdown(_fits_display(analysis)), "",
+                  _fig(figures, "scaling_by_group", out_dir, "all laws per group"), "",
+                  "Each group with all three laws (best solid; dAIC = AIC minus the best law's) and the linear "
+                  "theory (black dotted).", ""]
+    ds = decay_summary(analysis)
+    labels, _ = short_labels(analysis)
+    ds["group"] = ds["group"].map(labels)
+    lines += [
+        "## Per-mode decay rates",
+        "",
+        f"Slope of log e_k(t) against t for each active mode of each trial, over the window from t = 0 until the "
+        f"error first falls below {FLOOR_FACTOR:g} x the trial's `noise_floor`; the prediction is the linear "
+        "theory's average rate over the same window (lambda(k) for a constant bandwidth).",
+        "",
+        markdown(ds.rename(columns={"median_measured_over_predicted": "measured/predicted (median)"})),
+        "",
+        _fig(figures, "decay_rates", out_dir, "measured vs predicted decay rates"),
+        "",
+        "## Per-frequency error",
+        "",
+        "log10 of e_k(t)/e_k(0) for one trial per group (largest k_max, lowest seed): red above eps, blue "
+        "below, black contour at eps, cyan dashed line at the convergence time.",
+        "",
+        _fig(figures, "spectrum_heatmaps", out_dir, "per-frequency error heatmaps"),
+        "",
+        "## Ablation view",
+        "",
+        _fig(figures, "ablation", out_dir, "T and fraction converged per group"),
+        "",
+        "## Notes",
+        "",
+    ]
+    notes = list(analysis.notes) + [
+        "No figure of generated samples over the target density: the Parquet tables hold no samples.",
+        "Measured times are the first evaluation at or below eps, so they can exceed a continuous-time "
+        "prediction by up to eval_every x dt.",
+    ]
+    if analysis.eps is not None and analysis.eps < tr["eps"].max():
+        notes.append("A trial stops when it reaches its own eps; at a stricter post-hoc eps such a trial is "
+                     "censored at its stopping time.")
+    lines += [f"- {n}" for n in notes]
+    lines += ["", "## Files", ""] + [f"- [{name}]({os.path.relpath(p, out_dir)})" for name, p in sorted(tables.items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(sweep_root: str, out_dir: Optional[str] = None, eps: Optional[float] = None,
+                 baseline: Optional[str] = None, n_boot: int = N_BOOT, k_ref: Optional[float] = None,
+                 heatmap_trials: Optional[Sequence[str]] = None, interpolate: bool = False,
+                 criterion: str = "aic", floor_factor: float = FLOOR_FACTOR, seed: int = 0) -> tuple[Analysis, str]:
+    """Analyse a sweep folder and write report.md, figures and tables into out_dir; returns (analysis, report path)."""
+    sweep = load_sweep(sweep_root)
+    out_dir = out_dir or default_out_dir(sweep_root, sweep.name)
+    analysis = analyse_sweep(sweep, eps=eps, baseline=baseline, n_boot=n_boot, seed=seed, interpolate=interpolate,
+                             criterion=criterion, k_ref=k_ref, floor_factor=floor_factor)
+    tables = write_tables(analysis, out_dir)
+    figures = draw_all(analysis, out_dir, heatmap_trials)
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as fh:
+        fh.write(render_report(analysis, figures, tables, out_dir))
+    with open(os.path.join(out_dir, "report_args.json"), "w") as fh:
+        json.dump({"sweep": sweep_root, "eps": eps, "baseline": analysis.baseline, "n_boot": n_boot,
+                   "k_ref": analysis.k_ref, "interpolate": interpolate, "criterion": criterion,
+                   "floor_factor": floor_factor, "seed": seed}, fh, indent=2, default=str)
+    return analysis, path
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
+    p.add_argument("sweep", help="a sweep folder (RESULTS/SWEEP), local or s3://")
+    p.add_argument("--out", help="output folder (default: SWEEP/report, or ./reports/<sweep> for s3://)")
+    p.add_argument("--eps", type=float, help="convergence threshold, recomputed post hoc (default: each trial's own)")
+    p.add_argument("--baseline", help="reference group, e.g. 'schedule=constant' or "
+                                      "'kernel=gaussian,schedule=constant' "
+                                      "(default: the first group)")
+    p.add_argument("--k-ref", type=float, help="k_max at which groups are compared (default: largest common k_max)")
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap replicates (default {N_BOOT})")
+    p.add_argument("--trials", help="comma-separated trial ids for the per-frequency heatmaps")
+    p.add_argument("--interpolate", action="store_true", help="interpolate crossing times between evaluations")
+    p.add_argument("--criterion", choices=("aic", "bic"), default="aic", help="law selection criterion")
+    p.add_argument("--floor-factor", type=float, default=FLOOR_FACTOR,
+                   help=f"decay rates are fitted while error > this x noise_floor (default {FLOOR_FACTOR:g})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.eps is not None and not 0.0 < args.eps < 1.0:
+        p.error(f"--eps {args.eps}: must be between 0 and 1")
+    try:
+        analysis, path = write_report(
+            args.sweep, args.out, args.eps, args.baseline, args.n_boot, args.k_ref,
+            args.trials.split(",") if args.trials else None, args.interpolate, args.criterion, args.floor_factor,
+            args.seed)
+    except (SweepFolderError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(comparison_display(analysis.comparison, analysis.sweep.group_keys)))
+    print(f"\nreport: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

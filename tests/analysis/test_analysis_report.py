@@ -1,0 +1,100 @@
+"""Figures render with Agg to non-empty files; the report runs on a real tiny sweep."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from analysis import plots
+from analysis.report import main
+from analysis.tables import analyse_sweep
+
+
+@pytest.fixture(scope="module", params=[None, 0.3], ids=["run-eps", "eps-0.3"])
+def analysis(request, tiny_sweep):
+    # at the run's eps too few K converge for a fit; at 0.3 both groups converge at two K values
+    return analyse_sweep(tiny_sweep, eps=request.param, n_boot=20)
+
+
+def _check(paths):
+    assert sorted(os.path.splitext(p)[1] for p in paths) == [".png", ".svg"]
+    for p in paths:
+        assert os.path.getsize(p) > 1000, p
+
+
+def test_backend_is_agg():
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_scaling_figure(analysis, tmp_path):
+    data = plots.scaling_data(analysis)
+    assert set(data["points"]["group"]) == set(analysis.times["group"])
+    if analysis.eps == 0.3:
+        assert data["laws"]["best"].any()
+    _check(plots.draw_scaling(data, str(tmp_path / "scaling")))
+    _check(plots.draw_scaling_by_group(data, str(tmp_path / "scaling_by_group")))
+
+
+def test_spectrum_heatmaps(analysis, tmp_path):
+    trials = plots.default_heatmap_trials(analysis)
+    assert len(trials) == 2  # one per group
+    data = plots.spectrum_heatmap_data(analysis.sweep, trials, analysis.times)
+    assert data[0]["grid"].shape[0] == 4  # k = 1..4 at the largest k_max
+    _check(plots.draw_spectrum_heatmaps(data, str(tmp_path / "heat")))
+    _check(plots.draw_spectrum_heatmaps([], str(tmp_path / "heat_empty")))
+
+
+def test_decay_rate_figure(analysis, tmp_path):
+    data = plots.decay_rate_data(analysis)
+    _check(plots.draw_decay_rates(data, str(tmp_path / "rates")))
+    empty = {**data, "rates": data["rates"].iloc[:0], "curves": data["curves"].iloc[:0]}
+    _check(plots.draw_decay_rates(empty, str(tmp_path / "rates_empty")))
+
+
+def test_ablation_figure(analysis, tmp_path):
+    data = plots.ablation_data(analysis)
+    assert data["k"] == 4
+    _check(plots.draw_ablation(data, str(tmp_path / "ablation")))
+
+
+def test_decay_rates_are_measured_and_predicted(analysis):
+    r = analysis.rates
+    assert len(r) and r["usable"].any()
+    u = r[r["usable"]]
+    assert (u["rate_measured"] > 0).all() and (u["rate_predicted"] > 0).all()
+    # the linear theory should hold to within a factor ~2 on the modes above the noise threshold
+    ratio = (u["rate_measured"] / u["rate_predicted"]).median()
+    assert 0.5 < ratio < 2.0
+
+
+def test_report_cli(tiny_sweep, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main([tiny_sweep, "--out", str(out), "--eps", "0.3", "--n-boot", "20",
+                 "--baseline", "schedule=constant"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| schedule |") and "report.md" in printed
+    text = (out / "report.md").read_text()
+    for heading in ("## Comparison", "## Times per k_max", "## Scaling-law fits", "## Per-mode decay rates",
+                    "## Per-frequency error", "## Ablation view", "## Notes"):
+        assert heading in text
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert any(link.endswith(".png") for link in links)
+    for link in links:
+        assert (out / link).is_file() and (out / link).stat().st_size > 0, link
+    assert "Parquet tables hold no samples" in text
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert len(comparison) == 2 and {"median_T", "best_law", "speedup"} <= set(comparison.columns)
+    assert comparison.loc[comparison["schedule"] == "constant", "speedup"].iloc[0] == 1.0
+    tex = (out / "comparison.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\bottomrule" in tex
+
+
+def test_report_cli_default_out_and_errors(tiny_sweep, tmp_path, capsys):
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main([tiny_sweep, "--n-boot", "0", "--baseline", "schedule=nope"]) == 2
+    assert "matches 0 groups" in capsys.readouterr().err
