@@ -12,7 +12,7 @@ import json
 import logging
 import posixpath
 import uuid
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -94,6 +94,10 @@ def trials_schema(config_types: Mapping[str, str]) -> pa.Schema:
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) for a local path or an s3:// URI (endpoint from ?endpoint_override= or env)."""
     if "://" in uri:
+        if uri.startswith("s3://") and "allow_delayed_open=" not in uri:
+            # small files then go up in one PutObject instead of a multipart upload: fewer round
+            # trips, and S3 emulators (moto 5.2) reject pyarrow 26's CompleteMultipartUpload
+            uri += ("&" if "?" in uri else "?") + "allow_delayed_open=true"
         fs, path = pafs.FileSystem.from_uri(uri)
         return fs, path.rstrip("/")
     return pafs.LocalFileSystem(), posixpath.abspath(uri)
@@ -117,9 +121,20 @@ def _write_atomic(table: pa.Table, folder_uri: str, name: str) -> str:
     fs.create_dir(folder, recursive=True)
     final = f"{folder}/{name}.parquet"
     tmp = f"{folder}/.tmp-{name}-{uuid.uuid4().hex}.parquet"
-    pq.write_table(table, tmp, filesystem=fs)
-    fs.move(tmp, final)  # atomic rename locally; on object stores the put itself is atomic
+    try:
+        pq.write_table(table, tmp, filesystem=fs)
+        fs.move(tmp, final)  # atomic rename locally; on object stores the put itself is atomic
+    except BaseException:
+        _delete_quietly(fs, tmp)
+        raise
     return final
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except OSError:
+        pass  # never written, or already gone
 
 
 def _safe_name(trial_id: str) -> str:
@@ -219,3 +234,80 @@ def trial_ids(sweep_root: str, table: str = "trials") -> set[str]:
         if f.is_file and base.endswith(".parquet") and not base.startswith("."):
             out.add(base[: -len(".parquet")])
     return out
+
+
+# ---- sweep folder housekeeping (JSON records, removal) -----------------------------------------
+
+def write_json(sweep_root: str, relpath: str, obj: Any) -> str:
+    """Write a JSON record (e.g. ``sweep.json``, ``configs/<trial_id>.json``) atomically under a sweep folder."""
+    folder_rel, _, name = relpath.rpartition("/")
+    fs, root = resolve(sweep_root)
+    folder = f"{root}/{folder_rel}" if folder_rel else root
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.tmp-{name}-{uuid.uuid4().hex}"
+    try:
+        with fs.open_output_stream(tmp) as out:
+            out.write(json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+        fs.move(tmp, f"{folder}/{name}")
+    except BaseException:
+        _delete_quietly(fs, tmp)
+        raise
+    return f"{folder}/{name}"
+
+
+def read_json(sweep_root: str, relpath: str) -> Any:
+    """Read a JSON record under a sweep folder; None when it does not exist."""
+    fs, root = resolve(sweep_root)
+    path = f"{root}/{relpath}"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.readall().decode())
+
+
+def remove_trials(sweep_root: str, which: Callable[[str], bool]) -> set[str]:
+    """Delete every table file and config record of the trial ids for which `which(trial_id)` is true."""
+    fs, root = resolve(sweep_root)
+    removed: set[str] = set()
+    for table in TABLES:
+        for tid in trial_ids(sweep_root, table):
+            if which(tid):
+                fs.delete_file(f"{root}/{table}/{tid}.parquet")
+                removed.add(tid)
+    configs = f"{root}/configs"
+    if fs.get_file_info(configs).type == pafs.FileType.Directory:
+        for f in fs.get_file_info(pafs.FileSelector(configs)):
+            base = posixpath.basename(f.path)
+            if f.is_file and base.endswith(".json") and not base.startswith(".") and which(base[: -len(".json")]):
+                fs.delete_file(f.path)
+    return removed
+
+
+def remove_temporaries(sweep_root: str) -> int:
+    """Delete the hidden temporary files a killed writer may have left in the table folders; returns how many."""
+    fs, root = resolve(sweep_root)
+    n = 0
+    for sub in (*TABLES, "configs"):
+        folder = f"{root}/{sub}"
+        if fs.get_file_info(folder).type != pafs.FileType.Directory:
+            continue
+        for f in fs.get_file_info(pafs.FileSelector(folder)):
+            if f.is_file and posixpath.basename(f.path).startswith(".tmp-"):
+                _delete_quietly(fs, f.path)
+                n += 1
+    return n
+
+
+def sweep_exists(sweep_root: str) -> bool:
+    """True when the sweep folder exists and holds anything."""
+    fs, root = resolve(sweep_root)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return False
+    return bool(fs.get_file_info(pafs.FileSelector(root)))
+
+
+def remove_sweep(sweep_root: str) -> None:
+    """Delete a whole sweep folder (its tables, records and Tune state)."""
+    fs, root = resolve(sweep_root)
+    if fs.get_file_info(root).type == pafs.FileType.Directory:
+        fs.delete_dir(root)

@@ -1,0 +1,162 @@
+"""Shared fixtures: tiny search spaces, short temp folders for Ray, a local S3 endpoint, process cleanup."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import yaml
+
+# Ray reads these when it starts; set them explicitly so every node of every test agrees
+# (a token left in the home folder by an earlier ray.init() otherwise splits auth modes).
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+
+# A trial small enough for a test: ~20 steps of 128 particles, a report every 5 steps.
+TINY_BASE = {
+    "target": "torus1d", "k_max": 2, "n_samples": 128, "n_data": 128, "n_eval": 128,
+    "dt": 0.2, "steps": 20, "eval_every": 5, "bandwidth": 1.0,
+}
+
+
+def _write_space(folder: Path, name: str, **fields) -> Path:
+    doc = {"name": name, "description": f"test space {name}", "search": "grid", "base": dict(TINY_BASE)}
+    base_extra = fields.pop("base_extra", {})
+    doc.update(fields)
+    doc["base"] = {**doc["base"], **base_extra}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def make_space(tmp_path: Path) -> Callable[..., Path]:
+    """make_space(name, base_extra={...}, **top_level_keys) writes `<tmp>/spaces/<name>.yaml`, base = TINY_BASE.
+
+    (A fixture, not an importable helper: tests/analysis has a conftest module of its own.)
+    """
+    folder = tmp_path / "spaces"
+    folder.mkdir(exist_ok=True)
+    return lambda name, **fields: _write_space(folder, name, **fields)
+
+
+@pytest.fixture
+def tiny_base() -> dict:
+    """The base config of the test spaces."""
+    return dict(TINY_BASE)
+
+
+@pytest.fixture
+def ray_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A short temp folder for Ray's sockets and logs (unix socket paths must stay < 108 chars).
+
+    RAY_TMPDIR points there too, so Ray's "current cluster" address file (which `Cluster` writes to
+    the default temp folder whatever its temp_dir) never leaks to other Ray users of this machine.
+    """
+    d = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    os.makedirs(os.path.join(d, "ray"))
+    monkeypatch.setenv("RAY_TMPDIR", d)
+    yield d
+    kill_processes_mentioning(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def local_ray(ray_tmp: str) -> Iterator[None]:
+    """A tiny embedded Ray (2 CPUs, small object store, temp folder of its own), shut down afterwards."""
+    import ray
+
+    ray.init(num_cpus=2, _temp_dir=ray_tmp, include_dashboard=False, object_store_memory=150 * 2**20,
+             logging_level="WARNING")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 with bucket `drift`; AWS_* variables point boto3 and pyarrow at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+                       "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="drift")
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture
+def kill_leftovers() -> Callable[..., list[int]]:
+    """kill_leftovers(text, session=None): SIGKILL by pid what a killed driver left behind."""
+    return kill_processes_mentioning
+
+
+def kill_processes_mentioning(text: str, session: int | None = None) -> list[int]:
+    """SIGKILL, one pid at a time, the processes whose command line contains `text` (a unique temp
+    folder) or that belong to process session `session`; returns the pids killed."""
+    pids = set(_pids_mentioning(text))
+    if session is not None:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                try:
+                    if os.getsid(int(entry)) == session:
+                        pids.add(int(entry))
+                except OSError:
+                    continue
+    for pid in sorted(pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and _alive(p) for p in pids):
+        time.sleep(0.1)
+    return sorted(pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
