@@ -49,6 +49,14 @@ def active_mode_norms(target: str, k_min: int, k_max: int) -> list[float]:
     return [float(k) for k in ks]
 
 
+def lowest_mode(cfg: Mapping, k_max: Optional[int] = None) -> int:
+    """Lowest frequency a torus target carries: k_max alone with target_modes='single', else k_min."""
+    k_max = int(cfg["k_max"] if k_max is None else k_max)
+    if cfg.get("target_modes", "band") == "single":
+        return k_max
+    return min(int(cfg.get("k_min", 1)), k_max)
+
+
 def is_active(target: str, k_vec: str, k_min: int, k_max: int) -> bool:
     """Whether the integer frequency `k_vec` ('3' or '1,-2') is one the target carries."""
     v = [abs(int(c)) for c in str(k_vec).split(",")]
@@ -86,7 +94,7 @@ def predicted_time(cfg: Mapping, k_max: Optional[int] = None, eps: Optional[floa
     if theory_status(cfg):
         return math.nan
     k_max = int(cfg["k_max"] if k_max is None else k_max)
-    k_min = min(int(cfg.get("k_min", 1)), k_max)
+    k_min = lowest_mode(cfg, k_max)
     eps = float(cfg["eps"] if eps is None else eps)
     h0, rate, h_min = _schedule(cfg, k_max)
     modes = active_mode_norms(cfg["target"], k_min, k_max)
@@ -145,7 +153,7 @@ def measured_decay_rates(sweep: Sweep, times: pd.DataFrame, floor_factor: float 
         threshold = floor_factor * float(cfg.get("noise_floor") or 0.0)
         torus = cfg.get("target") in TORUS_DIMS
         for k_vec, g in trial_sp.groupby("k_vec", sort=True):
-            if torus and not is_active(cfg["target"], k_vec, int(cfg["k_min"]), int(cfg["k_max"])):
+            if torus and not is_active(cfg["target"], k_vec, lowest_mode(cfg), int(cfg["k_max"])):
                 continue  # modes the target does not carry have no decay to measure
             rows.append(_mode_rate(cfg, tid, k_vec, g.sort_values("t"), threshold, min_points))
     cols = ["trial_id", "group", "k", "k_norm", "k_vec", "t_start", "t_end", "n_points", "rate_measured", "rate_se",
