@@ -122,7 +122,8 @@ def test_two_node_cluster_places_trials_on_both_nodes(capsys, make_space, tmp_pa
     try:
         cluster.add_node(**node)
         cluster.wait_for_nodes()
-        space = make_space("two_nodes", axes={"seed": [0, 1, 2, 3]}, base_extra={"steps": 40})
+        # trials long enough (~seconds) that the second node's worker starts before the first drains the queue
+        space = make_space("two_nodes", axes={"seed": [0, 1, 2, 3]}, base_extra={"steps": 400, "eval_every": 50, "eps": 0.001})
         # no --address: the CLI finds the running cluster by itself
         rc, out = run_cli(capsys, str(space), "--results", str(tmp_path / "res"))
         assert rc == 0, out
