@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .field import FieldSpec, Operator
+from .field import FieldSpec, Operator, sum_over_scales
 from .geometry import displacement, image_offsets
 from .kernels import log_kernel
 from .registry import Registry
@@ -88,13 +88,7 @@ def _deng_single(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: F
 @DENSE_OPERATORS.register("deng")
 def deng(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
     """The original drifting paper's batch algorithm: joint row/column softmax, cross-weighting."""
-    total = torch.zeros_like(x)
-    for scale in field.bandwidth_scales:
-        v = _deng_single(x, pos, neg, field, field.bandwidth * scale)  # (N, D)
-        if field.drift_norm:
-            v = v / v.square().mean().sqrt().clamp_min(1e-12)
-        total = total + v
-    return total
+    return sum_over_scales(_deng_single, x, pos, neg, field)
 
 
 def _grad_at(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:

@@ -47,3 +47,18 @@ class FieldSpec:
 
 
 Operator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, FieldSpec], torch.Tensor]
+
+
+SingleScale = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, FieldSpec, float], torch.Tensor]
+
+
+def sum_over_scales(single: SingleScale, x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                    field: FieldSpec) -> torch.Tensor:
+    """Sum of a one-bandwidth field over bandwidth * scale, each divided by its batch RMS if drift_norm."""
+    total = torch.zeros_like(x)
+    for scale in field.bandwidth_scales:
+        v = single(x, pos, neg, field, field.bandwidth * scale)  # (N, D)
+        if field.drift_norm:
+            v = v / v.square().mean().sqrt().clamp_min(1e-12)
+        total = total + v
+    return total

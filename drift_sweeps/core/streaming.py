@@ -34,7 +34,7 @@ from typing import Optional
 
 import torch
 
-from .field import FieldSpec
+from .field import FieldSpec, sum_over_scales
 from .geometry import TWO_PI, image_offsets
 from .kernels import KERNELS, Kernel
 
@@ -492,13 +492,7 @@ def normalised_pass_subset(a: torch.Tensor, b: torch.Tensor, geo: Geometry, mask
 
 def deng(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
     """Streaming version of the original drifting paper's batch algorithm (dense.deng)."""
-    total = torch.zeros_like(x)
-    for scale in field.bandwidth_scales:
-        v = _deng_single(x, pos, neg, field, field.bandwidth * scale)  # (N, D)
-        if field.drift_norm:
-            v = v / v.square().mean().sqrt().clamp_min(1e-12)
-        total = total + v
-    return total
+    return sum_over_scales(_deng_single, x, pos, neg, field)
 
 
 def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int) -> torch.Tensor:
