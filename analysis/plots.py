@@ -167,15 +167,20 @@ def draw_scaling(data: dict, path_stem: str) -> list[str]:
     return save_figure(fig, path_stem)
 
 
+def _panel_grid(n_panels: int, ncols: int, width: float, height: float):
+    """A figure with at least one panel, up to `ncols` per row, each width x height inches."""
+    n = max(n_panels, 1)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
+                        constrained_layout=True)
+
+
 def draw_scaling_by_group(data: dict, path_stem: str, ncols: int = 2) -> list[str]:
     """One panel per group: its trials, all three fitted laws (best solid, with delta-AIC in the legend)
     and the linear theory (black dotted)."""
     groups = _scaling_groups(data) if data["axis"] is not None else []
-    n = max(len(groups), 1)
-    ncols = min(ncols, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = _panel_grid(len(groups), ncols, 5.0, 3.6)
     if not groups:
         _empty(axes[0, 0], "the sweep did not vary k_max: no T-vs-K_max figure")
         return save_figure(fig, path_stem)
@@ -245,11 +250,7 @@ def spectrum_heatmap_data(sweep: Sweep, trial_ids: Sequence[str], times: Optiona
 def draw_spectrum_heatmaps(data: list[dict], path_stem: str, ncols: int = 2) -> list[str]:
     """Heatmaps of log10 e_k(t)/e_k(0) (frequency rows, time columns): red above eps, blue below (white at
     eps, black contour), cyan dashed line at the convergence time."""
-    n = max(len(data), 1)
-    ncols = min(ncols, n)
-    nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.4 * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = _panel_grid(len(data), ncols, 5.2, 3.4)
     if not data:
         _empty(axes[0, 0], "no spectra for the chosen trials (targets without a known spectrum?)")
         return save_figure(fig, path_stem)

@@ -81,8 +81,11 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
     periodic, dim = target.periodic, target.dim
     draw = target.sample_stratified if cfg.sampler == "stratified" else target.sample
 
-    freqs = frequencies(dim, cfg.k_max) if target.fourier(frequencies(dim, 1)) is not None else None
+    # only torus targets have a spectrum; enumerating frequencies of a high-D plane set would explode
+    freqs = frequencies(dim, cfg.k_max) if target.periodic else None
     exact = target.fourier(freqs) if freqs is not None else None
+    if exact is None:
+        freqs = None
     active = _active_index(target, freqs)
     # per-mode error scale: |phi_p(k)|, the error of the uniform law.  Particles start uniform, so
     # this is e_k(0); a generator starts far from uniform (a near point mass has e_k(0) ~ 1), and
@@ -93,10 +96,7 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
 
     if cfg.model == "particles":
         x = target.init(cfg.n_samples, gen).to(device).requires_grad_(True)
-        params: list[torch.Tensor] = [x]
-        opt = None
-        net = None
-        eval_noise = None
+        net = opt = eval_noise = None
     else:
         torch.manual_seed(cfg.seed)  # nn.Module init has no generator argument
         net = _Generator(cfg.noise_dim, dim, cfg.hidden, cfg.layers).to(device)

@@ -71,3 +71,16 @@ def test_without_stop_gradient_runs_the_ablation() -> None:
 def test_injected_failure_raises() -> None:
     with pytest.raises(InjectedFailure):
         run_trial(TrialConfig(steps=10, fail_at_step=3, n_samples=32, n_data=32))
+
+
+def test_high_dimensional_file_target_has_no_spectrum(tmp_path) -> None:
+    """A plane data set of any dimension trains on the sample distance; no frequencies are enumerated."""
+    import numpy as np
+
+    path = tmp_path / "points.npy"
+    np.save(path, (2.0 + 0.5 * np.random.default_rng(0).normal(size=(300, 32))).astype(np.float32))  # away from the N(0, I) start
+    summary, reports = _run(target="file", target_path=str(path), steps=20, eval_every=5, n_samples=64,
+                            n_data=64, n_eval=64, bandwidth=4.0, dt=0.5)
+    assert reports[0]["spectrum_k"] == [] and reports[0]["spectrum_error"] == []
+    assert summary["status"] in ("converged", "censored")
+    assert reports[-1]["sample_distance"] < reports[0]["sample_distance"]
