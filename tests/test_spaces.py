@@ -228,3 +228,39 @@ def test_cluster_yaml_passes_rays_offline_validation():
     broken["available_node_types"]["head"]["resources"] = {"CPU": 0.5}
     with pytest.raises(Exception, match="integer"):
         validate_config(prepare_config(broken))
+
+
+LAUNCHER_CONFIGS = ["cluster.yaml", "cluster-local.yaml"]
+
+
+def test_launcher_configs_are_generated_from_cluster_parts():
+    gen = subprocess.run([sys.executable, str(REPO / "cluster" / "generate.py"), "--check"],
+                         capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    common = yaml.safe_load((REPO / "cluster" / "common.yaml").read_text())
+    configs = [yaml.safe_load((REPO / name).read_text()) for name in LAUNCHER_CONFIGS]
+    for key, value in common.items():  # the shared facts are the same in every config
+        assert all(config[key] == value for config in configs), key
+    # each provider part sets only its own keys: ports, env and mounts come from common.yaml alone
+    for part in ("aws.yaml", "local.yaml"):
+        assert not set(yaml.safe_load((REPO / "cluster" / part).read_text())) & set(common), part
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_configs_use_ray_token_auth_and_keep_ports_in(name):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((REPO / name).read_text())
+    config = prepare_config(copy.deepcopy(raw))
+    validate_config(config)
+    text = (REPO / name).read_text()
+    assert "RAY_AUTH_MODE=disabled" not in text
+    for commands in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert "export RAY_AUTH_MODE=token;" in " ".join(config[commands]), commands
+    assert "export RAY_AUTH_MODE=token" in " ".join(config["setup_commands"])  # shells of `ray exec`
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start and "--port=6379" in head_start
+    if config["provider"]["type"] == "local":
+        assert config["provider"]["head_ip"] and config["provider"]["worker_ips"]
+        assert "pip install --quiet -e ." in " ".join(config["worker_setup_commands"])
