@@ -1,8 +1,9 @@
 """`python -m analysis.report RESULTS/SWEEP [--out DIR] [--eps E] [--baseline SPEC]`: tables, figures, report.md.
 
 Writes into DIR (default: SWEEP/report for a local folder, ./reports/<sweep> for s3://): report.md
-with the tables and the figures linked, the figures as PNG and SVG, and the tables as CSV (+ the
-comparison as Markdown and LaTeX).  Prints the comparison table.
+with the tables and the figures linked, report.html (the same, self-contained and interactive),
+the figures as PNG, PDF and SVG, and the tables as CSV (+ the comparison as Markdown and LaTeX).
+Prints the comparison table.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import pandas as pd
 from .fits import CI_LEVEL, LAWS, N_BOOT
 from .formatting import markdown
 from .load import SweepFolderError, load_sweep
+from .importance import collapse_params, objective_table, param_columns, param_importance, read_spec
 from .plots import (ablation_data, decay_rate_data, default_heatmap_trials, draw_ablation, draw_decay_rates,
-                    draw_scaling, draw_scaling_by_group, draw_spectrum_heatmaps, scaling_data, short_labels,
-                    spectrum_heatmap_data)
+                    draw_error_curves, draw_history, draw_importance, draw_parallel, draw_scaling,
+                    draw_scaling_by_group, draw_spectrum_heatmaps, error_curve_data, history_data, parallel_data,
+                    scaling_data, spectrum_heatmap_data)
 from .predict import FLOOR_FACTOR
 from .tables import Analysis, analyse_sweep, comparison_display, write_tables
 
@@ -37,24 +40,54 @@ def default_out_dir(sweep_root: str, name: str) -> str:
     return os.path.join(sweep_root, "report")
 
 
-def draw_all(analysis: Analysis, out_dir: str, heatmap_trials: Optional[Sequence[str]] = None) -> dict[str, list[str]]:
+SEARCHES_WITH_HISTORY = ("optuna", "random")
+
+
+def search_view(analysis: Analysis, spec: dict, seed: int = 0) -> dict:
+    """The searcher's view: objective per trial, metric/mode, fANOVA importances and their note."""
+    objective, metric, mode = objective_table(analysis, spec)
+    params = collapse_params(objective, param_columns(analysis))
+    importance, note = param_importance(objective, params, mode, seed=seed)
+    return {"objective": objective, "metric": metric, "mode": mode, "params": params, "importance": importance,
+            "importance_note": note, "search": spec.get("search", "grid")}
+
+
+def draw_all(analysis: Analysis, out_dir: str, heatmap_trials: Optional[Sequence[str]] = None,
+             search: Optional[dict] = None) -> dict[str, list[str]]:
     """Compute and draw every figure into out_dir/figures; returns figure name -> written paths."""
     fig_dir = os.path.join(out_dir, "figures")
-    labels, _ = short_labels(analysis)
+    labels = analysis.labels
     trials = list(heatmap_trials) if heatmap_trials else default_heatmap_trials(analysis)
+    search = search if search is not None else search_view(analysis, read_spec(analysis.sweep.root))
     figures = {}
     if analysis.sweep.scaling_axis:
         scaling = scaling_data(analysis)
         figures["scaling"] = draw_scaling(scaling, os.path.join(fig_dir, "scaling"))
         figures["scaling_by_group"] = draw_scaling_by_group(scaling, os.path.join(fig_dir, "scaling_by_group"))
-    return {
-        **figures,
-        "spectrum_heatmaps": draw_spectrum_heatmaps(
-            spectrum_heatmap_data(analysis.sweep, trials, analysis.times, labels),
-            os.path.join(fig_dir, "spectrum_heatmaps")),
-        "decay_rates": draw_decay_rates(decay_rate_data(analysis), os.path.join(fig_dir, "decay_rates")),
-        "ablation": draw_ablation(ablation_data(analysis), os.path.join(fig_dir, "ablation")),
-    }
+    figures["error_curves"] = draw_error_curves(error_curve_data(analysis), os.path.join(fig_dir, "error_curves"))
+    figures["spectrum_heatmaps"] = draw_spectrum_heatmaps(
+        spectrum_heatmap_data(analysis.sweep, trials, analysis.times, labels),
+        os.path.join(fig_dir, "spectrum_heatmaps"))
+    figures["decay_rates"] = draw_decay_rates(decay_rate_data(analysis), os.path.join(fig_dir, "decay_rates"))
+    figures["ablation"] = draw_ablation(ablation_data(analysis), os.path.join(fig_dir, "ablation"))
+    if search["search"] in SEARCHES_WITH_HISTORY:
+        figures["history"] = draw_history(history_data(search["objective"], search["metric"], search["mode"]),
+                                          os.path.join(fig_dir, "history"))
+    figures["importance"] = draw_importance(search["importance"], search["importance_note"],
+                                            os.path.join(fig_dir, "importance"))
+    figures["parallel"] = draw_parallel(parallel_data(search["objective"], search["params"], search["metric"]),
+                                        os.path.join(fig_dir, "parallel"))
+    return figures
+
+
+def smoke_caps(analysis: Analysis, spec: dict) -> Optional[str]:
+    """'steps <= 40, n_samples <= 256' when the sweep ran with --smoke (sweep.json says so), else None."""
+    if not spec.get("smoke"):
+        return None
+    tr = analysis.sweep.trials
+    caps = [f"{c} <= {int(tr[c].max())}" for c in ("steps", "n_samples", "n_data", "n_eval")
+            if c in tr and len(tr) and pd.notna(tr[c].max())]
+    return ", ".join(caps) or "capped sizes"
 
 
 def _fig(figures: dict[str, list[str]], name: str, out_dir: str, alt: str) -> str:
@@ -64,8 +97,9 @@ def _fig(figures: dict[str, list[str]], name: str, out_dir: str, alt: str) -> st
     if png is None:
         return f"*(figure {name} not drawn)*"
     rel_png = os.path.relpath(png, out_dir)
-    rel_svg = os.path.relpath(svg, out_dir) if svg else rel_png
-    return f"![{alt}]({rel_png})\n\n[SVG]({rel_svg})"
+    others = " ".join(f"[{os.path.splitext(p)[1][1:].upper()}]({os.path.relpath(p, out_dir)})" for p in paths
+                      if not p.endswith(".png"))
+    return f"![{alt}]({rel_png})" + (f"\n\n{others}" if others else "")
 
 
 def decay_summary(analysis: Analysis) -> pd.DataFrame:
@@ -87,8 +121,7 @@ def _fits_display(analysis: Analysis) -> pd.DataFrame:
     f = analysis.fits
     if f.empty:
         return f
-    labels, _ = short_labels(analysis)
-    out = pd.DataFrame({"group": f["group"].map(labels), "law": f["formula"], "a": f["a"], "a_lo": f["a_lo"],
+    out = pd.DataFrame({"group": f["group"].map(analysis.labels), "law": f["formula"], "a": f["a"], "a_lo": f["a_lo"],
                         "a_hi": f["a_hi"], "b": f["b"], "b_lo": f["b_lo"], "b_hi": f["b_hi"], "b_se": f["b_se"],
                         "sigma": f["sigma"],
                         "AIC": f["aic"], "dAIC": f["delta_aic"], "BIC": f["bic"], "weight": f["weight"],
@@ -97,8 +130,10 @@ def _fits_display(analysis: Analysis) -> pd.DataFrame:
     return out
 
 
-def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dict[str, str], out_dir: str) -> str:
+def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dict[str, str], out_dir: str,
+                  spec: Optional[dict] = None, search: Optional[dict] = None) -> str:
     """The text of report.md."""
+    spec = spec if spec is not None else read_spec(analysis.sweep.root)
     sw = analysis.sweep
     tr = sw.trials
     keys = sw.group_keys
@@ -107,15 +142,22 @@ def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dic
         "each trial's own eps (" + ", ".join(f"{e:g}" for e in sorted(tr["eps"].unique())) + ")"
     commits = ", ".join(sorted({str(c) for c in tr["git_commit"].dropna().unique()})) or "unknown"
     versions = sorted({v for v in tr["versions"].dropna().unique() if v not in ("", "{}")})
+    caps = smoke_caps(analysis, spec)
     lines = [
-        f"# Sweep `{sw.name}`: convergence-time report",
+        (f"# SMOKE RUN of sweep `{sw.name}` ({caps}): a quick look, not a measurement" if caps else
+         f"# Sweep `{sw.name}`: convergence-time report"),
         "",
+        *([f"This sweep ran with `--smoke`: steps and sample counts were capped ({caps}), so times, fits and "
+           "rates below show that the pipeline works, not what the full sweep would find.", ""] if caps else []),
         f"- folder: `{sw.root}`",
         f"- trials: {len(tr)} ({status})",
         f"- convergence threshold eps: {eps}",
         f"- swept axes: {', '.join(sw.axes) or 'none'} (+ seed); groups are {', '.join(keys) or 'the whole sweep'}"
         + (f", fitted against {sw.scaling_axis}" if sw.scaling_axis else ""),
-        f"- reference group for speed-ups: `{analysis.baseline}`",
+        f"- reference group for speed-ups: {analysis.labels.get(analysis.baseline, analysis.baseline)} "
+        f"(`{analysis.baseline}`)",
+        f"- search: {spec.get('search', 'unknown')}" + (f", metric {spec['metric']} ({spec.get('mode', 'min')})"
+                                                       if spec.get("metric") else ""),
         f"- git commit(s): {commits}" + (f"; versions: `{versions[0]}`" if len(versions) == 1 else ""),
         f"- generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by `python -m analysis.report`",
         "",
@@ -158,9 +200,12 @@ def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dic
                   _fig(figures, "scaling_by_group", out_dir, "all laws per group"), "",
                   "Each group with all three laws (best solid; dAIC = AIC minus the best law's) and the linear "
                   "theory (black dotted).", ""]
+    lines += ["## Error against time", "",
+              "worst_rel_error against t: the line is the median over seeds, the band their range (min to max), "
+              "the dotted line eps" + (" ; one panel per group, one line per k_max." if sw.scaling_axis else "."),
+              "", _fig(figures, "error_curves", out_dir, "worst relative error against t"), ""]
     ds = decay_summary(analysis)
-    labels, _ = short_labels(analysis)
-    ds["group"] = ds["group"].map(labels)
+    ds["group"] = ds["group"].map(analysis.labels)
     lines += [
         "## Per-mode decay rates",
         "",
@@ -183,9 +228,9 @@ def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dic
         "",
         _fig(figures, "ablation", out_dir, "T and fraction converged per group"),
         "",
-        "## Notes",
-        "",
     ]
+    lines += _search_section(figures, out_dir, search)
+    lines += ["## Notes", ""]
     notes = list(analysis.notes) + [
         "No figure of generated samples over the target density: the Parquet tables hold no samples.",
         "Measured times are the first evaluation at or below eps, so they can exceed a continuous-time "
@@ -199,20 +244,51 @@ def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dic
     return "\n".join(lines) + "\n"
 
 
+def _search_section(figures: dict[str, list[str]], out_dir: str, search: Optional[dict]) -> list[str]:
+    if search is None:
+        return []
+    metric = search["metric"] + (" (the post-hoc convergence time; censored trials at their lower bound)"
+                                 if search["metric"] == "time_to_eps" else "")
+    lines = ["## Search view", "", f"Objective: {metric}, {search['mode']}. Group labels name the variant and the "
+             "keys that differ between groups.", ""]
+    if "history" in figures:
+        lines += [_fig(figures, "history", out_dir, "optimisation history"), "",
+                  "Each trial's objective in the order the searcher proposed it, and the best so far.", ""]
+    imp = search["importance"]
+    lines += ["### Parameter importance", "",
+              (search["importance_note"] + ": the share of the objective's variance each parameter explains "
+               "(`optuna.importance.FanovaImportanceEvaluator` on a study rebuilt from the trials table).")
+              if len(imp) else f"No importance: {search['importance_note']}.", ""]
+    if len(imp):
+        lines += [markdown(imp), ""]
+    lines += [_fig(figures, "importance", out_dir, "parameter importance"), "",
+              "### Parallel coordinates", "",
+              _fig(figures, "parallel", out_dir, "parallel coordinates"), "",
+              "One line per trial from the varied parameters to the objective (last axis), coloured by it.", ""]
+    return lines
+
+
 def write_report(sweep_root: str, out_dir: Optional[str] = None, eps: Optional[float] = None,
                  baseline: Optional[str] = None, n_boot: int = N_BOOT, k_ref: Optional[float] = None,
                  heatmap_trials: Optional[Sequence[str]] = None, interpolate: bool = False,
-                 criterion: str = "aic", floor_factor: float = FLOOR_FACTOR, seed: int = 0) -> tuple[Analysis, str]:
+                 criterion: str = "aic", floor_factor: float = FLOOR_FACTOR, seed: int = 0,
+                 html: bool = True) -> tuple[Analysis, str]:
     """Analyse a sweep folder and write report.md, figures and tables into out_dir; returns (analysis, report path)."""
     sweep = load_sweep(sweep_root)
     out_dir = out_dir or default_out_dir(sweep_root, sweep.name)
     analysis = analyse_sweep(sweep, eps=eps, baseline=baseline, n_boot=n_boot, seed=seed, interpolate=interpolate,
                              criterion=criterion, k_ref=k_ref, floor_factor=floor_factor)
     tables = write_tables(analysis, out_dir)
-    figures = draw_all(analysis, out_dir, heatmap_trials)
+    spec = read_spec(sweep_root)
+    search = search_view(analysis, spec, seed)
+    figures = draw_all(analysis, out_dir, heatmap_trials, search)
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as fh:
-        fh.write(render_report(analysis, figures, tables, out_dir))
+        fh.write(render_report(analysis, figures, tables, out_dir, spec, search))
+    if html:
+        from .html_report import write_html  # plotly is imported only here
+        write_html(analysis, os.path.join(out_dir, "report.html"), spec=spec, search=search,
+                   heatmap_trials=heatmap_trials)
     with open(os.path.join(out_dir, "report_args.json"), "w") as fh:
         json.dump({"sweep": sweep_root, "eps": eps, "baseline": analysis.baseline, "n_boot": n_boot,
                    "k_ref": analysis.k_ref, "interpolate": interpolate, "criterion": criterion,
@@ -236,7 +312,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--criterion", choices=("aic", "bic"), default="aic", help="law selection criterion")
     p.add_argument("--floor-factor", type=float, default=FLOOR_FACTOR,
                    help=f"decay rates are fitted while error > this x noise_floor (default {FLOOR_FACTOR:g})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the fANOVA forest")
+    p.add_argument("--no-html", action="store_true", help="skip report.html (the interactive report)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.eps is not None and not 0.0 < args.eps < 1.0:
@@ -245,7 +322,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         analysis, path = write_report(
             args.sweep, args.out, args.eps, args.baseline, args.n_boot, args.k_ref,
             args.trials.split(",") if args.trials else None, args.interpolate, args.criterion, args.floor_factor,
-            args.seed)
+            args.seed, html=not args.no_html)
     except (SweepFolderError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -170,9 +170,10 @@ def build(results: str, out: str, notes: Optional[str] = None, timings: Optional
             continue
         out_dir = os.path.join(out, "reproduction", study.name)
         analysis, _ = write_report(root, out_dir, baseline=study.baseline, n_boot=n_boot,
-                                   floor_factor=study.floor_factor, **study.report_kwargs)
-        for svg in glob.glob(os.path.join(out_dir, "figures", "*.svg")):
-            os.remove(svg)  # the docs keep PNG only
+                                   floor_factor=study.floor_factor, html=False, **study.report_kwargs)
+        for other in glob.glob(os.path.join(out_dir, "figures", "*.svg")) + \
+                glob.glob(os.path.join(out_dir, "figures", "*.pdf")):
+            os.remove(other)  # the docs keep PNG only (and no report.html: 5 MB each)
         tr = analysis.sweep.trials
         counts = tr["status"].value_counts()
         secs = wall.get(study.name)

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .convergence import convergence_times, group_summary, km_median, speedup_with_bounds
-from .fits import CI_LEVEL, LAWS, N_BOOT, fit_scaling
+from .fits import CI_LEVEL, LAWS, N_BOOT, fit_group, fit_scaling
 from .formatting import latex, markdown
+from .labels import VARIANT, group_table, labels_for
 from .load import Sweep, load_sweep
 from .predict import FLOOR_FACTOR, measured_decay_rates, theory_times
 from .select import select_group
@@ -43,6 +44,11 @@ class Analysis:
     def group_order(self) -> list[str]:
         """Group labels in table order (the order every figure and table uses)."""
         return list(self.comparison["group"])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """group -> display label ("Gaussian, annealed h0=2 r=0.25"), see `analysis.labels`."""
+        return labels_for(self.times, self.sweep.trials, self.sweep.group_keys)
 
 
 def median_ci(times: Sequence[float], events: Sequence[bool], n_boot: int,
@@ -155,6 +161,9 @@ def analyse_sweep(sweep: Union[str, Sweep], eps: Optional[float] = None, baselin
     per_k = per_k_table(times, sweep, theory, n_boot, seed)
     fits = fit_scaling(times, sweep.group_keys, axis, LAWS, n_boot, seed, criterion) if axis else pd.DataFrame()
     comparison, base_label, k_ref = comparison_table(per_k, fits, sweep, baseline, k_ref)
+    named = group_table(times, sweep.trials, sweep.group_keys)
+    if named[VARIANT].notna().any() and VARIANT not in comparison:  # the space's variant names, when stored
+        comparison.insert(0, VARIANT, comparison["group"].map(dict(zip(named["group"], named[VARIANT]))))
     rates = measured_decay_rates(sweep, times, floor_factor)
     notes = []
     failed = times[times["failed"]]
@@ -184,9 +193,17 @@ def analyse_sweep(sweep: Union[str, Sweep], eps: Optional[float] = None, baselin
                     theory=theory, baseline=base_label, k_ref=k_ref, n_boot=n_boot, notes=notes)
 
 
+def fit_columns(keys: Sequence[str]) -> list[str]:
+    """The columns of `fit_scaling`'s table for group keys `keys` (what fits.csv has, even when empty)."""
+    probe = pd.DataFrame({"K": [1.0, 2.0], "T": [1.0, 2.0], "event": [True, True], "seed": [0, 0]})
+    cols = list(fit_group(probe, n_boot=0).columns)
+    return [*keys, "group", "law", *[c for c in cols if c != "law"]]
+
+
 def comparison_display(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """The comparison table with the columns a reader wants, in reading order (the raw table stays in CSV)."""
-    want = [*keys, "trials", "failed", "frac_converged", "K_ref", "median_T", "median_T_lo", "median_T_hi",
+    want = [*([VARIANT] if VARIANT not in keys else []), *keys, "trials", "failed", "frac_converged", "K_ref",
+            "median_T", "median_T_lo", "median_T_hi",
             "median_T_lower_bound", "T_theory", "best_law", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
             "dT_per_doubling", "dT_per_doubling_lo", "dT_per_doubling_hi", "law_support", "speedup",
             "speedup_lower_bound", "speedup_upper_bound"]
@@ -210,6 +227,8 @@ def write_tables(analysis: Analysis, out_dir: str) -> dict[str, str]:
             fh.write(text)
     frames = {"comparison.csv": analysis.comparison, "per_k.csv": analysis.per_k, "fits.csv": analysis.fits,
               "decay_rates.csv": analysis.rates, "times.csv": analysis.times}
+    if frames["fits.csv"].empty:  # no k_max axis: a header-only file that pandas reads as an empty table
+        frames["fits.csv"] = pd.DataFrame(columns=fit_columns(keys))
     for name, df in frames.items():
         paths[name] = os.path.join(out_dir, name)
         df.to_csv(paths[name], index=False)

@@ -1,4 +1,4 @@
-"""Figures render with Agg to non-empty files; the report runs on a real tiny sweep."""
+"""Figures render with Agg to non-empty PNG/PDF/SVG files; the report runs on a real tiny sweep."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def analysis(request, tiny_sweep):
 
 
 def _check(paths):
-    assert sorted(os.path.splitext(p)[1] for p in paths) == [".png", ".svg"]
+    assert sorted(os.path.splitext(p)[1] for p in paths) == [".pdf", ".png", ".svg"]
     for p in paths:
         assert os.path.getsize(p) > 1000, p
 
@@ -42,8 +42,10 @@ def test_scaling_figure(analysis, tmp_path):
 def test_spectrum_heatmaps(analysis, tmp_path):
     trials = plots.default_heatmap_trials(analysis)
     assert len(trials) == 2  # one per group
-    data = plots.spectrum_heatmap_data(analysis.sweep, trials, analysis.times)
+    data = plots.spectrum_heatmap_data(analysis.sweep, trials, analysis.times, analysis.labels)
     assert data[0]["grid"].shape[0] == 4  # k = 1..4 at the largest k_max
+    assert list(data[0]["grid"].index) == ["1", "2", "3", "4"]  # low frequencies first (bottom row)
+    assert "K=4" in data[0]["title"] and "None" not in data[0]["title"]
     _check(plots.draw_spectrum_heatmaps(data, str(tmp_path / "heat")))
     _check(plots.draw_spectrum_heatmaps([], str(tmp_path / "heat_empty")))
 
@@ -54,6 +56,15 @@ def test_decay_rate_figure(analysis, tmp_path):
     _check(plots.draw_decay_rates(data, str(tmp_path / "rates")))
     empty = {**data, "rates": data["rates"].iloc[:0], "curves": data["curves"].iloc[:0]}
     _check(plots.draw_decay_rates(empty, str(tmp_path / "rates_empty")))
+
+
+def test_error_curve_figure(analysis, tmp_path):
+    data = plots.error_curve_data(analysis)
+    band = data["band"]
+    assert set(band["group"]) == set(analysis.times["group"]) and set(band["K"]) == {1, 2, 4}
+    assert (band["lo"] <= band["median"]).all() and (band["median"] <= band["hi"]).all()
+    assert band["n"].max() == 2  # two seeds per (group, K) at a common time
+    _check(plots.draw_error_curves(data, str(tmp_path / "curves")))
 
 
 def test_ablation_figure(analysis, tmp_path):
@@ -79,6 +90,11 @@ def test_report_cli(tiny_sweep, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("| schedule |") and "report.md" in printed
     text = (out / "report.md").read_text()
+    assert text.startswith("# Sweep `tiny`")  # not a smoke run: the tiny sweep has no sweep.json
+    assert "## Error against time" in text and "## Search view" in text
+    assert "figures/importance.png" in text and "figures/parallel.png" in text
+    assert "figures/history.png" not in text  # grid sweep: no optimisation history
+    assert "annealed h0=2 r=0.25" in text  # groups are named, not value tuples
     for heading in ("## Comparison", "## Times per k_max", "## Scaling-law fits", "## Per-mode decay rates",
                     "## Per-frequency error", "## Ablation view", "## Notes"):
         assert heading in text
