@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 STDLIB = set(sys.stdlib_module_names)
 FORBIDDEN = {"torch", "ray"}
-ANALYSIS_THIRD_PARTY = {"numpy", "pandas", "pyarrow", "scipy", "matplotlib", "seaborn", "statsmodels", "lmfit"}
+ANALYSIS_THIRD_PARTY = {"numpy", "pandas", "pyarrow", "scipy", "matplotlib", "seaborn", "statsmodels", "lmfit",
+                        "optuna", "plotly"}  # optuna: fANOVA importances; plotly: report.html
 ANALYSIS_MAY_USE = {"drift_sweeps.results", "drift_sweeps.core.theory"}
 CORE_LAZY = {"numpy", "pyarrow"}  # allowed only inside functions (the optional file target)
 
