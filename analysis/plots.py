@@ -615,6 +615,18 @@ def draw_importance(importance: pd.DataFrame, note: str, path_stem: str) -> list
     return save_figure(fig, path_stem)
 
 
+def _spaced(ticks: list, gap: float = 0.06) -> list:
+    """Drop ticks closer than `gap` (axis units) to the one kept before them; the last tick always stays."""
+    out: list = []
+    for pos, text in sorted(ticks):
+        if out and pos - out[-1][0] < gap:
+            if pos == max(t[0] for t in ticks):
+                out[-1] = (pos, text)
+            continue
+        out.append((pos, text))
+    return out
+
+
 def parallel_data(objective: pd.DataFrame, params: Sequence[str], metric: str) -> dict:
     """Each varied parameter and the objective scaled to [0, 1] per axis (log for wide positive ranges,
     categories evenly spaced), with the tick labels of each axis."""
@@ -636,7 +648,7 @@ def parallel_data(objective: pd.DataFrame, params: Sequence[str], metric: str) -
             scaled[p] = (f(v) - a) / (b - a) if b > a else np.full(len(v), 0.5)
             uniq = np.unique(v[np.isfinite(v)])
             tv = uniq if len(uniq) <= 6 else np.unique([lo, hi] + ([10 ** ((a + b) / 2)] if logv else [(lo + hi) / 2]))
-            ticks[p] = [(((f(x) - a) / (b - a)) if b > a else 0.5, f"{x:.3g}") for x in tv]
+            ticks[p] = _spaced([(((f(x) - a) / (b - a)) if b > a else 0.5, f"{x:.3g}") for x in tv])
         axes.append(p)
     return {"axes": axes, "scaled": scaled, "ticks": ticks, "value": o["value"].to_numpy(float),
             "censored": o["censored"].to_numpy(bool), "metric": metric}
