@@ -33,15 +33,18 @@ SYMBOLS = {"bandwidth": "h", "rate": "r", "bandwidth_min": "h_min", "k_max": "K"
 ANNEALING_ONLY = ("rate", "bandwidth_min")
 
 
-def fmt(v) -> str:
-    """A value as short text: %g for floats, comma-joined tuples/lists."""
+def fmt(v, digits: int = 6) -> str:
+    """A value as short text: floats to `digits` significant digits, comma-joined tuples/lists."""
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
     if isinstance(v, (float, np.floating)):
-        return f"{float(v):g}"
+        return f"{float(v):.{digits}g}"
     if isinstance(v, (tuple, list, np.ndarray)):
-        return "(" + ",".join(fmt(x) for x in v) + ")"
+        return "(" + ",".join(fmt(x, digits) for x in v) + ")"
     return str(v)
+
+
+LABEL_DIGITS = 3  # significant digits of numbers in group labels (sampled values are not all worth showing)
 
 
 def _missing(v) -> bool:
@@ -100,7 +103,7 @@ def _label(row: Mapping, differing: Sequence[str], has_variant: bool) -> str:
         if _is_number(v):
             if k in ANNEALING_ONLY and not annealed and "schedule" in row:
                 continue
-            numbers.append(f"{symbol(k, row)}={fmt(v)}")
+            numbers.append(f"{symbol(k, row)}={fmt(v, LABEL_DIGITS)}")
         else:
             words.append(word(k, v))
     tail = " ".join(([variant] if variant else []) + numbers)

@@ -465,6 +465,10 @@ def draw_ablation(data: dict, path_stem: str) -> list[str]:
         ax2.text(min(row["frac_converged"], 0.97) + 0.02, i, f"{row['frac_converged']:.0%}", va="center", fontsize=6)
     ax1.set_yticks(range(len(groups)), [data["labels"].get(g, g) for g in groups])
     ax1.invert_yaxis()
+    if not len(times):
+        ax1.text(0.5, 0.5, "no convergence or censoring times (the trials recorded no curves)", fontsize=7,
+                 color="0.35", ha="center", va="center", transform=ax1.transAxes)
+        ax1.set_xticks([])
     if log_x:
         ax1.set_xscale("log")
         log_ticks(ax1, "x")
@@ -632,6 +636,9 @@ def parallel_data(objective: pd.DataFrame, params: Sequence[str], metric: str) -
     categories evenly spaced), with the tick labels of each axis."""
     o = objective[np.isfinite(objective["value"].astype(float))].reset_index(drop=True)
     axes, scaled, ticks = [], {}, {}
+    if o.empty:
+        return {"axes": [], "scaled": {}, "ticks": {}, "value": np.array([]), "censored": np.array([], bool),
+                "metric": metric}
     for p in [*[p for p in params if p in o and o[p].map(fmt).nunique() > 1], "value"]:
         col = o[p]
         if p != "value" and (col.dtype == object or col.map(lambda v: isinstance(v, (str, bool, np.bool_))).any()):
