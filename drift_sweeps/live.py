@@ -1,0 +1,176 @@
+"""The live view of a running sweep, through the tools a researcher already uses.
+
+- Ray dashboard: an embedded Ray starts with its dashboard when the dashboard's dependencies are
+  installed (`pip install "ray[default]"`, or the project's `live` extra); the URL is printed at the start.
+- TensorBoard: every metric a trial reports is written, as it reports it, to
+  `<sweep>/tensorboard/<trial_id>/` (tensorboardX, which ray[tune] already brings); open them with
+  `tensorboard --logdir <sweep>/tensorboard` (`pip install tensorboard`).
+- Optuna: an `optuna` search keeps its study in `<sweep>/optuna.db` (SQLite), so
+  `optuna-dashboard sqlite:///<sweep>/optuna.db` shows it while the sweep runs.
+
+TensorBoard files and the Optuna database need a local sweep folder; with an `s3://` results root
+the progress lines and the Ray dashboard remain.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Iterable, Optional
+
+from ray import tune
+
+log = logging.getLogger(__name__)
+
+TENSORBOARD_DIR = "tensorboard"
+OPTUNA_DB = "optuna.db"
+FLUSH_S = 2  # TensorBoard files are at most this many seconds behind the reports
+
+
+def local_folder(sweep_root: str) -> Optional[str]:
+    """The sweep folder as an absolute local path; None for a remote (s3://, ...) results root."""
+    if sweep_root.startswith("file://"):
+        sweep_root = sweep_root[len("file://"):]
+    if "://" in sweep_root:
+        return None
+    return os.path.abspath(sweep_root)
+
+
+def dashboard_available() -> bool:
+    """Whether this Ray installation can start its dashboard (ray[default]'s extra packages are present)."""
+    try:
+        from ray._private.utils import get_dashboard_dependency_error
+    except ImportError:  # pragma: no cover - an older or newer Ray layout
+        return False
+    return get_dashboard_dependency_error() is None
+
+
+def dashboard_url(context: Any = None) -> Optional[str]:
+    """The Ray dashboard's URL (http://host:port) from ray.init's return value, or of the connected cluster."""
+    url = getattr(context, "dashboard_url", None) if context is not None else None
+    if not url:
+        try:
+            import ray
+            from ray._private.worker import get_dashboard_url
+
+            url = get_dashboard_url() if ray.is_initialized() else None
+        except Exception:  # noqa: BLE001 - no dashboard is a normal state, not an error
+            url = None
+    if not url:
+        return None
+    return url if url.startswith("http") else f"http://{url}"
+
+
+def optuna_storage_url(sweep_root: str) -> Optional[str]:
+    """`sqlite:////abs/path/<sweep>/optuna.db` for a local sweep folder, else None (in-memory study)."""
+    folder = local_folder(sweep_root)
+    return f"sqlite:///{os.path.join(folder, OPTUNA_DB)}" if folder else None
+
+
+def optuna_storage(sweep_root: str):
+    """An Optuna RDB storage in the sweep folder (created on first use), or None for a remote root."""
+    url = optuna_storage_url(sweep_root)
+    if url is None:
+        return None
+    import optuna
+
+    os.makedirs(local_folder(sweep_root), exist_ok=True)
+    # a reader (optuna-dashboard) may hold the file briefly: wait for it instead of failing
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+
+
+def tensorboard_dir(sweep_root: str) -> Optional[str]:
+    folder = local_folder(sweep_root)
+    return os.path.join(folder, TENSORBOARD_DIR) if folder else None
+
+
+class TensorBoardWriter(tune.Callback):
+    """Driver-side: each numeric metric of each `tune.report` as a TensorBoard scalar, step = the trial's step.
+
+    One event file per trial under `<logdir>/<trial_id>/`, written to disk within FLUSH_S seconds of a report
+    (tensorboardX's writer thread) so TensorBoard shows a running sweep; the trial's swept parameters are
+    its first text summary.
+    """
+
+    def __init__(self, logdir: str, metrics: Iterable[str]) -> None:
+        self._logdir = logdir
+        self._metrics = list(metrics)
+        self._writers: dict[str, Any] = {}
+
+    def _writer(self, trial: Any):
+        w = self._writers.get(trial.trial_id)
+        if w is None:
+            from tensorboardX import SummaryWriter
+
+            w = SummaryWriter(os.path.join(self._logdir, trial.trial_id), flush_secs=FLUSH_S)
+            params = ", ".join(f"{k}={v}" for k, v in sorted((trial.config or {}).items()))
+            w.add_text("params", params or "base config", 0)
+            self._writers[trial.trial_id] = w
+        return w
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        step = result.get("step")
+        if step is None:
+            return
+        w = self._writer(trial)
+        for name in self._metrics:
+            v = result.get(name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                w.add_scalar(name, float(v), int(step))
+
+    def _close(self, trial: Any) -> None:
+        w = self._writers.pop(trial.trial_id, None)
+        if w is not None:
+            w.close()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._close(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._close(trial)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        for w in self._writers.values():
+            w.close()
+        self._writers.clear()
+
+
+def live_lines(sweep_root: str, dashboard: Optional[str], optuna_db: Optional[str]) -> list[str]:
+    """The lines printed at the start of a sweep: where to watch it."""
+    lines = []
+    if dashboard:
+        lines.append(f"live: Ray dashboard {dashboard}")
+    tb = tensorboard_dir(sweep_root)
+    if tb:
+        lines.append(f"live: tensorboard --logdir {tb}")
+    if optuna_db:
+        lines.append(f"live: optuna-dashboard {optuna_db}")
+    return lines
+
+
+def tune_results(sweep_root: str, tune_dir: str = "tune"):
+    """Tune's ResultGrid of a sweep folder, without the project's trainable (which `Tuner.restore` needs).
+
+    Reads `<sweep>/tune/` through `ray.tune.ExperimentAnalysis`, with the metric and mode of the sweep's
+    space from `sweep.json`.  A local folder or a remote URI (`s3://...`) that pyarrow can read.
+    """
+    import json
+    import posixpath
+
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from .results import resolve
+
+    metric, mode = "time_to_eps", "min"
+    fs, path = resolve(sweep_root)
+    try:
+        with fs.open_input_stream(posixpath.join(path, "sweep.json")) as fh:
+            space = json.loads(fh.read().decode()).get("space") or {}
+        metric, mode = space.get("metric") or metric, space.get("mode") or mode
+    except (OSError, ValueError):
+        log.warning("%s: no readable sweep.json; ranking by %s (%s)", sweep_root, metric, mode)
+    remote = local_folder(sweep_root) is None
+    return ResultGrid(ExperimentAnalysis(posixpath.join(path, tune_dir) if remote else os.path.join(path, tune_dir),
+                                         storage_filesystem=fs if remote else None, default_metric=metric,
+                                         default_mode=mode))
