@@ -18,11 +18,13 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from drift_sweeps.record import CONVERGED, DIVERGED, ERROR, converged
+
 from .load import Sweep
 
 log = logging.getLogger(__name__)
 
-FAILED = ("diverged", "error")
+FAILED = (DIVERGED, ERROR)
 
 
 def format_value(v) -> str:
@@ -61,7 +63,7 @@ def first_crossing(curves: pd.DataFrame, eps: Union[float, pd.Series], interpola
     c["eps"] = c["eps"].astype(float)
     out = pd.DataFrame({"t_last": c.groupby("trial_id")["t"].max()})
     out.index.name = "trial_id"
-    hit = c[(c["step"] > 0) & (c["worst_rel_error"] <= c["eps"])]
+    hit = c[converged(c["step"], c["worst_rel_error"], c["eps"])]
     first = hit.groupby("trial_id").head(1)  # rows are sorted by step within each trial
     times = first.set_index("trial_id")["t"].astype(float)
     if interpolate and len(first):
@@ -101,7 +103,7 @@ def convergence_times(sweep: Sweep, eps: Optional[float] = None, interpolate: bo
     no_curve = ~out["trial_id"].isin(cross.index) & ~out["failed"]
     if no_curve.any():  # nothing to recompute from: the recorded outcome holds at the run's own eps only
         same_eps = out["eps"] == out["run_eps"]
-        conv = no_curve & same_eps & (out["status"] == "converged")
+        conv = no_curve & same_eps & (out["status"] == CONVERGED)
         out.loc[conv, "event"] = True
         out.loc[conv, "time"] = out.loc[conv, "recorded_time"]
         out.loc[no_curve & ~same_eps, "time"] = np.nan

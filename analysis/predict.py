@@ -15,13 +15,23 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from drift_sweeps.config import defaults
+from drift_sweeps.core.schedules import THEORY_FORM, initial_bandwidth as _h0
 from drift_sweeps.core.theory import SPECTRA, convergence_time, decay_rate, log_decay_exponential
+from drift_sweeps.core.torus import TORUS_DIMS, carries, mode_norms
+from drift_sweeps.core.torus import lowest_mode as _lowest_mode
 
 from .load import Sweep
 
-TORUS_DIMS = {"torus1d": 1, "torus2d": 2}
+DEFAULTS = defaults()  # what a key missing from a row means
 FLOOR_FACTOR = 2.0  # decay rates are fitted where the error is at least this many noise floors
 MIN_POINTS = 3  # evaluations needed in that window to fit a slope
+
+
+def _get(cfg: Mapping, key: str):
+    """A config value of a trials row (or dict), the config default when absent or NaN."""
+    v = cfg.get(key, DEFAULTS[key])
+    return DEFAULTS[key] if isinstance(v, float) and math.isnan(v) and not isinstance(DEFAULTS[key], float) else v
 
 
 def theory_status(cfg: Mapping) -> str:
@@ -30,49 +40,40 @@ def theory_status(cfg: Mapping) -> str:
         return f"target {cfg.get('target')!r} is not a torus target"
     if cfg.get("kernel") not in SPECTRA:
         return f"no Fourier transform for kernel {cfg.get('kernel')!r}"
-    op = cfg.get("operator")
+    if _get(cfg, "schedule") not in THEORY_FORM:
+        return f"no closed form for schedule {_get(cfg, 'schedule')!r}"
+    op = _get(cfg, "operator")
     if not (op == "meanshift" or (op == "score" and cfg.get("kernel") == "gaussian")
-            or (op == "sinkhorn" and cfg.get("sinkhorn_iters") == 0)):
+            or (op == "sinkhorn" and _get(cfg, "sinkhorn_iters") == 0)):
         return f"operator {op!r} is not the mean-shift field the theory linearises"
-    if not _truthy(cfg.get("stop_gradient", True)):
+    if not _truthy(_get(cfg, "stop_gradient")):
         return "stop_gradient=False follows a different flow"
-    if cfg.get("model", "particles") != "particles":
+    if _get(cfg, "model") != "particles":
         return f"model {cfg.get('model')!r}: the theory describes particles"
     return ""
 
 
 def active_mode_norms(target: str, k_min: int, k_max: int) -> list[float]:
-    """|k| of the modes a torus target carries (1-D: k_min..k_max; 2-D: axes and diagonals)."""
-    ks = range(int(k_min), int(k_max) + 1)
-    if TORUS_DIMS.get(target) == 2:
-        return [float(k) for k in ks] + [k * math.sqrt(2.0) for k in ks]
-    return [float(k) for k in ks]
+    """|k| of the modes a torus target carries (drift_sweeps.core.torus)."""
+    return mode_norms(TORUS_DIMS[target], k_min, k_max)
 
 
 def lowest_mode(cfg: Mapping, k_max: Optional[int] = None) -> int:
     """Lowest frequency a torus target carries: k_max alone with target_modes='single', else k_min."""
     k_max = int(cfg["k_max"] if k_max is None else k_max)
-    if cfg.get("target_modes", "band") == "single":
-        return k_max
-    return min(int(cfg.get("k_min", 1)), k_max)
+    return _lowest_mode(int(_get(cfg, "k_min")), k_max, _get(cfg, "target_modes"))
 
 
 def is_active(target: str, k_vec: str, k_min: int, k_max: int) -> bool:
     """Whether the integer frequency `k_vec` ('3' or '1,-2') is one the target carries."""
-    v = [abs(int(c)) for c in str(k_vec).split(",")]
-    shell = max(v)
-    if not k_min <= shell <= k_max:
-        return False
-    if len(v) == 1:
-        return True
-    return v[0] == 0 or v[1] == 0 or v[0] == v[1]
+    vec = tuple(int(c) for c in str(k_vec).split(","))
+    return carries(vec, TORUS_DIMS[target], k_min, k_max)
 
 
 def initial_bandwidth(cfg: Mapping, k_max: Optional[float] = None) -> float:
     """h0 of a configuration at `k_max` (default its own): bandwidth, or bandwidth / k_max with bandwidth_per_kmax."""
     k = float(cfg["k_max"] if k_max is None else k_max)
-    h = float(cfg["bandwidth"])
-    return h / k if _truthy(cfg.get("bandwidth_per_kmax", False)) else h
+    return _h0(float(cfg["bandwidth"]), k, _truthy(_get(cfg, "bandwidth_per_kmax")))
 
 
 def _truthy(v) -> bool:
@@ -84,9 +85,8 @@ def _truthy(v) -> bool:
 
 def _schedule(cfg: Mapping, k_max: Optional[float] = None) -> tuple[float, float, float]:
     """(h0, rate, h_min) as the theory functions take them (rate 0 for a constant bandwidth)."""
-    annealed = cfg.get("schedule") == "exponential"
-    return (initial_bandwidth(cfg, k_max), float(cfg.get("rate", 0.0)) if annealed else 0.0,
-            float(cfg.get("bandwidth_min", 0.0)) if annealed else 0.0)
+    form = THEORY_FORM[_get(cfg, "schedule")]
+    return form(initial_bandwidth(cfg, k_max), float(_get(cfg, "rate")), float(_get(cfg, "bandwidth_min")))
 
 
 def predicted_time(cfg: Mapping, k_max: Optional[int] = None, eps: Optional[float] = None) -> float:

@@ -1,20 +1,30 @@
-"""The one validated trial configuration.  Every default is defined here, once."""
+"""The one validated trial configuration.  Every default is defined here, once.
+
+Imports no torch: registry names (kernels, operators, ...) are looked up when a value is
+validated, so argument parsing, `--help` and the analysis can use `TrialConfig` and its field
+types without loading the math.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import json
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
-from .core.kernels import KERNELS
-from .core.operators import OPERATORS
-from .core.schedules import SCHEDULES
-from .core.targets import TARGETS
+from .core.schedules import initial_bandwidth
+from .core.torus import TORUS_DIMS
 
 
 class ConfigError(ValueError):
-    """A bad trial configuration; the message names the key and what is allowed."""
+    """A bad trial configuration; the message names the key and what is allowed; `key` is that key."""
+
+    def __init__(self, message: str, key: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,6 @@ class TrialConfig:
     n_eval: int = 1024  # samples used for the sample distance
     seed: int = 0  # seeds every random draw of the trial
     device: str = "auto"  # auto (cuda if available), cpu or cuda
-    fail_at_step: int = -1  # testing aid: raise at this step (-1: never)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -71,15 +80,21 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str = "config") -> "TrialConfig":
         """Validate a raw mapping (unknown keys, types, ranges) and build the config."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(raw) - set(known))
+        types = field_types()
+        unknown = sorted(set(raw) - set(types))
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(known)}")
-        values = {k: _coerce(k, v, known[k], where) for k, v in raw.items()}
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: "
+                              f"{', '.join(types)}", key=str(unknown[0]))
+        values = {k: _coerce(k, v, types[k], where) for k, v in raw.items()}
         try:
             return cls(**values)
         except ConfigError as err:
-            raise ConfigError(f"{where}: {err}") from None
+            raise ConfigError(f"{where}: {err}", key=err.key) from None
+
+    @property
+    def h0(self) -> float:
+        """The bandwidth at t = 0 (bandwidth, or bandwidth / k_max with bandwidth_per_kmax)."""
+        return initial_bandwidth(self.bandwidth, self.k_max, self.bandwidth_per_kmax)
 
     def replace(self, **changes: Any) -> "TrialConfig":
         """A validated copy with some keys changed."""
@@ -96,11 +111,44 @@ class TrialConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+@functools.lru_cache(maxsize=None)
+def field_types() -> dict[str, Any]:
+    """Every config key -> its Python type (bool, int, float, str, Optional[str], tuple[float, ...])."""
+    hints = typing.get_type_hints(TrialConfig)
+    return {f.name: hints[f.name] for f in fields(TrialConfig)}
+
+
+def defaults() -> dict[str, Any]:
+    """Every config key -> its default (what a row of an older sweep lacking the key means)."""
+    return {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+            for f in fields(TrialConfig)}
+
+
+def type_name(tp: Any) -> str:
+    """A readable name of a config type for messages: bool, int, float, str, str or null, list of floats."""
+    return _TYPE_NAMES.get(tp, str(tp))
+
+
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", Optional[str]: "str or null",
+               tuple[float, ...]: "list of floats"}
+
+# Registry-backed keys: (module, registry) looked up when a value is validated (imports torch then).
+_REGISTRIES = {
+    "target": ("drift_sweeps.core.targets", "TARGETS"),
+    "kernel": ("drift_sweeps.core.kernels", "KERNELS"),
+    "operator": ("drift_sweeps.core.operators", "OPERATORS"),
+    "schedule": ("drift_sweeps.core.schedules", "SCHEDULES"),
+}
+
+
+def registry_names(key: str) -> list[str]:
+    """The registered names allowed for a registry-backed key."""
+    module, attr = _REGISTRIES[key]
+    return getattr(importlib.import_module(module), attr).names()
+
+
 _CHOICES = {
-    "target": lambda: TARGETS.names(),
-    "kernel": lambda: KERNELS.names(),
-    "operator": lambda: OPERATORS.names(),
-    "schedule": lambda: SCHEDULES.names(),
+    **{key: functools.partial(registry_names, key) for key in _REGISTRIES},
     "model": lambda: ["particles", "mlp"],
     "phase": lambda: ["random", "zero"],
     "target_modes": lambda: ["band", "single"],
@@ -115,26 +163,25 @@ _LOWER = {
     "n_samples": (2, False), "n_data": (2, False), "dt": (0.0, True), "lr": (0.0, True),
     "hidden": (1, False), "layers": (1, False), "noise_dim": (1, False), "steps": (1, False),
     "eval_every": (1, False), "eps": (0.0, True), "n_eval": (2, False), "target_seed": (0, False),
-    "seed": (0, False), "fail_at_step": (-1, False),
+    "seed": (0, False),
 }
 
 
-def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
-    """Type-check one raw value; ints are accepted for float keys, lists for tuple keys."""
-    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
+    """Type-check one raw value; ints are accepted for float keys, a number or a list for tuple keys."""
     ok: bool
-    if t == "bool":
+    if tp is bool:
         ok = isinstance(value, bool)
-    elif t == "int":
+    elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif t == "float":
+    elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
-    elif t == "str":
+    elif tp is str:
         ok = isinstance(value, str)
-    elif t == "Optional[str]":
+    elif tp == Optional[str]:
         ok = value is None or isinstance(value, str)
-    elif t.startswith("tuple"):
+    elif tp == tuple[float, ...]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
@@ -142,9 +189,10 @@ def _coerce(key: str, value: Any, f: dataclasses.Field, where: str) -> Any:
         )
         value = tuple(float(v) for v in value) if ok else value
     else:  # pragma: no cover - a new field type must be handled above
-        raise TypeError(f"unhandled config type {t} for {key}")
+        raise TypeError(f"unhandled config type {tp} for {key}")
     if not ok:
-        raise ConfigError(f"{where}: key {key!r} must be {t}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{where}: key {key!r} must be {type_name(tp)}, got {value!r} ({type(value).__name__})",
+                          key=key)
     return value
 
 
@@ -152,22 +200,23 @@ def _validate(cfg: TrialConfig) -> None:
     for key, allowed in _CHOICES.items():
         value = getattr(cfg, key)
         if value not in allowed():
-            raise ConfigError(f"key {key!r}: unknown value {value!r}; allowed: {', '.join(allowed())}")
+            raise ConfigError(f"key {key!r}: unknown value {value!r}; allowed: {', '.join(allowed())}", key=key)
     for key, (low, strict) in _LOWER.items():
         value = getattr(cfg, key)
         if value < low or (strict and value == low):
-            raise ConfigError(f"key {key!r} = {value!r} out of range; allowed: {'>' if strict else '>='} {low}")
-    if cfg.k_min > cfg.k_max:
-        raise ConfigError(f"key 'k_min' = {cfg.k_min} must be <= k_max = {cfg.k_max}")
-    if cfg.target in ("torus1d", "torus2d") and cfg.amplitude >= 1.0:
-        raise ConfigError(f"key 'amplitude' = {cfg.amplitude} must be < 1 for torus targets (density stays positive)")
-    if cfg.bandwidth_min > cfg.bandwidth:
-        raise ConfigError(f"key 'bandwidth_min' = {cfg.bandwidth_min} must be <= bandwidth = {cfg.bandwidth}")
-    if any(s <= 0 for s in cfg.bandwidth_scales):
-        raise ConfigError(f"key 'bandwidth_scales' = {list(cfg.bandwidth_scales)}: every scale must be > 0")
-    if cfg.schedule == "exponential" and cfg.rate <= 0.0:
-        raise ConfigError("key 'rate' must be > 0 when schedule = 'exponential'")
-    if cfg.target == "file" and not cfg.target_path:
-        raise ConfigError("key 'target_path' is required when target = 'file'")
-    if cfg.eps >= 1.0:
-        raise ConfigError(f"key 'eps' = {cfg.eps} out of range; allowed: 0 < eps < 1")
+            raise ConfigError(f"key {key!r} = {value!r} out of range; allowed: {'>' if strict else '>='} {low}", key=key)
+    rules = [
+        ("k_min", cfg.k_min <= cfg.k_max, f"= {cfg.k_min} must be <= k_max = {cfg.k_max}"),
+        ("amplitude", cfg.target not in TORUS_DIMS or cfg.amplitude < 1.0,
+         f"= {cfg.amplitude} must be < 1 for torus targets (density stays positive)"),
+        ("bandwidth_min", cfg.bandwidth_min <= cfg.bandwidth,
+         f"= {cfg.bandwidth_min} must be <= bandwidth = {cfg.bandwidth}"),
+        ("bandwidth_scales", all(s > 0 for s in cfg.bandwidth_scales),
+         f"= {list(cfg.bandwidth_scales)}: every scale must be > 0"),
+        ("rate", cfg.schedule != "exponential" or cfg.rate > 0.0, "must be > 0 when schedule = 'exponential'"),
+        ("target_path", cfg.target != "file" or bool(cfg.target_path), "is required when target = 'file'"),
+        ("eps", cfg.eps < 1.0, f"= {cfg.eps} out of range; allowed: 0 < eps < 1"),
+    ]
+    for key, ok, why in rules:
+        if not ok:
+            raise ConfigError(f"key {key!r} {why}", key=key)

@@ -20,32 +20,37 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from . import record
+from .config import defaults, field_types
+
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # additive changes (a new nullable column) keep the version; readers fill what is absent
 TABLES = ("trials", "curves", "spectra")
-STATUSES = ("converged", "censored", "diverged", "error")
 
-# Fixed columns of `trials`; every TrialConfig key is added as its own column after these.
+# Parquet type of each Python type used by the record and the config.
+_ARROW_OF_PY = {
+    bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string(), Optional[str]: pa.string(),
+    tuple[float, ...]: pa.list_(pa.float64()),
+}
+
+
+def _arrow_fields(types: Mapping[str, Any]) -> list[pa.Field]:
+    return [pa.field(name, _ARROW_OF_PY[tp]) for name, tp in types.items()]
+
+
+# Fixed columns of `trials`: identity, the summary record (drift_sweeps.record), provenance; every
+# TrialConfig key is added as its own column after these.
 TRIAL_FIELDS: list[pa.Field] = [
     pa.field("schema_version", pa.int32(), nullable=False),
     pa.field("sweep", pa.string()),
     pa.field("trial_id", pa.string(), nullable=False),
-    pa.field("status", pa.string(), nullable=False),  # converged / censored / diverged / error
-    pa.field("convergence_time", pa.float64()),  # null unless converged
-    pa.field("steps_run", pa.int64()),
-    pa.field("t_final", pa.float64()),
-    pa.field("final_loss", pa.float64()),
-    pa.field("final_drift_rms", pa.float64()),
-    pa.field("final_worst_rel_error", pa.float64()),
-    pa.field("final_sample_distance", pa.float64()),
-    pa.field("noise_floor", pa.float64()),
-    pa.field("wall_time_s", pa.float64()),
+    *[f if f.name != "status" else f.with_nullable(False) for f in _arrow_fields(record.SUMMARY_FIELDS)],
     pa.field("node", pa.string()),
-    pa.field("device_used", pa.string()),  # the device the trial ran on (config `device` is the request)
     pa.field("attempts", pa.int32()),  # 1 + retries used
     pa.field("error", pa.string()),  # last error message, null when none
     pa.field("swept_axes", pa.string()),  # comma-separated names of the sweep's varied keys
+    pa.field("variant", pa.string()),  # the space's variant name; null when the space has one variant
     pa.field("versions", pa.string()),  # JSON: python, torch, ray, ... versions
     pa.field("git_commit", pa.string()),
     pa.field("config_json", pa.string()),
@@ -53,13 +58,7 @@ TRIAL_FIELDS: list[pa.Field] = [
 
 CURVES_SCHEMA = pa.schema([
     pa.field("trial_id", pa.string(), nullable=False),
-    pa.field("step", pa.int64(), nullable=False),
-    pa.field("t", pa.float64()),
-    pa.field("bandwidth", pa.float64()),
-    pa.field("loss", pa.float64()),
-    pa.field("drift_rms", pa.float64()),
-    pa.field("worst_rel_error", pa.float64()),
-    pa.field("sample_distance", pa.float64()),
+    *[f if f.name != "step" else f.with_nullable(False) for f in _arrow_fields(record.CURVE_METRICS)],
 ], metadata={"schema_version": str(SCHEMA_VERSION)})
 
 SPECTRA_SCHEMA = pa.schema([
@@ -72,23 +71,23 @@ SPECTRA_SCHEMA = pa.schema([
     pa.field("error", pa.float64()),  # |E_q exp(i k.x) - phi_p(k)|
 ], metadata={"schema_version": str(SCHEMA_VERSION)})
 
-_ARROW_OF_PY = {
-    "bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string(),
-    "Optional[str]": pa.string(), "tuple[float, ...]": pa.list_(pa.float64()),
-}
 
-
-def trials_schema(config_types: Mapping[str, str]) -> pa.Schema:
-    """Schema of `trials`: the fixed columns plus one column per config key (name -> type name)."""
+def trials_schema() -> pa.Schema:
+    """Schema of `trials`: the fixed columns plus one column per TrialConfig key."""
     fixed = {f.name for f in TRIAL_FIELDS}
     extra = []
-    for name, type_name in config_types.items():
+    for name, tp in field_types().items():
         if name in fixed:
             raise ValueError(f"config key {name!r} collides with a fixed trials column")
-        if type_name not in _ARROW_OF_PY:
-            raise TypeError(f"config key {name!r}: no Parquet type for {type_name!r}")
-        extra.append(pa.field(name, _ARROW_OF_PY[type_name]))
+        if tp not in _ARROW_OF_PY:
+            raise TypeError(f"config key {name!r}: no Parquet type for {tp!r}")
+        extra.append(pa.field(name, _ARROW_OF_PY[tp]))
     return pa.schema(TRIAL_FIELDS + extra, metadata={"schema_version": str(SCHEMA_VERSION)})
+
+
+SCHEMAS: dict[str, Callable[[], pa.Schema]] = {
+    "trials": trials_schema, "curves": lambda: CURVES_SCHEMA, "spectra": lambda: SPECTRA_SCHEMA,
+}
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -153,28 +152,30 @@ def trial_row(
     attempts: int = 1,
     error: Optional[str] = None,
     swept_axes: Sequence[str] = (),
+    variant: Optional[str] = None,
     versions: Optional[Mapping[str, str]] = None,
     git_commit: Optional[str] = None,
 ) -> dict[str, Any]:
     """One `trials` row from a config dict and a run_trial summary (or a failure)."""
     row: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "sweep": sweep, "trial_id": trial_id,
-        "status": summary.get("status", "error"), "node": node, "attempts": attempts, "error": error,
-        "swept_axes": ",".join(swept_axes), "versions": json.dumps(dict(versions or {}), sort_keys=True),
+        "status": summary.get("status", record.ERROR), "node": node, "attempts": attempts, "error": error,
+        "swept_axes": ",".join(swept_axes), "variant": variant,
+        "versions": json.dumps(dict(versions or {}), sort_keys=True),
         "git_commit": git_commit, "config_json": json.dumps(dict(config), sort_keys=True),
     }
     for f in TRIAL_FIELDS:
         if f.name not in row:
             row[f.name] = summary.get(f.name)
-    if row["status"] not in STATUSES:
-        raise ValueError(f"status {row['status']!r} not one of {STATUSES}")
+    if row["status"] not in record.STATUSES:
+        raise ValueError(f"status {row['status']!r} not one of {record.STATUSES}")
     row.update(config)
     return row
 
 
-def write_trial(sweep_root: str, trial_id: str, row: Mapping[str, Any], config_types: Mapping[str, str]) -> str:
+def write_trial(sweep_root: str, trial_id: str, row: Mapping[str, Any]) -> str:
     """Write the one-row `trials` file of a trial."""
-    schema = trials_schema(config_types)
+    schema = trials_schema()
     table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
     return _write_atomic(table, table_uri(sweep_root, "trials"), _safe_name(trial_id))
 
@@ -206,34 +207,121 @@ def write_spectra(sweep_root: str, trial_id: str, reports: Iterable[Mapping[str,
     return _write_atomic(table, table_uri(sweep_root, "spectra"), _safe_name(trial_id))
 
 
-def read_table(sweep_root: str, table: str) -> pd.DataFrame:
-    """Read one table of a sweep folder whole (ignores temporary files); raises if missing."""
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+# ---- reading: listing, checks, tables ---------------------------------------------------------------
+
+class SweepFolderError(ValueError):
+    """The folder is not a readable drift_sweeps sweep folder; the message says what is wrong."""
+
+
+def _is_table_file(path: str) -> bool:
+    base = posixpath.basename(path)
+    return base.endswith(".parquet") and not base.startswith(".")  # hidden names are writers' temporaries
+
+
+def table_files(sweep_root: str, table: str) -> tuple[pafs.FileSystem, list[str]]:
+    """(filesystem, paths) of one table's Parquet files, sorted; no paths when the folder is absent."""
     fs, folder = resolve(table_uri(sweep_root, table))
-    info = fs.get_file_info(folder)
-    if info.type != pafs.FileType.Directory:
-        raise FileNotFoundError(f"{sweep_root}: no {table}/ table (is this a drift_sweeps sweep folder?)")
-    selector = pafs.FileSelector(folder, recursive=False)
-    files = [f.path for f in fs.get_file_info(selector)
-             if f.is_file and f.path.endswith(".parquet") and not posixpath.basename(f.path).startswith(".")]
-    if not files:
-        raise FileNotFoundError(f"{sweep_root}: {table}/ holds no Parquet files")
-    dataset = pads.dataset(files, filesystem=fs, format="parquet")
-    return dataset.to_table().to_pandas()
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return fs, []
+    return fs, sorted(f.path for f in fs.get_file_info(pafs.FileSelector(folder)) if f.is_file and _is_table_file(f.path))
 
 
 def trial_ids(sweep_root: str, table: str = "trials") -> set[str]:
     """Trial ids that already have a file in `table` (empty if the folder does not exist)."""
-    fs, folder = resolve(table_uri(sweep_root, table))
-    if fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return set()
-    out = set()
-    for f in fs.get_file_info(pafs.FileSelector(folder)):
-        base = posixpath.basename(f.path)
-        if f.is_file and base.endswith(".parquet") and not base.startswith("."):
-            out.add(base[: -len(".parquet")])
-    return out
+    return {posixpath.basename(p)[: -len(".parquet")] for p in table_files(sweep_root, table)[1]}
+
+
+def _subfolders(fs: pafs.FileSystem, path: str) -> list[str]:
+    try:
+        return sorted(posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(path))
+                      if i.type == pafs.FileType.Directory)
+    except OSError:
+        return []
+
+
+def tables_present(sweep_root: str) -> list[str]:
+    """The tables of TABLES whose folder exists and holds at least one Parquet file."""
+    return [t for t in TABLES if table_files(sweep_root, t)[1]]
+
+
+def file_versions(sweep_root: str, table: str) -> set[str]:
+    """The schema_version metadata values found in one table's Parquet files."""
+    fs, paths = table_files(sweep_root, table)
+    versions = set()
+    for path in paths:
+        meta = pq.read_schema(path, filesystem=fs).metadata or {}
+        versions.add(meta.get(b"schema_version", b"<none>").decode())
+    return versions
+
+
+def check_sweep_folder(sweep_root: str, tables: Sequence[str] = TABLES) -> None:
+    """Raise SweepFolderError naming what is wrong if `sweep_root` is not a sweep folder of this schema
+    (every one of `tables` present, with Parquet files of schema version SCHEMA_VERSION)."""
+    fs, path = resolve(sweep_root)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise SweepFolderError(f"{sweep_root}: no such folder")
+    if info.type != pafs.FileType.Directory:
+        raise SweepFolderError(f"{sweep_root}: not a folder (expected a sweep folder holding {', '.join(TABLES)}/)")
+    subs = _subfolders(fs, path)
+    missing = [t for t in tables if t not in subs]
+    if not set(TABLES) & set(subs):
+        nested = [s for s in subs if set(TABLES) & set(_subfolders(fs, f"{path}/{s}"))]
+        hint = (f"; it looks like a results root holding the sweep(s) {', '.join(nested)}: pass one of those folders"
+                if nested else "")
+        raise SweepFolderError(f"{sweep_root} is not a drift_sweeps sweep folder: none of the tables "
+                               f"{', '.join(t + '/' for t in TABLES)} is there{hint}")
+    if missing:
+        raise SweepFolderError(f"{sweep_root}: incomplete sweep folder, missing table(s) "
+                               f"{', '.join(t + '/' for t in missing)} (found {', '.join(subs) or 'nothing'})")
+    for table in tables:
+        versions = file_versions(sweep_root, table)
+        if not versions:
+            raise SweepFolderError(f"{sweep_root}: table {table}/ holds no Parquet files")
+        wrong = sorted(versions - {str(SCHEMA_VERSION)})
+        if wrong:
+            raise SweepFolderError(
+                f"{sweep_root}: table {table}/ was written with schema version {', '.join(wrong)}, but this "
+                f"version reads schema version {SCHEMA_VERSION} (drift_sweeps.results.SCHEMA_VERSION); "
+                "analyse it with the drift_sweeps version that wrote it, or re-run the sweep")
+
+
+def required_columns(table: str) -> list[str]:
+    """Columns every file of `table` has had since SCHEMA_VERSION (config columns may come and go)."""
+    if table == "trials":
+        return [f.name for f in TRIAL_FIELDS if f.name != "variant"]  # `variant` came later: filled with null
+    return SCHEMAS[table]().names
+
+
+def read_table(sweep_root: str, table: str) -> pd.DataFrame:
+    """Read one table of a sweep folder whole (ignores temporary files); raises if missing.
+
+    Files written by different versions are read together: columns of the current schema that a file
+    lacks are null, columns the current schema no longer has are kept.
+    """
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    fs, files = table_files(sweep_root, table)
+    if not files:
+        fs_, folder = resolve(table_uri(sweep_root, table))
+        if fs_.get_file_info(folder).type != pafs.FileType.Directory:
+            raise FileNotFoundError(f"{sweep_root}: no {table}/ table (is this a drift_sweeps sweep folder?)")
+        raise FileNotFoundError(f"{sweep_root}: {table}/ holds no Parquet files")
+    dataset = pads.dataset(files, filesystem=fs, format="parquet")
+    schemas = {str(fr.physical_schema): fr.physical_schema for fr in dataset.get_fragments()}
+    if len(schemas) > 1:  # files of different versions: read them under one unified schema
+        dataset = pads.dataset(files, filesystem=fs, format="parquet", schema=pa.unify_schemas(list(schemas.values())))
+    df = dataset.to_table().to_pandas()
+    lacking = [c for c in required_columns(table) if c not in df.columns]
+    if lacking:
+        raise SweepFolderError(f"{sweep_root}: table {table}/ lacks column(s) {', '.join(lacking)} "
+                               f"of schema version {SCHEMA_VERSION}")
+    config_defaults = defaults() if table == "trials" else {}
+    for f in SCHEMAS[table]():
+        if f.name not in df.columns:  # an older file: a config key means its default, anything else null
+            fill = config_defaults.get(f.name)
+            df[f.name] = pd.Series([fill] * len(df), dtype=float if pa.types.is_floating(f.type) else object)
+    return df
 
 
 # ---- sweep folder housekeeping (JSON records, removal) -----------------------------------------

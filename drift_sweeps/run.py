@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import results
+from .ray_compat import last_cluster_address
 from .config import ConfigError
 from .spaces import SearchSpace, SpaceError, list_spaces, load_space, parse_overrides, spaces_dir
 
@@ -148,9 +149,7 @@ def describe(p: Plan) -> str:
 def _running_cluster(temp_dir: Optional[str]) -> Optional[str]:
     """Address of a reachable running Ray cluster (RAY_ADDRESS or the last `ray start`), else None."""
     try:
-        from ray._private.services import canonicalize_bootstrap_address
-
-        addr = canonicalize_bootstrap_address(None, temp_dir=temp_dir)
+        addr = last_cluster_address(temp_dir)
     except Exception as err:  # noqa: BLE001 - private API; any failure means "none found"
         log.debug("looking for a running Ray cluster failed: %s", err)
         return None
@@ -165,17 +164,14 @@ def _running_cluster(temp_dir: Optional[str]) -> Optional[str]:
         return None
 
 
-def connect(args: argparse.Namespace) -> bool:
-    """Join a running cluster or start an embedded local Ray; the first output line says which.
-
-    Returns True when an embedded Ray was started here.
-    """
+def connect(args: argparse.Namespace) -> None:
+    """Join a running cluster or start an embedded local Ray; the first output line says which."""
     import ray
 
     if ray.is_initialized():  # a notebook or test that called ray.init() itself: use that instance
         print("Ray: using the Ray instance this process already joined", flush=True)
         _print_resources()
-        return False
+        return
     address = args.address
     if address in (None, "auto"):
         found = _running_cluster(args.temp_dir)
@@ -186,16 +182,13 @@ def connect(args: argparse.Namespace) -> bool:
     if address and address != "local":
         print(f"Ray: joining the running cluster at {address}", flush=True)
         ray.init(address=address, logging_level=logging.WARNING)
-        started = False
     else:
         cpus = args.num_cpus or os.cpu_count()
         print(f"Ray: no running cluster found; starting an embedded local Ray ({cpus} CPUs)"
               if args.address is None else f"Ray: starting an embedded local Ray ({cpus} CPUs)", flush=True)
         ray.init(num_cpus=cpus, _temp_dir=os.path.abspath(args.temp_dir) if args.temp_dir else None,
                  include_dashboard=False, logging_level=logging.WARNING)
-        started = True
     _print_resources()
-    return started
 
 
 def _print_resources() -> None:
@@ -264,7 +257,10 @@ def run_sweep(p: Plan, args: argparse.Namespace) -> int:
     """Run (or resume) the Tuner of a plan; returns the exit code."""
     from ray import tune
 
-    from .tune_adapter import ResultsWriter, make_trainable, param_space, scheduler, search_alg
+    from .progress import ProgressReporter
+    from .ray_compat import restored_run_config
+    from .tune_adapter import make_trainable, param_space, scheduler, search_alg
+    from .writer import ResultsWriter
 
     space = p.space
     path, fs = storage(p.sweep_root)
@@ -295,16 +291,16 @@ def run_sweep(p: Plan, args: argparse.Namespace) -> int:
     print(f"sweep {p.name}: {space.trial_count()} trials, {space.cpu:g} CPU + {gpu:g} GPU each, "
           f"{'resuming' if args.resume else 'results'} in {p.sweep_root}", flush=True)
 
-    writer = ResultsWriter(space, p.name, p.sweep_root, commit, versions)
+    progress = ProgressReporter(space.trial_count())
+    callbacks = [ResultsWriter(space, p.name, p.sweep_root, commit, versions, progress), progress]
     if restore:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    param_space=param_space(space), storage_filesystem=fs)
-        internal = getattr(tuner, "_local_tuner", None)
-        if internal is not None:
+        run_config = restored_run_config(tuner)
+        if run_config is not None:
             # Tune restores the RunConfig pickled when the sweep started, callbacks included; rows written
-            # from now on should carry this run's git commit and versions, so use a fresh writer.
-            run_config = internal.get_run_config()
-            run_config.callbacks = [writer]
+            # from now on should carry this run's git commit and versions, so use fresh callbacks.
+            run_config.callbacks = callbacks
             run_config.verbose = args.verbose
     else:
         tuner = tune.Tuner(
@@ -316,7 +312,7 @@ def run_sweep(p: Plan, args: argparse.Namespace) -> int:
                 trial_dirname_creator=lambda trial: trial.trial_id,
             ),
             run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=path, storage_filesystem=fs, callbacks=[writer],
+                name=TUNE_DIR, storage_path=path, storage_filesystem=fs, callbacks=callbacks,
                 failure_config=tune.FailureConfig(max_failures=space.max_failures), verbose=args.verbose,
             ),
         )

@@ -12,21 +12,21 @@ import dataclasses
 import itertools
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
-from .config import ConfigError, TrialConfig
+from . import record
+from .config import ConfigError, TrialConfig, defaults, field_types, type_name
 
 SEARCHES = ("grid", "random", "optuna")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")
 SCHEDULERS = ("asha",)
 MODES = ("min", "max")
 # Metrics a space may optimise: every reported curve metric plus the searcher objective.
-METRICS = ("time_to_eps", "worst_rel_error", "sample_distance", "loss", "drift_rms")
+METRICS = (record.OBJECTIVE, *(m for m in record.CURVE_METRICS if m not in ("step", "t", "bandwidth")))
 VARIANT_PARAM = "variant"  # the Tune parameter that picks a variant by name
 REPLICATE_KEYS = ("seed",)  # axes that repeat a setting rather than define a group of the table
 # --smoke: every key is capped at this value (a quick look, not a result)
@@ -240,8 +240,7 @@ class SearchSpace:
         return dataclasses.replace(space, overrides=dict(d.get("overrides", {})), smoke=bool(d.get("smoke", False)))
 
 
-_DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-             for f in dataclasses.fields(TrialConfig)}
+_DEFAULTS = defaults()
 
 
 # ---- locating and loading --------------------------------------------------------------------
@@ -383,10 +382,6 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _field_types() -> dict[str, str]:
-    return {f.name: (f.type if isinstance(f.type, str) else str(f.type)) for f in dataclasses.fields(TrialConfig)}
-
-
 def _parse_resources(res: Any, source: str) -> tuple[float, float]:
     if not isinstance(res, Mapping):
         raise SpaceError(f"{source}: 'resources' must be a mapping like {{cpu: 1, gpu: 0.5}}")
@@ -434,7 +429,7 @@ def _check_base_types(base: Mapping[str, Any], where: str) -> None:
 def _parse_axes(axes: Any, source: str) -> list[Axis]:
     if not isinstance(axes, Mapping):
         raise SpaceError(f"{source}: 'axes' must be a mapping key -> list or distribution")
-    known = _field_types()
+    known = {k: type_name(tp) for k, tp in field_types().items()}
     out = []
     for key, spec in axes.items():
         where = f"{source}: axes.{key}"
@@ -515,17 +510,13 @@ def _validate_grid(space: SearchSpace) -> None:
             _try(space, params)
 
 
-_KEY_IN_MESSAGE = re.compile(r"key '(\w+)'")
-
-
 def _try(space: SearchSpace, params: Mapping[str, Any]) -> None:
     """Resolve one trial; on failure say which part of the file holds the offending key."""
     try:
         space.resolve(params, where="")
     except ConfigError as err:
         msg = str(err).removeprefix(": ")
-        m = _KEY_IN_MESSAGE.search(msg)
-        key = m.group(1) if m else None
+        key = err.key
         axes = {a.key: a for a in space.axes}
         variant = next((v for v in space.variants if v.name == params.get(VARIANT_PARAM)), None)
         if key in axes:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import time
 from typing import Any, Callable, Optional
 
 import torch
 
+from . import record
 from .config import TrialConfig
 from .core.geometry import wrap
 from .core.loss import drift_loss
-from .core.metrics import energy_distance, frequencies, noise_floor, spectrum_error
+from .core.metrics import energy_distance, frequencies, spectrum_error
 from .core.operators import FieldSpec
 from .core.schedules import bandwidth_at
 from .core.targets import Target, TargetSpec, make_target
@@ -21,12 +24,21 @@ log = logging.getLogger(__name__)
 
 Report = Callable[[dict[str, Any]], None]
 
-# Metric names: identical in reports, Parquet columns and plot labels.
-CURVE_METRICS = ("step", "t", "bandwidth", "loss", "drift_rms", "worst_rel_error", "sample_distance")
+# Failure injection for the test suite only (never set in normal use): JSON like
+# {"step": 12, "seed": 1}: a trial whose config matches every other key raises at that step.
+# An environment variable, so it reaches Ray workers without being a config key or a Parquet column.
+FAULT_ENV = "DRIFT_SWEEPS_TEST_FAULT"
 
 
 class InjectedFailure(RuntimeError):
-    """Raised by `fail_at_step` to exercise failure handling."""
+    """Raised by the test-only failure injection (FAULT_ENV) to exercise failure handling."""
+
+
+def _fault_step(cfg: TrialConfig) -> int:
+    """The step at which FAULT_ENV asks this trial to fail (-1: never)."""
+    spec = json.loads(os.environ.get(FAULT_ENV) or "{}")
+    match = all(getattr(cfg, k, None) == v for k, v in spec.items() if k != "step")
+    return int(spec["step"]) if spec and match else -1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -36,11 +48,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' requested but CUDA is not available")
     return torch.device(name)
-
-
-def initial_bandwidth(cfg: TrialConfig) -> float:
-    """h0: the configured bandwidth, divided by k_max when bandwidth_per_kmax is set."""
-    return cfg.bandwidth / cfg.k_max if cfg.bandwidth_per_kmax else cfg.bandwidth
 
 
 def build_target(cfg: TrialConfig) -> Target:
@@ -53,7 +60,7 @@ def build_target(cfg: TrialConfig) -> Target:
 class _Generator(torch.nn.Module):
     """One-step generator f(noise): an MLP with SiLU activations."""
 
-    def __init__(self, noise_dim: int, dim: int, hidden: int, layers: int) -> None:
+    def __init__(self, noise_dim: int, dim: int, hidden: int, layers: int, gen: torch.Generator) -> None:
         super().__init__()
         mods: list[torch.nn.Module] = []
         width = noise_dim
@@ -62,6 +69,11 @@ class _Generator(torch.nn.Module):
             width = hidden
         mods.append(torch.nn.Linear(width, dim))
         self.net = torch.nn.Sequential(*mods)
+        for m in self.net:
+            if isinstance(m, torch.nn.Linear):  # PyTorch's default init, drawn from the trial's generator
+                torch.nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=gen)
+                bound = 1.0 / math.sqrt(m.in_features)
+                torch.nn.init.uniform_(m.bias, -bound, bound, generator=gen)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -70,8 +82,8 @@ class _Generator(torch.nn.Module):
 def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, Any]:
     """Train one trial; call `report` every eval_every steps; return the summary.
 
-    Summary keys: status (converged / censored / diverged), convergence_time (None unless
-    converged), steps_run, t_final, final_* metrics, noise_floor, wall_time_s, device.
+    The summary is `record.summary`: status (converged / censored / diverged), convergence_time
+    (None unless converged), steps_run, t_final, final_* metrics, noise_floor, wall_time_s, device_used.
     """
     start = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -98,8 +110,7 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
         x = target.init(cfg.n_samples, gen).to(device).requires_grad_(True)
         net = opt = eval_noise = None
     else:
-        torch.manual_seed(cfg.seed)  # nn.Module init has no generator argument
-        net = _Generator(cfg.noise_dim, dim, cfg.hidden, cfg.layers).to(device)
+        net = _Generator(cfg.noise_dim, dim, cfg.hidden, cfg.layers, gen).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         eval_noise = torch.randn(cfg.n_samples, cfg.noise_dim, generator=eval_gen).to(device)
 
@@ -109,13 +120,14 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
         with torch.no_grad():
             return net(eval_noise)
 
-    h0 = initial_bandwidth(cfg)
+    h0 = cfg.h0
+    fault_step = _fault_step(cfg)
     d0: Optional[float] = None
-    status, conv_time, last = "censored", None, {}
+    status, conv_time, last = record.CENSORED, None, {}
     step = 0
     for step in range(cfg.steps + 1):
-        if step == cfg.fail_at_step:
-            raise InjectedFailure(f"fail_at_step={cfg.fail_at_step} reached")
+        if step == fault_step:
+            raise InjectedFailure(f"injected failure at step {fault_step}")
         t = step * cfg.dt
         h = bandwidth_at(cfg.schedule, t, h0, cfg.rate, cfg.bandwidth_min)
         field = FieldSpec(cfg.kernel, h, periodic, True, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters)
@@ -150,10 +162,10 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
             if report is not None:
                 report(metrics)
             if not finite:
-                status = "diverged"
+                status = record.DIVERGED
                 break
-            if step > 0 and metrics["worst_rel_error"] <= cfg.eps:
-                status, conv_time = "converged", t
+            if record.converged(step, metrics["worst_rel_error"], cfg.eps):
+                status, conv_time = record.CONVERGED, t
                 break
         if step == cfg.steps:
             break
@@ -168,19 +180,8 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
             loss.backward()
             opt.step()
 
-    return {
-        "status": status,
-        "convergence_time": conv_time,
-        "steps_run": step,
-        "t_final": step * cfg.dt,
-        "final_loss": last.get("loss", math.nan),
-        "final_drift_rms": last.get("drift_rms", math.nan),
-        "final_worst_rel_error": last.get("worst_rel_error", math.nan),
-        "final_sample_distance": last.get("sample_distance", math.nan),
-        "noise_floor": noise_floor(cfg.n_samples),
-        "wall_time_s": time.perf_counter() - start,
-        "device_used": str(device),
-    }
+    return record.summary(status, last, convergence_time=conv_time, n_samples=cfg.n_samples,
+                          wall_time_s=time.perf_counter() - start, device_used=str(device))
 
 
 def _active_index(target: Target, freqs: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

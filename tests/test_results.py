@@ -16,9 +16,6 @@ import pytest
 from drift_sweeps import results
 from drift_sweeps.config import TrialConfig
 
-CONFIG_TYPES = {f.name: f.type for f in dataclasses.fields(TrialConfig)}
-
-
 def reports(n_evals: int, freqs=([1], [2])) -> list[dict]:
     """Reports shaped like run_trial's."""
     return [{"step": 5 * i, "t": 0.5 * i, "bandwidth": 1.0, "loss": 1.0 / (i + 1), "drift_rms": 0.1,
@@ -36,7 +33,7 @@ def write_one(root: str, trial_id: str, status: str = "censored", error: str | N
         summary = {"status": "error"}
     row = results.trial_row(sweep="s", trial_id=trial_id, config=cfg, summary=summary, node="host/1.2.3.4/abc",
                             error=error, swept_axes=["kernel", "seed"], versions={"torch": "x"}, git_commit="deadbeef")
-    results.write_trial(root, trial_id, row, CONFIG_TYPES)
+    results.write_trial(root, trial_id, row)
     results.write_curves(root, trial_id, reports(n_evals))
     results.write_spectra(root, trial_id, reports(n_evals))
 

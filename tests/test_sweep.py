@@ -23,7 +23,8 @@ import pytest
 from drift_sweeps import results
 from drift_sweeps.config import TrialConfig
 from drift_sweeps.run import main
-from drift_sweeps.tune_adapter import time_to_eps
+from drift_sweeps.record import time_to_eps
+from drift_sweeps.trial import FAULT_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -157,17 +158,23 @@ def test_optuna_sweep_reports_its_best_config(capsys, make_space, tmp_path, loca
     assert json.loads(Path(tmp_path, "res", "tpe", "sweep.json").read_text())["space"]["search"] == "optuna"
 
 
-def test_failing_trial_is_retried_then_recorded_as_error(capsys, make_space, tmp_path, local_ray):
-    space = make_space("flaky", axes={"fail_at_step": [-1, 12]}, max_failures=1, base_extra={"eps": 0.01})
+@pytest.fixture
+def failing_seed_1(monkeypatch) -> None:
+    """Trials with seed 1 raise at step 12 (the test-only failure injection; set before Ray starts its workers)."""
+    monkeypatch.setenv(FAULT_ENV, json.dumps({"step": 12, "seed": 1}))
+
+
+def test_failing_trial_is_retried_then_recorded_as_error(capsys, make_space, tmp_path, failing_seed_1, local_ray):
+    space = make_space("flaky", axes={"seed": [0, 1]}, max_failures=1, base_extra={"eps": 0.01})
     rc, out = run_cli(capsys, str(space), "--results", str(tmp_path / "res"))
     assert rc == 0, out  # the sweep goes on
     assert "retrying" in out
     root = str(tmp_path / "res" / "flaky")
-    trials = check_tables(root, n_trials=2, n_freqs=2).set_index("fail_at_step")
-    ok, bad = trials.loc[-1], trials.loc[12]
+    trials = check_tables(root, n_trials=2, n_freqs=2).set_index("seed")
+    ok, bad = trials.loc[0], trials.loc[1]
     assert ok["status"] in ("converged", "censored") and ok["attempts"] == 1
     assert bad["status"] == "error" and bad["attempts"] == 2
-    assert "InjectedFailure" in bad["error"] and "fail_at_step=12" in bad["error"]
+    assert "InjectedFailure" in bad["error"] and "step 12" in bad["error"]
     curves = results.read_table(root, "curves")
     kept = curves[curves["trial_id"] == bad["trial_id"]]["step"].tolist()
     assert sorted(kept) == [0, 5, 10]  # the last attempt's curve up to the failure, once

@@ -8,7 +8,8 @@ import pytest
 
 from drift_sweeps.config import TrialConfig
 from drift_sweeps.core import theory
-from drift_sweeps.trial import CURVE_METRICS, InjectedFailure, run_trial
+from drift_sweeps.record import CURVE_METRICS
+from drift_sweeps.trial import FAULT_ENV, InjectedFailure, run_trial
 
 
 def _run(**kw):
@@ -68,9 +69,11 @@ def test_without_stop_gradient_runs_the_ablation() -> None:
     assert len(reports) >= 2
 
 
-def test_injected_failure_raises() -> None:
+def test_injected_failure_raises_only_for_the_matching_trial(monkeypatch) -> None:
+    monkeypatch.setenv(FAULT_ENV, '{"step": 3, "seed": 1}')
     with pytest.raises(InjectedFailure):
-        run_trial(TrialConfig(steps=10, fail_at_step=3, n_samples=32, n_data=32))
+        run_trial(TrialConfig(steps=10, seed=1, n_samples=32, n_data=32))
+    assert run_trial(TrialConfig(steps=10, seed=0, n_samples=32, n_data=32))["steps_run"] == 10
 
 
 def test_high_dimensional_file_target_has_no_spectrum(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Per-frequency errors, the N-sample noise floor and a sample distance."""
+"""Per-frequency errors and a sample distance (the N-sample noise floor is `drift_sweeps.record.noise_floor`)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,6 @@ def empirical_fourier(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 def spectrum_error(x: torch.Tensor, freqs: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
     """e_k = |E_q exp(i k.x) - phi_p(k)|.  -> (F,) float64."""
     return (empirical_fourier(x, freqs) - exact.to(x.device)).abs()
-
-
-def noise_floor(n: int) -> float:
-    """RMS of |E_q exp(i k.x)| for n i.i.d. samples of any q with phi_q(k) = 0: 1/sqrt(n)."""
-    return 1.0 / math.sqrt(n)
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor, periodic: bool) -> float:

@@ -26,3 +26,16 @@ def exponential(t: float, h0: float, rate: float, h_min: float) -> float:
 def bandwidth_at(name: str, t: float, h0: float, rate: float = 0.0, h_min: float = 0.0) -> float:
     """Evaluate the registered schedule `name` at time t."""
     return SCHEDULES.get(name)(t, h0, rate, h_min)
+
+
+def initial_bandwidth(bandwidth: float, k_max: float, per_kmax: bool) -> float:
+    """h0: the configured bandwidth, divided by k_max when bandwidth_per_kmax is set."""
+    return bandwidth / k_max if per_kmax else bandwidth
+
+
+# How the linear theory parametrises each schedule: (h0, rate, h_min) -> the exponential family's
+# (h0, rate, h_min), rate 0 meaning a constant bandwidth.  A schedule without an entry has no theory.
+THEORY_FORM: dict[str, Callable[[float, float, float], tuple[float, float, float]]] = {
+    "constant": lambda h0, rate, h_min: (h0, 0.0, 0.0),
+    "exponential": lambda h0, rate, h_min: (h0, rate, h_min),
+}

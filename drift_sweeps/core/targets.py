@@ -15,6 +15,7 @@ import torch
 
 from .geometry import TWO_PI
 from .registry import Registry
+from .torus import TORUS_DIMS, lowest_mode, mode_vectors
 
 
 @dataclass(frozen=True)
@@ -153,19 +154,10 @@ class PeriodicTarget(Target):
         return num / den
 
 
-def _torus_modes(dim: int, k_min: int, k_max: int) -> torch.Tensor:
-    """Frequencies carrying the periodic target: k in k_min..k_max (1-D); axes and diagonals (2-D)."""
-    ks = torch.arange(k_min, k_max + 1)
-    if dim == 1:
-        return ks.unsqueeze(1)
-    z = torch.zeros_like(ks)
-    return torch.cat([torch.stack(p, 1) for p in [(ks, z), (z, ks), (ks, ks), (ks, -ks)]])
-
-
 def _periodic(name: str, dim: int) -> TargetFactory:
     def make(spec: TargetSpec) -> Target:
-        k_low = spec.k_max if spec.modes == "single" else spec.k_min
-        modes = _torus_modes(dim, k_low, spec.k_max)  # (F, D)
+        k_low = lowest_mode(spec.k_min, spec.k_max, spec.modes)
+        modes = torch.tensor(mode_vectors(dim, k_low, spec.k_max), dtype=torch.long)  # (F, D)
         gen = torch.Generator().manual_seed(spec.target_seed)
         amps = torch.full((modes.shape[0],), spec.amplitude / modes.shape[0], dtype=torch.float64)
         if spec.phase == "random":
@@ -177,8 +169,8 @@ def _periodic(name: str, dim: int) -> TargetFactory:
     return make
 
 
-TARGETS.add("torus1d", _periodic("torus1d", 1))
-TARGETS.add("torus2d", _periodic("torus2d", 2))
+for _name, _dim in TORUS_DIMS.items():
+    TARGETS.add(_name, _periodic(_name, _dim))
 
 
 class PlaneTarget(Target):

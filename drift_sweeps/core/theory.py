@@ -13,24 +13,27 @@ from typing import Callable, Iterable, Optional
 
 @dataclass(frozen=True)
 class Spectral:
-    """Normalised Fourier transform kappa(s, dim), kappa(0) = 1, and rate -s kappa'(s)."""
+    """Normalised Fourier transform kappa(s, dim), kappa(0) = 1, and the mode decay -s kappa'(s).
+
+    `decay(|k| h, dim)` is lambda(k) at bandwidth h (`rate` is the annealing rate r elsewhere).
+    """
 
     kappa: Callable[[float, int], float]
-    rate: Callable[[float, int], float]
+    decay: Callable[[float, int], float]
 
 
 SPECTRA: dict[str, Spectral] = {
     "gaussian": Spectral(
         kappa=lambda s, d: math.exp(-0.5 * s * s),
-        rate=lambda s, d: s * s * math.exp(-0.5 * s * s),
+        decay=lambda s, d: s * s * math.exp(-0.5 * s * s),
     ),
     "laplacian": Spectral(
         kappa=lambda s, d: (1.0 + s * s) ** (-(d + 1) / 2.0),
-        rate=lambda s, d: (d + 1) * s * s * (1.0 + s * s) ** (-(d + 3) / 2.0),
+        decay=lambda s, d: (d + 1) * s * s * (1.0 + s * s) ** (-(d + 3) / 2.0),
     ),
     "cauchy": Spectral(
         kappa=lambda s, d: math.exp(-s),
-        rate=lambda s, d: s * math.exp(-s),
+        decay=lambda s, d: s * math.exp(-s),
     ),
 }
 
@@ -45,7 +48,7 @@ def spectral(kernel: str) -> Spectral:
 
 def decay_rate(kernel: str, k: float, bandwidth: float, dim: int = 1) -> float:
     """lambda(k) = -|k| h kappa'(|k| h): linear decay rate of mode k at fixed bandwidth."""
-    return spectral(kernel).rate(abs(k) * bandwidth, dim)
+    return spectral(kernel).decay(abs(k) * bandwidth, dim)
 
 
 def log_decay_exponential(
@@ -55,13 +58,13 @@ def log_decay_exponential(
     sp = spectral(kernel)
     k = abs(k)
     if rate <= 0.0:
-        return -t * sp.rate(k * h0, dim)
+        return -t * sp.decay(k * h0, dim)
     t_floor = math.inf if h_min <= 0.0 else max(0.0, math.log(h0 / h_min) / rate)
     t1 = min(t, t_floor)
     h1 = h0 * math.exp(-rate * t1)
     out = -(sp.kappa(k * h1, dim) - sp.kappa(k * h0, dim)) / rate
     if t > t_floor:
-        out -= (t - t_floor) * sp.rate(k * h_min, dim)
+        out -= (t - t_floor) * sp.decay(k * h_min, dim)
     return out
 
 
@@ -72,13 +75,13 @@ def mode_time(
     target = math.log(eps)
     sp = spectral(kernel)
     if rate <= 0.0:
-        lam = sp.rate(abs(k) * h0, dim)
+        lam = sp.decay(abs(k) * h0, dim)
         return math.inf if lam <= 0.0 else -target / lam
     t_floor = math.inf if h_min <= 0.0 else max(0.0, math.log(h0 / h_min) / rate)
     if math.isfinite(t_floor):
         at_floor = log_decay_exponential(kernel, k, t_floor, h0, rate, h_min, dim)
         if at_floor > target:
-            lam = sp.rate(abs(k) * h_min, dim)
+            lam = sp.decay(abs(k) * h_min, dim)
             return math.inf if lam <= 0.0 else t_floor + (at_floor - target) / lam
         hi = t_floor
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Iterable, Mapping, Sequence
 
 from drift_sweeps import results
@@ -14,15 +13,9 @@ ANNEALED = dict(kernel="gaussian", schedule="exponential", rate=0.25, bandwidth=
 FIXED = dict(kernel="gaussian", schedule="constant", rate=0.0, bandwidth=1.0, bandwidth_min=0.0)
 
 
-def config_types() -> dict[str, str]:
-    """TrialConfig key -> type name, as results.trials_schema wants it."""
-    return {f.name: (f.type if isinstance(f.type, str) else f.type.__name__) for f in dataclasses.fields(TrialConfig)}
-
-
 def write_sweep(sweep_root: str, configs: Iterable[Mapping], swept_axes: Sequence[str],
                 sweep: str = "tiny") -> list[str]:
     """Run each config with run_trial and write its trials/curves/spectra files; returns trial ids."""
-    types = config_types()
     ids = []
     for i, raw in enumerate(configs):
         cfg = TrialConfig.from_dict(dict(raw))
@@ -31,7 +24,7 @@ def write_sweep(sweep_root: str, configs: Iterable[Mapping], swept_axes: Sequenc
         tid = f"t{i:03d}"
         row = results.trial_row(sweep=sweep, trial_id=tid, config=cfg.to_dict(), summary=summary,
                                 node="local", swept_axes=swept_axes)
-        results.write_trial(sweep_root, tid, row, types)
+        results.write_trial(sweep_root, tid, row)
         results.write_curves(sweep_root, tid, reports)
         results.write_spectra(sweep_root, tid, reports)
         ids.append(tid)

@@ -13,7 +13,8 @@ import torch
 
 from drift_sweeps.core import theory
 from drift_sweeps.core.kernels import KERNELS, log_kernel
-from drift_sweeps.core.metrics import empirical_fourier, frequencies, noise_floor
+from drift_sweeps.core.metrics import empirical_fourier, frequencies
+from drift_sweeps.record import noise_floor
 from drift_sweeps.core.operators import OPERATORS, FieldSpec, drift
 from drift_sweeps.core.schedules import SCHEDULES, bandwidth_at
 from drift_sweeps.core.targets import TARGETS, TargetSpec, make_target
@@ -50,7 +51,7 @@ def test_kernel_has_a_linear_theory(name: str) -> None:
         assert sp.kappa(0.0, dim) == pytest.approx(1.0)
         for s in (0.3, 1.0, 2.5):
             deriv = (sp.kappa(s + 1e-6, dim) - sp.kappa(s - 1e-6, dim)) / 2e-6
-            assert sp.rate(s, dim) == pytest.approx(-s * deriv, rel=1e-5)
+            assert sp.decay(s, dim) == pytest.approx(-s * deriv, rel=1e-5)
 
 
 @pytest.mark.parametrize("name", KERNELS.names())

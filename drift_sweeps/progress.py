@@ -1,0 +1,83 @@
+"""Live progress of a sweep on the driver: one line per finished trial, and a line about the running
+trials every PROGRESS_EVERY_S seconds.  A `tune.Callback`; the results writer tells it when a trial's
+row is written."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Mapping, Optional
+
+from ray import tune
+from ray.tune.experiment import Trial
+
+from . import record
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 30.0  # seconds between the progress lines about running trials
+
+
+class ProgressReporter(tune.Callback):
+    """Progress lines: `[done/total] trial params: outcome (wall time on node)` and periodic summaries."""
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._done = 0
+        self._latest: dict[str, tuple[float, float]] = {}  # trial id -> (t, worst_rel_error) of its last report
+        self._started = self._last_line = time.monotonic()
+
+    def setup(self, total_num_samples: Optional[int] = None, **info: Any) -> None:
+        """Start of fit (also after a restore)."""
+        self._total = total_num_samples or self._total
+        self._done = 0
+        self._latest = {}
+        self._started = self._last_line = time.monotonic()
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any) -> None:
+        """Remember where the trial stands."""
+        if result.get("t") is not None:
+            self._latest[trial.trial_id] = (result["t"], result.get("worst_rel_error"))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """Every PROGRESS_EVERY_S: one line on the running trials."""
+        now = time.monotonic()
+        running = [t for t in trials if t.status == Trial.RUNNING]
+        if now - self._last_line < PROGRESS_EVERY_S or not running:
+            return
+        self._last_line = now
+        finished = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        pending = sum(t.status == Trial.PENDING for t in trials)
+        parts = []
+        for t in running:
+            latest = self._latest.get(t.trial_id)
+            parts.append(f"{t.trial_id} t={latest[0]:g} worst={latest[1]:.3g}" if latest else f"{t.trial_id} starting")
+        log.info("... %d/%d finished, %d pending, %.0f s; running: %s", finished, max(self._total, len(trials)),
+                 pending, now - self._started, "; ".join(parts))
+
+    def trial_written(self, trial: Trial, row: Mapping[str, Any], note: Optional[str] = None) -> None:
+        """One line for a trial whose row has just been written."""
+        self._done += 1
+        self._latest.pop(trial.trial_id, None)
+        label = ", ".join(f"{k}={_short(v)}" for k, v in trial.config.items()) or "base"
+        outcome = row["status"]
+        if row["status"] == record.CONVERGED:
+            outcome += f" at t={row['convergence_time']:g}"
+        elif row.get("final_worst_rel_error") is not None and math.isfinite(row["final_worst_rel_error"]):
+            outcome += f" (worst_rel_error {row['final_worst_rel_error']:.3g} at t={row['t_final']:g})"
+        if note:
+            outcome += f", {note}"
+        if row.get("error"):
+            outcome += f" after {row['attempts']} attempt(s): {row['error']}"
+        wall = row.get("wall_time_s")
+        log.info("[%d/%d] %s  %s: %s  (%s on %s)", self._done, self._total, trial.trial_id, label, outcome,
+                 f"{wall:.1f} s" if wall is not None else "?", row.get("node") or "?")
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "(" + ",".join(_short(x) for x in v) + ")"
+    return str(v)

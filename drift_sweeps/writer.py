@@ -1,0 +1,187 @@
+"""The results writer: a driver-side `tune.Callback` that turns each trial's reports into its
+trials / curves / spectra Parquet files (drift_sweeps.results) when the trial completes or errors.
+
+One writer per file, atomic renames, files named after the Tune trial id: a re-run trial replaces its
+files instead of adding rows.  A retry starts a new attempt of the trainable (a new `attempt_id` in
+its reports): only the last attempt's reports are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from ray import cloudpickle, tune
+from ray.tune.experiment import Trial
+
+from . import record, results
+from .progress import ProgressReporter
+from .spaces import VARIANT_PARAM, SearchSpace
+from .tune_adapter import ATTEMPT_KEY, CONTEXT_KEYS, SUMMARY_KEY
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _TrialState:
+    """What the driver holds of one running trial: its current attempt's reports and context."""
+
+    attempt: Optional[str] = None
+    reports: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    summary: Optional[dict[str, Any]] = None
+    context: dict[str, str] = dataclasses.field(default_factory=dict)
+    time_total_s: Optional[float] = None
+
+
+class ResultsWriter(tune.Callback):
+    """Writes each trial's Parquet files when it completes or errors; tells the progress reporter."""
+
+    def __init__(self, space: SearchSpace, sweep: str, sweep_root: str, git_commit: Optional[str],
+                 driver_versions: str, progress: Optional[ProgressReporter] = None) -> None:
+        self.space = space
+        self.sweep = sweep
+        self.sweep_root = sweep_root
+        self.git_commit = git_commit
+        self.driver_versions = driver_versions
+        self.progress = progress
+        self.swept = space.swept_keys()
+        self._state: dict[str, _TrialState] = {}
+
+    def setup(self, **info: Any) -> None:
+        """Start of fit (also after a restore): runtime state is per fit."""
+        self._state = {}
+
+    def _st(self, trial: Trial) -> _TrialState:
+        return self._state.setdefault(trial.trial_id, _TrialState())
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        """Record the trial's full config before it trains."""
+        self._state[trial.trial_id] = _TrialState()
+        cfg = self.space.resolve(trial.config).to_dict()
+        results.write_json(self.sweep_root, f"configs/{trial.trial_id}.json",
+                           {"trial_id": trial.trial_id, "params": _jsonable(trial.config), "config": cfg})
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any) -> None:
+        """Buffer one eval report of the current attempt (or keep the final summary)."""
+        st = self._st(trial)
+        attempt = result.get(ATTEMPT_KEY)
+        if attempt != st.attempt:  # a new attempt (a retry) starts from step 0: drop the old one's reports
+            st.attempt, st.reports, st.summary = attempt, [], None
+        st.context = {k: result[k] for k in CONTEXT_KEYS if k in result}
+        st.time_total_s = result.get("time_total_s")
+        if SUMMARY_KEY in result:
+            st.summary = dict(result[SUMMARY_KEY])
+            return
+        if result.get("step") is not None:
+            st.reports.append({k: result.get(k) for k in (*record.CURVE_METRICS, *record.SPECTRUM_KEYS)})
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        """A failed trial will be retried from scratch."""
+        log.warning("trial %s failed (%s); retrying (%d/%d)", trial.trial_id, error_message(trial),
+                    trial.num_failures, self.space.max_failures)
+        self._state[trial.trial_id] = _TrialState()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        """Write the trial's files; a trial without a summary was stopped early by the scheduler."""
+        st = self._st(trial)
+        note = None
+        summary = st.summary
+        if summary is None:
+            summary = self._partial_summary(trial, st, record.CENSORED)
+            note = "stopped early by the scheduler"
+        self._write(trial, st, summary, error=None, attempts=1 + trial.num_failures, note=note)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
+        """Record a trial that failed for good: status error, the message, and its curves so far."""
+        st = self._st(trial)
+        summary = self._partial_summary(trial, st, record.ERROR)
+        self._write(trial, st, summary, error=error_message(trial), attempts=max(1, trial.num_failures))
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Remove files of trials this experiment does not know; report finished trials without files."""
+        known = {t.trial_id for t in trials}
+        results.remove_temporaries(self.sweep_root)
+        removed = results.remove_trials(self.sweep_root, lambda tid: tid not in known)
+        if removed:
+            log.info("removed the files of %d trial(s) left by an interrupted run: %s", len(removed),
+                     ", ".join(sorted(removed)))
+        written = results.trial_ids(self.sweep_root)
+        for t in trials:
+            if t.status in (Trial.TERMINATED, Trial.ERROR) and t.trial_id not in written:
+                log.warning("trial %s finished (%s) but has no trials row; writing one from its last result",
+                            t.trial_id, t.status)
+                st = _TrialState(time_total_s=(t.last_result or {}).get("time_total_s"))
+                status = record.ERROR if t.status == Trial.ERROR else record.CENSORED
+                summary = dict((t.last_result or {}).get(SUMMARY_KEY) or self._partial_summary(t, st, status))
+                self._write(t, st, summary, error=error_message(t) if status == record.ERROR else None,
+                            attempts=max(1, t.num_failures), quiet=True)
+
+    # ---- helpers ----
+    def _partial_summary(self, trial: Trial, st: _TrialState, status: str) -> dict[str, Any]:
+        """A summary built from the reports received so far (trial stopped or failed)."""
+        cfg = self.space.resolve(trial.config)
+        return record.summary(status, st.reports[-1] if st.reports else {}, convergence_time=None,
+                              n_samples=cfg.n_samples, wall_time_s=st.time_total_s,
+                              device_used=st.context.get("device_used"))
+
+    def _write(self, trial: Trial, st: _TrialState, summary: Mapping[str, Any], *, error: Optional[str],
+               attempts: int, note: Optional[str] = None, quiet: bool = False) -> None:
+        cfg = self.space.resolve(trial.config).to_dict()
+        variant = trial.config.get(VARIANT_PARAM) if len(self.space.variants) > 1 else None
+        row = results.trial_row(
+            sweep=self.sweep, trial_id=trial.trial_id, config=cfg, summary=summary,
+            node=st.context.get("node"), attempts=attempts, error=error, swept_axes=self.swept, variant=variant,
+            versions=json.loads(st.context.get("versions") or self.driver_versions), git_commit=self.git_commit,
+        )
+        results.write_trial(self.sweep_root, trial.trial_id, row)
+        results.write_curves(self.sweep_root, trial.trial_id, st.reports)
+        results.write_spectra(self.sweep_root, trial.trial_id, st.reports)
+        self._state.pop(trial.trial_id, None)
+        if self.progress is not None and not quiet:
+            self.progress.trial_written(trial, row, note=note)
+
+
+def error_message(trial: Trial) -> str:
+    """'ExceptionType: message' of the trial's last error.
+
+    Tune writes the error to the trial's local folder before calling the callbacks and copies it
+    to storage later, so the local files are read first.
+    """
+    exc: Any = None
+    try:
+        local = trial.pickled_error_file
+        if local and os.path.exists(local):
+            with open(local, "rb") as f:
+                exc = cloudpickle.load(f)
+        else:
+            exc = trial.get_pickled_error()
+    except Exception:  # noqa: BLE001 - an unreadable error file must not hide the failure itself
+        exc = None
+    if exc is not None:
+        cause = getattr(exc, "cause", None) or exc
+        return f"{type(cause).__name__}: {cause}"
+    text = ""
+    try:
+        local = trial.error_file
+        if local and os.path.exists(local):
+            text = Path(local).read_text()
+        else:
+            text = trial.get_error() or ""
+    except Exception:  # noqa: BLE001
+        text = ""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if type(v).__module__ == "numpy" and hasattr(v, "item"):
+        return v.item()
+    return v
