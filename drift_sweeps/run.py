@@ -186,8 +186,10 @@ def connect(args: argparse.Namespace) -> None:
         cpus = args.num_cpus or os.cpu_count()
         print(f"Ray: no running cluster found; starting an embedded local Ray ({cpus} CPUs)"
               if args.address is None else f"Ray: starting an embedded local Ray ({cpus} CPUs)", flush=True)
+        from .live import dashboard_available  # the dashboard starts when ray[default] is installed
+
         ray.init(num_cpus=cpus, _temp_dir=os.path.abspath(args.temp_dir) if args.temp_dir else None,
-                 include_dashboard=False, logging_level=logging.WARNING)
+                 include_dashboard=dashboard_available(), logging_level=logging.WARNING)
     _print_resources()
 
 
@@ -257,7 +259,9 @@ def run_sweep(p: Plan, args: argparse.Namespace) -> int:
     """Run (or resume) the Tuner of a plan; returns the exit code."""
     from ray import tune
 
+    from . import live
     from .progress import ProgressReporter
+    from .record import CURVE_METRICS
     from .ray_compat import restored_run_config
     from .tune_adapter import make_trainable, param_space, scheduler, search_alg
     from .writer import ResultsWriter
@@ -290,9 +294,15 @@ def run_sweep(p: Plan, args: argparse.Namespace) -> int:
         })
     print(f"sweep {p.name}: {space.trial_count()} trials, {space.cpu:g} CPU + {gpu:g} GPU each, "
           f"{'resuming' if args.resume else 'results'} in {p.sweep_root}", flush=True)
+    optuna_db = live.optuna_storage_url(p.sweep_root) if space.search == "optuna" else None
+    for line in live.live_lines(p.sweep_root, live.dashboard_url(), optuna_db):
+        print(line, flush=True)
 
-    progress = ProgressReporter(space.trial_count())
+    progress = ProgressReporter(space.trial_count(), metric=space.metric, mode=space.mode)
     callbacks = [ResultsWriter(space, p.name, p.sweep_root, commit, versions, progress), progress]
+    if live.tensorboard_dir(p.sweep_root):
+        callbacks.append(live.TensorBoardWriter(live.tensorboard_dir(p.sweep_root),
+                                                [m for m in CURVE_METRICS if m != "step"] + [space.metric]))
     if restore:
         tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    param_space=param_space(space), storage_filesystem=fs)
@@ -307,7 +317,8 @@ def run_sweep(p: Plan, args: argparse.Namespace) -> int:
             trainable,
             param_space=param_space(space),
             tune_config=tune.TuneConfig(
-                metric=space.metric, mode=space.mode, search_alg=search_alg(space), scheduler=scheduler(space),
+                metric=space.metric, mode=space.mode, scheduler=scheduler(space),
+                search_alg=search_alg(space, live.optuna_storage(p.sweep_root) if optuna_db else None, p.name),
                 num_samples=space.num_samples, max_concurrent_trials=p.max_concurrent, reuse_actors=True,
                 trial_dirname_creator=lambda trial: trial.trial_id,
             ),
