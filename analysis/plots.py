@@ -611,8 +611,8 @@ def draw_importance(importance: pd.DataFrame, note: str, path_stem: str) -> list
     ax.barh(range(len(imp)), imp["importance"], color=style.OKABE_ITO[0], height=0.6)
     for i, v in enumerate(imp["importance"]):
         ax.text(v + 0.01, i, f"{v:.2f}", va="center", fontsize=6)
-    ax.set_yticks(range(len(imp)), imp["param"])
-    ax.set_xlim(0, min(1.0, imp["importance"].max() * 1.25 + 0.05))
+    ax.set_yticks(range(len(imp)), [p.replace(" (+", "\n(+") for p in imp["param"]])
+    ax.set_xlim(0, min(1.0, imp["importance"].max()) * 1.2 + 0.02)
     ax.set_xlabel("importance (fANOVA, sums to 1)")
     ax.grid(False, axis="y")
     ax.set_title(note, fontsize=6)

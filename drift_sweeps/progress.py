@@ -1,5 +1,6 @@
-"""Live progress of a sweep on the driver: one line per finished trial, and a line about the running
-trials every PROGRESS_EVERY_S seconds.  A `tune.Callback`; the results writer tells it when a trial's
+"""Live progress of a sweep on the driver: one line per finished trial, and every PROGRESS_EVERY_S seconds
+a line with finished/total (a bar), elapsed time, an estimate of the time left, the best objective so
+far and where the running trials stand.  A `tune.Callback`; the results writer tells it when a trial's
 row is written."""
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from . import record
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 30.0  # seconds between the progress lines about running trials
+BAR_WIDTH = 16  # characters of the progress bar in the periodic lines
 
 
 class ProgressReporter(tune.Callback):
     """Progress lines: `[done/total] trial params: outcome (wall time on node)` and periodic summaries."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, metric: str = record.OBJECTIVE, mode: str = "min") -> None:
         self._total = total
+        self._metric, self._mode = metric, mode
+        self._best: Optional[tuple[float, str]] = None  # (value, trial id) of the best finished trial
         self._done = 0
         self._latest: dict[str, tuple[float, float]] = {}  # trial id -> (t, worst_rel_error) of its last report
         self._started = self._last_line = time.monotonic()
@@ -32,6 +36,7 @@ class ProgressReporter(tune.Callback):
         """Start of fit (also after a restore)."""
         self._total = total_num_samples or self._total
         self._done = 0
+        self._best = None
         self._latest = {}
         self._started = self._last_line = time.monotonic()
 
@@ -53,13 +58,33 @@ class ProgressReporter(tune.Callback):
         for t in running:
             latest = self._latest.get(t.trial_id)
             parts.append(f"{t.trial_id} t={latest[0]:g} worst={latest[1]:.3g}" if latest else f"{t.trial_id} starting")
-        log.info("... %d/%d finished, %d pending, %.0f s; running: %s", finished, max(self._total, len(trials)),
-                 pending, now - self._started, "; ".join(parts))
+        total = max(self._total, len(trials))
+        elapsed = now - self._started
+        log.info("... %s %d/%d finished, %d pending, %s%s; %s; running: %s", bar(finished, total), finished, total,
+                 pending, duration(elapsed), eta_text(elapsed, finished, total), self.best_text(), "; ".join(parts))
+
+    def best_text(self) -> str:
+        """'best time_to_eps 9 (trial id)'; for time_to_eps only converged trials count (no stand-ins)."""
+        if self._best is None:
+            return f"best {self._metric}: none yet" + (" converged" if self._metric == record.OBJECTIVE else "")
+        return f"best {self._metric} {self._best[0]:.4g} ({self._best[1]})"
+
+    def _update_best(self, trial_id: str, row: Mapping[str, Any]) -> None:
+        if self._metric == record.OBJECTIVE:
+            value = row.get("convergence_time") if row.get("status") == record.CONVERGED else None
+        else:
+            value = row.get(record.FINAL_PREFIX + self._metric)
+        if value is None or not math.isfinite(value):
+            return
+        better = self._best is None or (value < self._best[0] if self._mode == "min" else value > self._best[0])
+        if better:
+            self._best = (float(value), trial_id)
 
     def trial_written(self, trial: Trial, row: Mapping[str, Any], note: Optional[str] = None) -> None:
         """One line for a trial whose row has just been written."""
         self._done += 1
         self._latest.pop(trial.trial_id, None)
+        self._update_best(trial.trial_id, row)
         label = ", ".join(f"{k}={_short(v)}" for k, v in trial.config.items()) or "base"
         outcome = row["status"]
         if row["status"] == record.CONVERGED:
@@ -73,6 +98,28 @@ class ProgressReporter(tune.Callback):
         wall = row.get("wall_time_s")
         log.info("[%d/%d] %s  %s: %s  (%s on %s)", self._done, self._total, trial.trial_id, label, outcome,
                  f"{wall:.1f} s" if wall is not None else "?", row.get("node") or "?")
+
+
+def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    """`[######----------]`: the finished fraction as a text bar."""
+    n = int(round(width * done / total)) if total > 0 else 0
+    return "[" + "#" * n + "-" * (width - n) + "]"
+
+
+def duration(seconds: float) -> str:
+    """'41 s', '3 min', '1 h 05 min'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def eta_text(elapsed: float, done: int, total: int) -> str:
+    """', ETA 2 min' from the mean time per finished trial so far (nothing before the first one)."""
+    if done <= 0 or done >= total:
+        return ""
+    return f", ETA {duration(elapsed / done * (total - done))}"
 
 
 def _short(v: Any) -> str:

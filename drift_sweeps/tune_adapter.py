@@ -22,6 +22,9 @@ from .trial import resolve_device, run_trial
 CONTEXT_KEYS = ("node", "device_used", "versions")  # strings sent with every report
 SUMMARY_KEY = "summary"  # the trial's last report carries run_trial's summary under this key
 ATTEMPT_KEY = "attempt_id"  # one id per run of the trainable: a retry starts a new attempt
+# true when the reported time_to_eps is the searcher's stand-in (extrapolation or the 10 x budget cap),
+# not a convergence time: the column that tells them apart in Tune's data (docs/live.md)
+ESTIMATED_KEY = f"{record.OBJECTIVE}_estimated"
 
 
 # ---- the trainable (runs on the workers) --------------------------------------------------------
@@ -69,12 +72,13 @@ def make_trainable(space: SearchSpace) -> Callable[[dict], None]:
             last.clear()
             last.update(metrics)
             objective = record.time_to_eps(metrics["t"], metrics["worst_rel_error"], cfg.eps, t_budget)
-            tune.report({**metrics, record.OBJECTIVE: objective, **context})
+            estimated = not bool(record.converged(metrics["step"], metrics["worst_rel_error"], cfg.eps))
+            tune.report({**metrics, record.OBJECTIVE: objective, ESTIMATED_KEY: estimated, **context})
 
         summary = run_trial(cfg, report)
         scalars = {k: v for k, v in last.items() if k not in record.SPECTRUM_KEYS}
-        tune.report({**scalars, record.OBJECTIVE: record.objective(summary, cfg.eps, t_budget), **context,
-                     SUMMARY_KEY: summary})
+        tune.report({**scalars, record.OBJECTIVE: record.objective(summary, cfg.eps, t_budget),
+                     ESTIMATED_KEY: summary["status"] != record.CONVERGED, **context, SUMMARY_KEY: summary})
 
     return drift_trial
 
@@ -103,13 +107,15 @@ def param_space(space: SearchSpace) -> dict[str, Any]:
     return out  # a single variant is not a parameter: SearchSpace.resolve applies it by default
 
 
-def search_alg(space: SearchSpace) -> Any:
-    """The searcher: Tune's grid/random generator, or Optuna's TPE seeded from the space."""
+def search_alg(space: SearchSpace, storage: Any = None, study_name: Optional[str] = None) -> Any:
+    """The searcher: Tune's grid/random generator, or Optuna's TPE seeded from the space (its study in
+    `storage`, e.g. `drift_sweeps.live.optuna_storage`, so optuna-dashboard can read it; else in memory)."""
     if space.search == "optuna":
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
-        return OptunaSearch(metric=space.metric, mode=space.mode, sampler=optuna.samplers.TPESampler(seed=space.seed))
+        return OptunaSearch(metric=space.metric, mode=space.mode, sampler=optuna.samplers.TPESampler(seed=space.seed),
+                            storage=storage, study_name=study_name)
     if space.search == "random":
         from ray.tune.search import BasicVariantGenerator
 
