@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import importlib
 import json
+import math
 import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
@@ -156,6 +157,20 @@ _CHOICES = {
     "device": lambda: ["auto", "cpu", "cuda"],
 }
 
+# Bounds every value of a type respects, whatever the key (what Parquet, torch and JSON can hold).
+INT_MAX = 2**63 - 1  # int64 columns, torch seeds
+MAX_STR_LEN = 4096  # strings (names, paths)
+MAX_LIST_LEN = 64  # list-valued keys (bandwidth_scales)
+
+# key -> highest allowed value (what the code and one machine can handle)
+_UPPER = {
+    "k_max": 4096, "k_min": 4096,  # frequencies enumerated per eval: (2 k_max + 1)^dim
+    "n_samples": 10**7, "n_data": 10**7, "n_eval": 10**7,  # (N, dim) tensors and N x M kernel blocks
+    "hidden": 65536, "layers": 1024, "noise_dim": 65536, "sinkhorn_iters": 10**6,
+    "steps": 10**9, "eval_every": 10**9,
+    "seed": INT_MAX - 1_000_003, "target_seed": INT_MAX,  # the eval draws are seeded by seed + 1_000_003
+}
+
 # key -> (lowest allowed, strict?) ; strict means the bound itself is not allowed
 _LOWER = {
     "k_max": (1, False), "k_min": (1, False), "amplitude": (0.0, True), "bandwidth": (0.0, True),
@@ -191,9 +206,34 @@ def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
     else:  # pragma: no cover - a new field type must be handled above
         raise TypeError(f"unhandled config type {tp} for {key}")
     if not ok:
-        raise ConfigError(f"{where}: key {key!r} must be {type_name(tp)}, got {value!r} ({type(value).__name__})",
+        raise ConfigError(f"{where}: key {key!r} must be {type_name(tp)}, got {_shown(value)} ({type(value).__name__})",
                           key=key)
+    _check_representable(key, value, where)
     return value
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """repr of a value for a one-line message, shortened."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
+
+
+def _check_representable(key: str, value: Any, where: str) -> None:
+    """Whatever the key: non-finite floats, integers beyond int64, overlong strings or lists are errors."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: key {key!r} must be a finite number, got {value!r}", key=key)
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT_MAX <= value <= INT_MAX:
+        raise ConfigError(f"{where}: key {key!r} = {_shown(value, 40)} out of range; allowed: |value| <= 2^63-1 "
+                          "(int64)", key=key)
+    if isinstance(value, str) and len(value) > MAX_STR_LEN:
+        raise ConfigError(f"{where}: key {key!r} is {len(value)} characters long; allowed: at most {MAX_STR_LEN}",
+                          key=key)
+    if isinstance(value, tuple):
+        if len(value) > MAX_LIST_LEN:
+            raise ConfigError(f"{where}: key {key!r} has {len(value)} values; allowed: at most {MAX_LIST_LEN}", key=key)
+        bad = [v for v in value if not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"{where}: key {key!r} must hold finite numbers, got {bad[0]!r}", key=key)
 
 
 def _validate(cfg: TrialConfig) -> None:
@@ -205,6 +245,10 @@ def _validate(cfg: TrialConfig) -> None:
         value = getattr(cfg, key)
         if value < low or (strict and value == low):
             raise ConfigError(f"key {key!r} = {value!r} out of range; allowed: {'>' if strict else '>='} {low}", key=key)
+    for key, high in _UPPER.items():
+        value = getattr(cfg, key, None)
+        if value is not None and value > high:
+            raise ConfigError(f"key {key!r} = {value!r} out of range; allowed: <= {high}", key=key)
     rules = [
         ("k_min", cfg.k_min <= cfg.k_max, f"= {cfg.k_min} must be <= k_max = {cfg.k_max}"),
         ("amplitude", cfg.target not in TORUS_DIMS or cfg.amplitude < 1.0,

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
@@ -33,6 +34,21 @@ REPLICATE_KEYS = ("seed",)  # axes that repeat a setting rather than define a gr
 # quickstart's dt = 0.2: its annealed trials converge (t ~ 9-10) and the fixed ones do not, as in the full run.
 SMOKE_CAPS = {"steps": 60, "n_samples": 256, "n_data": 256, "n_eval": 256, "eval_every": 5}
 _MAX_VALIDATED = 50_000  # grid points checked one by one; beyond this only axes and variants are
+
+# Bounds of the input itself, checked before anything is built from it.
+MAX_FILE_BYTES = 2**20  # a space file (the largest shipped one is ~2 KiB)
+MAX_SET_BYTES = 64 * 2**10  # one --set value
+MAX_YAML_DEPTH = 20  # nesting of lists / mappings (a space needs ~5)
+MAX_YAML_NODES = 100_000  # values after alias expansion (the billion-laughs guard)
+MAX_TRIALS = 100_000  # trials per sweep (sweep.json records every grid trial's config)
+MAX_AXIS_VALUES = 10_000  # values of one grid axis or choice
+MAX_NAME_LEN = 100  # sweep and variant names (folder and column values)
+MAX_DESCRIPTION_LEN = 10_000
+MAX_SEARCH_SEED = 2**32 - 1  # the searchers' random state (numpy) takes 32-bit seeds
+MAX_FAILURES = 1000
+MAX_CPU_PER_TRIAL, MAX_GPU_PER_TRIAL = 1024, 64
+MAX_GRACE_PERIOD, MAX_REDUCTION_FACTOR = 10**6, 100
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@-]*")
 
 # Top-level keys of a space file, with their defaults (None: required or no default).
 _FILE_KEYS: dict[str, Any] = {
@@ -207,9 +223,12 @@ class SearchSpace:
 
     def with_num_samples(self, n: int) -> "SearchSpace":
         """A copy with another `num_samples`."""
-        if n < 1:
-            raise SpaceError(f"--num-samples {n}: must be >= 1")
-        return dataclasses.replace(self, num_samples=n)
+        if not 1 <= n <= MAX_TRIALS:
+            raise SpaceError(f"--num-samples {_short(n, 40)}: must be in [1, {MAX_TRIALS}]")
+        out = dataclasses.replace(self, num_samples=n)
+        if out.trial_count() > MAX_TRIALS:
+            raise SpaceError(f"--num-samples {n}: {out.trial_count()} trials; allowed: at most {MAX_TRIALS} per sweep")
+        return out
 
     # ---- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -284,12 +303,124 @@ def find_space(name_or_path: str) -> Path:
 def load_space(name_or_path: str) -> SearchSpace:
     """Read and validate one space file."""
     path = find_space(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SpaceError(f"{path}: not valid YAML: {err}") from None
     shown = os.path.relpath(path)
-    return parse_space(raw, str(path) if shown.startswith("..") else shown)
+    source = str(path) if shown.startswith("..") else shown
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SpaceError(f"{source}: {path.stat().st_size} bytes; a search space file may have at most "
+                             f"{MAX_FILE_BYTES} bytes (1 MiB)")
+        data = path.read_bytes()
+    except OSError as err:
+        raise SpaceError(f"{source}: cannot read it: {err.strerror or err}") from None
+    return parse_space(load_yaml(data, source, MAX_FILE_BYTES), source)
+
+
+# ---- bounded YAML ----------------------------------------------------------------------------
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when available (20x faster)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """yaml.SafeLoader whose mappings must have string keys, each once (no merge keys)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            where = f"line {key_node.start_mark.line + 1}"
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise SpaceError(f"{where}: merge keys ('<<') are not supported; write the keys out")
+            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str"):
+                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"a {key_node.id}"
+                raise SpaceError(f"{where}: key {_short(shown)} is not a string; every key is a name like 'k_max'")
+            if key_node.value in seen:
+                raise SpaceError(f"{where}: duplicate key {_short(key_node.value)} (YAML would silently keep the "
+                                 "last value); give each key once")
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text)} characters)"
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line from a PyYAML error: where, then what."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
+
+
+def load_yaml(data: bytes | str, source: str, max_bytes: int) -> Any:
+    """Parse YAML text with bounds: size, UTF-8 text, nesting depth, alias expansion, string keys once."""
+    if isinstance(data, str):
+        text = data
+        if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+            raise SpaceError(f"{source}: more than {max_bytes} bytes of YAML; allowed: at most {max_bytes}")
+    else:
+        if len(data) > max_bytes:
+            raise SpaceError(f"{source}: {len(data)} bytes; allowed: at most {max_bytes}")
+        if b"\x00" in data:
+            raise SpaceError(f"{source}: a binary file (it holds NUL bytes), not YAML text")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SpaceError(f"{source}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                             "save it as UTF-8") from None
+    text = text.removeprefix("\ufeff")
+    try:
+        depth, events = 0, 0
+        for event in yaml.parse(text, Loader=_BaseLoader):  # event stream: no recursion, bounded depth
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise SpaceError(f"{source}: line {event.start_mark.line + 1}: lists/mappings nested deeper "
+                                     f"than {MAX_YAML_DEPTH} levels; a search space needs a few")
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+            events += 1
+            if events > 4 * MAX_YAML_NODES:
+                raise SpaceError(f"{source}: more than {MAX_YAML_NODES} values; allowed: at most {MAX_YAML_NODES}")
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _expanded_size(node, {}, set(), source)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as err:
+        raise SpaceError(f"{source}: not valid YAML: {_yaml_problem(err)}") from None
+    except SpaceError as err:
+        raise SpaceError(str(err) if str(err).startswith(source) else f"{source}: {err}") from None
+    except RecursionError:
+        raise SpaceError(f"{source}: nested too deeply; allowed: {MAX_YAML_DEPTH} levels") from None
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int], source: str) -> int:
+    """Values a node stands for once every alias is expanded (memoised: a 300-byte bomb costs ~30 steps)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise SpaceError(f"{source}: line {node.start_mark.line + 1}: an alias refers to itself (a recursive "
+                         "structure)")
+    active.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_size(c, memo, active, source) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_size(k, memo, active, source) + _expanded_size(v, memo, active, source)
+                    for k, v in node.value)
+    else:
+        n = 1
+    active.discard(key)
+    if n > MAX_YAML_NODES:
+        raise SpaceError(f"{source}: line {node.start_mark.line + 1}: the aliases (*anchor) here expand to more "
+                         f"than {MAX_YAML_NODES} values; allowed: at most {MAX_YAML_NODES}")
+    memo[key] = n
+    return n
 
 
 def parse_space(raw: Any, source: str) -> SearchSpace:
@@ -301,20 +432,30 @@ def parse_space(raw: Any, source: str) -> SearchSpace:
         raise SpaceError(f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}; "
                          f"allowed: {', '.join(_FILE_KEYS)}")
     r = {k: copy.deepcopy(raw.get(k, default)) for k, default in _FILE_KEYS.items()}
+    check_name(r["name"], f"{source}: 'name'")
     name = r["name"]
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\?# ") or name.startswith("."):
-        raise SpaceError(f"{source}: 'name' must be a non-empty string usable as a folder name, got {name!r}")
+    desc = r["description"]
+    if desc is not None and not isinstance(desc, str):
+        raise SpaceError(f"{source}: 'description' must be text, got {type(desc).__name__} {_short(desc)}")
+    if desc and len(desc) > MAX_DESCRIPTION_LEN:
+        raise SpaceError(f"{source}: 'description' is {len(desc)} characters long; allowed: at most "
+                         f"{MAX_DESCRIPTION_LEN}")
+    for key in ("search", "metric", "mode"):
+        if not isinstance(r[key], str):
+            raise SpaceError(f"{source}: {key!r} must be a name, got {_short(r[key])}")
     if r["search"] not in SEARCHES:
         raise SpaceError(f"{source}: search {r['search']!r} unknown; allowed: {', '.join(SEARCHES)}")
     if r["metric"] not in METRICS:
         raise SpaceError(f"{source}: metric {r['metric']!r} unknown; allowed: {', '.join(METRICS)}")
     if r["mode"] not in MODES:
         raise SpaceError(f"{source}: mode {r['mode']!r} unknown; allowed: {', '.join(MODES)}")
-    for key, low in (("num_samples", 1), ("seed", 0), ("max_failures", 0)):
-        if not _is_int(r[key]) or r[key] < low:
-            raise SpaceError(f"{source}: {key!r} must be an integer >= {low}, got {r[key]!r}")
-    if r["max_concurrent"] is not None and (not _is_int(r["max_concurrent"]) or r["max_concurrent"] < 1):
-        raise SpaceError(f"{source}: 'max_concurrent' must be null or an integer >= 1, got {r['max_concurrent']!r}")
+    for key, low, high in (("num_samples", 1, MAX_TRIALS), ("seed", 0, MAX_SEARCH_SEED),
+                           ("max_failures", 0, MAX_FAILURES)):
+        if not _is_int(r[key]) or not low <= r[key] <= high:
+            raise SpaceError(f"{source}: {key!r} must be an integer in [{low}, {high}], got {_short(r[key], 40)}")
+    if r["max_concurrent"] is not None and (not _is_int(r["max_concurrent"]) or not 1 <= r["max_concurrent"] <= MAX_TRIALS):
+        raise SpaceError(f"{source}: 'max_concurrent' must be null or an integer in [1, {MAX_TRIALS}], "
+                         f"got {_short(r['max_concurrent'], 40)}")
     cpu, gpu = _parse_resources(r["resources"], source)
     scheduler = _parse_scheduler(r["scheduler"], source)
 
@@ -346,13 +487,57 @@ def parse_space(raw: Any, source: str) -> SearchSpace:
             raise SpaceError(f"{source}: search: optuna needs at least one distribution axis")
 
     space = SearchSpace(
-        name=name, description=str(r["description"] or "").strip(), source=source, base=dict(base),
+        name=name, description=(desc or "").strip(), source=source, base=dict(base),
         axes=tuple(axes), variants=tuple(variants), search=r["search"], metric=r["metric"], mode=r["mode"],
         num_samples=r["num_samples"], seed=r["seed"], scheduler=scheduler, cpu=cpu, gpu=gpu,
         max_concurrent=r["max_concurrent"], max_failures=r["max_failures"],
     )
+    check_trial_count(space)
+    _check_shadowed_base(space)
     _validate_grid(space)
     return space
+
+
+def check_name(name: Any, what: str, limit: int = MAX_NAME_LEN) -> None:
+    """A sweep name: a folder name of at most `limit` characters from [A-Za-z0-9_.+=@-], not starting with '.'/'-'."""
+    if not isinstance(name, str) or not name:
+        raise SpaceError(f"{what} must be a non-empty name, got {_short(name)}")
+    if len(name) > limit:
+        raise SpaceError(f"{what} is {len(name)} characters long; allowed: at most {limit}")
+    if not _NAME_RE.fullmatch(name):
+        raise SpaceError(f"{what} {_short(name)} is not usable as a folder name; allowed: letters, digits and "
+                         "_ . + = @ - (not first: . -)")
+
+
+def check_trial_count(space: "SearchSpace") -> None:
+    """At most MAX_TRIALS trials (checked before any grid point is built)."""
+    n = space.trial_count()
+    if n > MAX_TRIALS:
+        raise SpaceError(f"{space.source}: {n} trials; allowed: at most {MAX_TRIALS} per sweep (split it into "
+                         "several sweeps)")
+
+
+def _check_shadowed_base(space: "SearchSpace") -> None:
+    """A base key that an axis (or every variant) overrides is still checked: a typo there is a typo."""
+    shadowed = {a.key for a in space.axes} | {k for v in space.variants for k in v.values}
+    if not shadowed & set(space.base):
+        return
+    first = {a.key: a.corners()[0] for a in space.axes}
+    if space.variants:
+        first[VARIANT_PARAM] = space.variants[0].name
+    try:
+        trial = space.resolve(first, where="").to_dict()
+    except ConfigError:
+        return  # reported with its proper location by _validate_grid
+    for key in sorted(shadowed & set(space.base)):
+        try:
+            TrialConfig.from_dict({**trial, key: space.base[key]}, where="")
+        except ConfigError as err:
+            if err.key != key:
+                continue  # valid alone, only inconsistent with another key's value: not a typo
+            where = "--set" if key in space.overrides else f"base.{key}"
+            raise SpaceError(f"{space.source}: {where}: {str(err).removeprefix(': ')} (every trial overrides it, "
+                             "but it must still be valid: fix it or remove it from base)") from None
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -363,13 +548,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SpaceError(f"--set {item!r}: expected key=value, e.g. --set k_max=8")
+            raise SpaceError(f"--set {_short(item)}: expected key=value, e.g. --set k_max=8")
         if key not in known:
-            raise SpaceError(f"--set {item!r}: unknown key {key!r}; allowed keys: {', '.join(known)}")
-        try:
-            out[key] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as err:
-            raise SpaceError(f"--set {item!r}: value is not valid YAML: {err}") from None
+            raise SpaceError(f"--set {_short(item)}: unknown key {_short(key)}; allowed keys: {', '.join(known)}")
+        out[key] = load_yaml(text, f"--set {key}", MAX_SET_BYTES) if text.strip() else None
     return out
 
 
@@ -390,11 +572,17 @@ def _parse_resources(res: Any, source: str) -> tuple[float, float]:
     if unknown:
         raise SpaceError(f"{source}: resources: unknown key(s) {', '.join(unknown)}; allowed: cpu, gpu")
     cpu, gpu = res.get("cpu", 1), res.get("gpu", 0)
-    if not _is_num(cpu) or cpu <= 0:
-        raise SpaceError(f"{source}: resources.cpu must be a number > 0, got {cpu!r}")
-    if not _is_num(gpu) or gpu < 0 or (gpu > 1 and gpu != int(gpu)):
-        raise SpaceError(f"{source}: resources.gpu must be 0, a fraction in (0, 1] or a whole number, got {gpu!r}")
+    if not _is_num(cpu) or not 0 < cpu <= MAX_CPU_PER_TRIAL:
+        raise SpaceError(f"{source}: resources.cpu must be a number in (0, {MAX_CPU_PER_TRIAL}], got {_short(cpu)}")
+    check_gpus(gpu, f"{source}: resources.gpu")
     return cpu, gpu
+
+
+def check_gpus(gpu: Any, what: str) -> None:
+    """GPUs per trial: 0, a fraction in (0, 1] or a whole number up to MAX_GPU_PER_TRIAL."""
+    if (not _is_num(gpu) or not 0 <= gpu <= MAX_GPU_PER_TRIAL or (gpu > 1 and gpu != int(gpu))):
+        raise SpaceError(f"{what} must be 0, a fraction in (0, 1] or a whole number up to {MAX_GPU_PER_TRIAL}, "
+                         f"got {_short(gpu)}")
 
 
 def _parse_scheduler(s: Any, source: str) -> Optional[dict[str, Any]]:
@@ -407,15 +595,21 @@ def _parse_scheduler(s: Any, source: str) -> Optional[dict[str, Any]]:
                          f"or {{asha: {{grace_period: 4, reduction_factor: 3}}}}; got {s!r}")
     name, opts = next(iter(s.items()))
     opts = opts or {}
+    if not isinstance(opts, Mapping):
+        raise SpaceError(f"{source}: scheduler.{name} must be a mapping of options "
+                         f"({', '.join(_ASHA_KEYS)}), got {_short(opts)}")
     unknown = sorted(set(opts) - set(_ASHA_KEYS))
     if unknown:
         raise SpaceError(f"{source}: scheduler.{name}: unknown option(s) {', '.join(unknown)}; "
                          f"allowed: {', '.join(_ASHA_KEYS)}")
     out = {"name": name, **_ASHA_KEYS, **opts}
-    if not _is_int(out["grace_period"]) or out["grace_period"] < 1:
-        raise SpaceError(f"{source}: scheduler.{name}.grace_period must be an integer >= 1 (in reports)")
-    if not _is_num(out["reduction_factor"]) or out["reduction_factor"] <= 1:
-        raise SpaceError(f"{source}: scheduler.{name}.reduction_factor must be a number > 1")
+    if not _is_int(out["grace_period"]) or not 1 <= out["grace_period"] <= MAX_GRACE_PERIOD:
+        raise SpaceError(f"{source}: scheduler.{name}.grace_period must be an integer in [1, {MAX_GRACE_PERIOD}] "
+                         f"(in reports), got {_short(out['grace_period'])}")
+    rf = out["reduction_factor"]
+    if not _is_num(rf) or not math.isfinite(rf) or not 1 < rf <= MAX_REDUCTION_FACTOR:
+        raise SpaceError(f"{source}: scheduler.{name}.reduction_factor must be a number in (1, "
+                         f"{MAX_REDUCTION_FACTOR}], got {_short(rf)}")
     return out
 
 
@@ -442,21 +636,26 @@ def _parse_axes(axes: Any, source: str) -> list[Axis]:
         if isinstance(spec, list):
             if not spec:
                 raise SpaceError(f"{where}: an empty list sweeps nothing")
+            if len(spec) > MAX_AXIS_VALUES:
+                raise SpaceError(f"{where}: {len(spec)} values; allowed: at most {MAX_AXIS_VALUES} per axis")
             if len({repr(v) for v in spec}) != len(spec):
-                raise SpaceError(f"{where}: repeated values in {spec!r}")
+                raise SpaceError(f"{where}: repeated values in {_short(spec)}")
             out.append(Axis(key, "grid", tuple(_plain(v) for v in spec)))
             continue
         if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
             raise SpaceError(f"{where}: expected a list (grid axis) or one of "
-                             f"{', '.join('{' + d + ': ...}' for d in DISTRIBUTIONS)}; got {spec!r}")
+                             f"{', '.join('{' + d + ': ...}' for d in DISTRIBUTIONS)}; got {_short(spec)}")
         kind, args = next(iter(spec.items()))
         if kind == "choice":
-            if not isinstance(args, list) or not args:
-                raise SpaceError(f"{where}: choice takes a non-empty list of values, got {args!r}")
+            if not isinstance(args, list) or not args or len(args) > MAX_AXIS_VALUES:
+                raise SpaceError(f"{where}: choice takes a non-empty list of at most {MAX_AXIS_VALUES} values, "
+                                 f"got {_short(args)}")
             out.append(Axis(key, kind, tuple(_plain(v) for v in args)))
             continue
         if not isinstance(args, list) or len(args) != 2 or not all(_is_num(a) for a in args):
-            raise SpaceError(f"{where}: {kind} takes [low, high], got {args!r}")
+            raise SpaceError(f"{where}: {kind} takes [low, high], got {_short(args)}")
+        if not all(math.isfinite(a) for a in args):
+            raise SpaceError(f"{where}: {kind} needs finite bounds, got {_short(args)}")
         low, high = args
         if kind in ("loguniform", "uniform") and ftype != "float":
             raise SpaceError(f"{where}: {kind} needs a float key, but {key!r} is {ftype}"
@@ -464,11 +663,11 @@ def _parse_axes(axes: Any, source: str) -> list[Axis]:
         if kind == "randint" and ftype != "int":
             raise SpaceError(f"{where}: randint needs an int key, but {key!r} is {ftype}; use uniform or loguniform")
         if kind == "randint" and not (_is_int(low) and _is_int(high)):
-            raise SpaceError(f"{where}: randint bounds must be integers, got {args!r}")
+            raise SpaceError(f"{where}: randint bounds must be integers, got {_short(args)}")
         if not low < high:
-            raise SpaceError(f"{where}: {kind} needs low < high, got {args!r}")
+            raise SpaceError(f"{where}: {kind} needs low < high, got {_short(args)}")
         if kind == "loguniform" and low <= 0:
-            raise SpaceError(f"{where}: loguniform needs 0 < low < high, got {args!r}")
+            raise SpaceError(f"{where}: loguniform needs 0 < low < high, got {_short(args)}")
         out.append(Axis(key, kind, (low, high)))
     return out
 
@@ -476,13 +675,18 @@ def _parse_axes(axes: Any, source: str) -> list[Axis]:
 def _parse_variants(variants: Any, source: str) -> list[Variant]:
     if not isinstance(variants, list):
         raise SpaceError(f"{source}: 'variants' must be a list of mappings, each with a 'name'")
+    if len(variants) > MAX_AXIS_VALUES:
+        raise SpaceError(f"{source}: {len(variants)} variants; allowed: at most {MAX_AXIS_VALUES}")
     out, seen = [], set()
     known = TrialConfig.keys()
     for i, v in enumerate(variants):
         where = f"{source}: variants[{i}]"
         if not isinstance(v, Mapping) or not isinstance(v.get("name"), str) or not v["name"]:
-            raise SpaceError(f"{where}: each variant is a mapping with a string 'name' and config keys, got {v!r}")
+            raise SpaceError(f"{where}: each variant is a mapping with a string 'name' and config keys, got {_short(v)}")
         name = v["name"]
+        if len(name) > MAX_NAME_LEN or not name.isprintable():
+            raise SpaceError(f"{where}: variant 'name' must be printable and at most {MAX_NAME_LEN} characters, "
+                             f"got {_short(name)}")
         if name in seen:
             raise SpaceError(f"{where}: duplicate variant name {name!r}")
         seen.add(name)
