@@ -1,0 +1,133 @@
+"""The live view of a sweep: TensorBoard files, the Optuna study in SQLite read by optuna-dashboard while
+the sweep runs, progress lines, and Tune's own ResultGrid of a finished sweep."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from drift_sweeps import live
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(logdir)
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_writer_writes_each_report_as_it_comes(tmp_path):
+    w = live.TensorBoardWriter(str(tmp_path), ["loss", "worst_rel_error", "time_to_eps"])
+    trial = SimpleNamespace(trial_id="abc_00001", config={"kernel": "gaussian", "seed": 0})
+    for step, err in ((0, 1.0), (5, 0.5), (10, float("nan"))):
+        w.on_trial_result(0, [], trial, {"step": step, "loss": 0.1 * (step + 1), "worst_rel_error": err,
+                                         "time_to_eps": 40.0, "node": "x"})
+    # on disk within FLUSH_S seconds of the report, before the trial ends
+    deadline = time.monotonic() + 10 * live.FLUSH_S
+    while True:
+        seen = _scalars(str(tmp_path / "abc_00001"))
+        if len(seen.get("loss", [])) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert seen["worst_rel_error"] == [(0, 1.0), (5, 0.5)]  # non-finite values are left out
+    assert [s for s, _ in seen["loss"]] == [0, 5, 10] and "node" not in seen
+    w.on_trial_complete(0, [], trial)
+    assert not w._writers
+
+
+def test_live_lines_and_storage_urls(tmp_path):
+    root = str(tmp_path / "sweep")
+    assert live.optuna_storage_url(root) == f"sqlite:///{root}/optuna.db"
+    assert live.optuna_storage_url("s3://bucket/sweeps/x") is None and live.tensorboard_dir("s3://b/x") is None
+    lines = live.live_lines(root, "http://127.0.0.1:8265", live.optuna_storage_url(root))
+    assert lines == ["live: Ray dashboard http://127.0.0.1:8265", f"live: tensorboard --logdir {root}/tensorboard",
+                     f"live: optuna-dashboard sqlite:///{root}/optuna.db"]
+    assert live.live_lines("s3://b/x", None, None) == []
+
+
+def _wsgi_get(app, path: str) -> dict:
+    status = {}
+
+    def start_response(s, headers, exc_info=None):
+        status["s"] = s
+
+    env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+           "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+           "wsgi.input": io.BytesIO(b""), "wsgi.errors": io.StringIO()}
+    body = b"".join(app(env, start_response))
+    assert status["s"].startswith("200"), (path, status, body[:500])
+    return json.loads(body)
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_reads_a_running_sweep_then_tune_results(tmp_path):
+    """tune_annealing --smoke in a subprocess; while it runs, optuna-dashboard's WSGI app lists its study and
+    trials and TensorBoard files exist; after it, Tune's ResultGrid marks the time_to_eps stand-ins."""
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    results = tmp_path / "results"
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_tmp = tempfile.mkdtemp(prefix="rl", dir="/tmp")  # Ray's socket paths must stay short
+    cmd = [sys.executable, "-m", "drift_sweeps.run", "tune_annealing", "--smoke", "--num-samples", "3",
+           "--results", str(results), "--name", "ta", "--num-cpus", "2", "--temp-dir", ray_tmp]
+    log = open(tmp_path / "sweep.log", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    sweep = results / "ta"
+    url = f"sqlite:///{sweep}/optuna.db"
+    seen_running = None
+    try:
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (sweep / "optuna.db").exists():
+                app = optuna_dashboard.wsgi(url)
+                studies = _wsgi_get(app, "/api/studies")["study_summaries"]
+                if studies:
+                    study = _wsgi_get(app, f"/api/studies/{studies[0]['study_id']}")
+                    if study["trials"]:
+                        seen_running = (studies[0]["study_name"], study["trials"])
+                        break
+            time.sleep(2)
+        assert seen_running is not None, (tmp_path / "sweep.log").read_text()[-3000:]
+        assert proc.poll() is None, "the sweep should still be running while the dashboard reads it"
+        name, trials = seen_running
+        assert name == "ta"
+        assert {"bandwidth", "rate"} <= {p["name"] for t in trials for p in t["params"]}
+        assert proc.wait(timeout=420) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    out = (tmp_path / "sweep.log").read_text()
+    assert f"live: optuna-dashboard {url}" in out and f"live: tensorboard --logdir {sweep}/tensorboard" in out
+    import optuna
+
+    study = optuna.load_study(study_name="ta", storage=url)
+    assert len(study.trials) == 3  # the finished sweep's study stays readable
+    runs = sorted(os.listdir(sweep / "tensorboard"))
+    assert len(runs) == 3 and "worst_rel_error" in _scalars(str(sweep / "tensorboard" / runs[0]))
+
+    grid = live.tune_results(str(sweep))
+    df = grid.get_dataframe()
+    assert len(df) == 3 and {"time_to_eps", "time_to_eps_estimated"} <= set(df.columns)
+    est = df[df["time_to_eps_estimated"]]
+    real = df[~df["time_to_eps_estimated"].astype(bool)]
+    assert (real["worst_rel_error"] <= 0.1 + 1e-12).all()  # a real time is a converged trial's
+    assert len(est) + len(real) == 3
