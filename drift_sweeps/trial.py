@@ -158,6 +158,9 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
                 finite = False
                 metrics.update(worst_rel_error=math.nan, sample_distance=math.nan, spectrum_k=spectrum_k,
                                spectrum_error=[math.nan] * len(spectrum_k))
+            if finite and not all(math.isfinite(metrics[k]) for k in ("loss", "drift_rms", "worst_rel_error",
+                                                                     "sample_distance") if metrics.get(k) is not None):
+                finite = False  # a NaN/inf metric (e.g. inf - inf in a distance) is divergence, not censoring
             last = metrics
             if report is not None:
                 report(metrics)

@@ -4,6 +4,11 @@ trials / curves / spectra Parquet files (drift_sweeps.results) when the trial co
 One writer per file, atomic renames, files named after the Tune trial id: a re-run trial replaces its
 files instead of adding rows.  A retry starts a new attempt of the trainable (a new `attempt_id` in
 its reports): only the last attempt's reports are kept.
+
+A row is written only for a trial that finished: it returned its summary, the scheduler stopped it, or it
+failed for good.  Once the sweep is interrupted (`stop_recording`), trials that end without a summary are
+not recorded (they were stopped by the interrupt, not finished), and nothing is ever made up from a
+trial's last result.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from ray import cloudpickle, tune
+from ray import tune
 from ray.tune.experiment import Trial
 
 from . import record, results
@@ -41,7 +47,8 @@ class ResultsWriter(tune.Callback):
     """Writes each trial's Parquet files when it completes or errors; tells the progress reporter."""
 
     def __init__(self, space: SearchSpace, sweep: str, sweep_root: str, git_commit: Optional[str],
-                 driver_versions: str, progress: Optional[ProgressReporter] = None) -> None:
+                 driver_versions: str, progress: Optional[ProgressReporter] = None,
+                 keep: Optional[set[str]] = None) -> None:
         self.space = space
         self.sweep = sweep
         self.sweep_root = sweep_root
@@ -49,7 +56,13 @@ class ResultsWriter(tune.Callback):
         self.driver_versions = driver_versions
         self.progress = progress
         self.swept = space.swept_keys()
+        self.keep = set(keep or ())  # finished trials of earlier runs of this sweep (a resume)
+        self.recording = True  # False once the sweep is interrupted
         self._state: dict[str, _TrialState] = {}
+
+    def stop_recording(self) -> None:
+        """The sweep is being interrupted: from now on only trials that return their summary get a row."""
+        self.recording = False
 
     def setup(self, **info: Any) -> None:
         """Start of fit (also after a restore): runtime state is per fit."""
@@ -86,11 +99,17 @@ class ResultsWriter(tune.Callback):
         self._state[trial.trial_id] = _TrialState()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
-        """Write the trial's files; a trial without a summary was stopped early by the scheduler."""
+        """Write the trial's files; a trial without a summary was stopped early by the scheduler, or (when the
+        space has no scheduler, or the sweep is being interrupted) did not finish: no row then."""
         st = self._st(trial)
         note = None
         summary = st.summary
         if summary is None:
+            if not self.recording or not self.space.scheduler or not st.reports:
+                log.info("trial %s stopped before it finished; not recorded (it runs again on resume)",
+                         trial.trial_id)
+                self._state.pop(trial.trial_id, None)
+                return
             summary = self._partial_summary(trial, st, record.CENSORED)
             note = "stopped early by the scheduler"
         self._write(trial, st, summary, error=None, attempts=1 + trial.num_failures, note=note)
@@ -98,27 +117,24 @@ class ResultsWriter(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         """Record a trial that failed for good: status error, the message, and its curves so far."""
         st = self._st(trial)
+        if not self.recording:
+            log.info("trial %s ended during the interrupt; not recorded (it runs again on resume)", trial.trial_id)
+            self._state.pop(trial.trial_id, None)
+            return
         summary = self._partial_summary(trial, st, record.ERROR)
         self._write(trial, st, summary, error=error_message(trial), attempts=max(1, trial.num_failures))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Remove files of trials this experiment does not know; report finished trials without files."""
-        known = {t.trial_id for t in trials}
+        """Remove temporaries and the partial files (configs, curves, spectra) of every trial without a row:
+        a trial without a row did not finish, and runs again on resume.  Nothing is written here."""
         results.remove_temporaries(self.sweep_root)
-        removed = results.remove_trials(self.sweep_root, lambda tid: tid not in known)
-        if removed:
-            log.info("removed the files of %d trial(s) left by an interrupted run: %s", len(removed),
-                     ", ".join(sorted(removed)))
         written = results.trial_ids(self.sweep_root)
-        for t in trials:
-            if t.status in (Trial.TERMINATED, Trial.ERROR) and t.trial_id not in written:
-                log.warning("trial %s finished (%s) but has no trials row; writing one from its last result",
-                            t.trial_id, t.status)
-                st = _TrialState(time_total_s=(t.last_result or {}).get("time_total_s"))
-                status = record.ERROR if t.status == Trial.ERROR else record.CENSORED
-                summary = dict((t.last_result or {}).get(SUMMARY_KEY) or self._partial_summary(t, st, status))
-                self._write(t, st, summary, error=error_message(t) if status == record.ERROR else None,
-                            attempts=max(1, t.num_failures), quiet=True)
+        removed = results.remove_trials(self.sweep_root, lambda tid: tid not in written)
+        if removed:
+            log.info("removed the partial files of %d unfinished trial(s): %s", len(removed), ", ".join(sorted(removed)))
+        unknown = written - self.keep - {t.trial_id for t in trials}
+        if unknown:
+            log.warning("rows of trial(s) neither of this run nor kept from an earlier one: %s", ", ".join(sorted(unknown)))
 
     # ---- helpers ----
     def _partial_summary(self, trial: Trial, st: _TrialState, status: str) -> dict[str, Any]:
@@ -145,36 +161,31 @@ class ResultsWriter(tune.Callback):
             self.progress.trial_written(trial, row, note=note)
 
 
-def error_message(trial: Trial) -> str:
-    """'ExceptionType: message' of the trial's last error.
+_EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Failure|Interrupt|Exit)\w*)(?:\(.*?\))?: (.*)$")
 
-    Tune writes the error to the trial's local folder before calling the callbacks and copies it
-    to storage later, so the local files are read first.
+
+def error_message(trial: Trial) -> str:
+    """'ExceptionType: message' of the trial's last error, from the text error file Tune writes.
+
+    The pickled error file next to it is never loaded: unpickling runs code, and the file lives in the
+    results folder.  Tune writes the error to the trial's local folder before calling the callbacks and
+    copies it to storage later, so the local file is read first.
     """
-    exc: Any = None
-    try:
-        local = trial.pickled_error_file
-        if local and os.path.exists(local):
-            with open(local, "rb") as f:
-                exc = cloudpickle.load(f)
-        else:
-            exc = trial.get_pickled_error()
-    except Exception:  # noqa: BLE001 - an unreadable error file must not hide the failure itself
-        exc = None
-    if exc is not None:
-        cause = getattr(exc, "cause", None) or exc
-        return f"{type(cause).__name__}: {cause}"
     text = ""
     try:
         local = trial.error_file
         if local and os.path.exists(local):
-            text = Path(local).read_text()
+            text = Path(local).read_text(errors="replace")[-100_000:]
         else:
             text = trial.get_error() or ""
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - an unreadable error file must not hide the failure itself
         text = ""
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    return lines[-1] if lines else "unknown error"
+    for line in reversed(lines):  # the innermost exception: the last 'Type: message' line
+        m = _EXC_LINE.match(line)
+        if m:
+            return f"{m.group(1)}: {m.group(2)}"[:2000]
+    return lines[-1][:2000] if lines else "unknown error"
 
 
 def _jsonable(v: Any) -> Any:

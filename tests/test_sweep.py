@@ -110,9 +110,15 @@ def test_tiny_sweep_on_embedded_ray_writes_three_readable_tables(capsys, make_sp
     assert re.search(r"^\| kernel \| schedule \|", out, re.M), out
     assert f"{root}/{{trials,curves,spectra}}/" in out
 
-    # a second run of the same sweep refuses to mix into it, before starting Ray
-    rc, out = run_cli(capsys, str(space), "--results", res, "--address", "local")
-    assert rc == 2 and "--resume" in out and "Ray:" not in out
+    # the same command again reports the finished sweep (its table) and exits 0, without starting Ray
+    rc, again = run_cli(capsys, str(space), "--results", res, "--address", "local")
+    assert rc == 0, again
+    assert "finished (4 of 4 trials)" in again and "Ray:" not in again
+    assert re.search(r"^\| kernel \| schedule \|", again, re.M)
+    assert len(results.read_table(root, "trials")) == 4
+    # a different sweep under the same name is refused before Ray starts, saying what differs
+    rc, out = run_cli(capsys, str(space), "--results", res, "--set", "steps=10")
+    assert rc == 2 and "holds a different sweep" in out and "base" in out and "Ray:" not in out
 
 
 def test_two_node_cluster_places_trials_on_both_nodes(capsys, make_space, tmp_path, ray_tmp):

@@ -1,0 +1,120 @@
+"""Interrupting a real sweep: SIGINT and SIGTERM at random points, then --resume.
+
+The tables never hold a row for a trial that did not finish, the exit status says interrupted
+(130 for SIGINT, 143 for SIGTERM), the last line says how to continue, and after the resume the
+tables hold exactly the uninterrupted run's trials with the same metrics (checked against each
+trial run directly, without Ray).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from drift_sweeps import results
+from drift_sweeps.spaces import load_space
+from drift_sweeps.trial import run_trial
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = list(range(6))
+METRICS = ("status", "steps_run", "t_final", "final_worst_rel_error", "final_sample_distance", "final_loss")
+
+
+def _reference(space_path: Path) -> dict[int, dict]:
+    """Each trial's summary, run directly in this process (same seeds: the same numbers as under Ray)."""
+    import torch
+
+    torch.set_num_threads(1)  # as the trainable does for a 1-CPU trial
+    space = load_space(str(space_path))
+    out = {}
+    for params in space.grid_points():
+        cfg = space.resolve(params)
+        out[cfg.seed] = run_trial(cfg)
+    return out
+
+
+def _wait_for_rows(root: Path, n: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(results.trial_ids(str(root))) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep ended early (rc {proc.returncode}): {proc.stdout.read()}")
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} trials written in {timeout} s")
+
+
+def _check_rows(root: Path, reference: dict[int, dict]) -> int:
+    """Every row is a finished trial: its metrics equal the trial's uninterrupted run.  Returns the row count."""
+    if not results.trial_ids(str(root)):
+        return 0
+    trials = results.read_table(str(root), "trials")
+    assert trials["trial_id"].is_unique and trials["seed"].is_unique, trials[["trial_id", "seed"]]
+    for row in trials.to_dict("records"):
+        ref = reference[row["seed"]]
+        for key in METRICS:
+            want = ref[key]
+            same = row[key] == want if isinstance(want, str) else row[key] == pytest.approx(want, rel=1e-9)
+            assert same, (row["seed"], key, row[key], want)
+    curves = results.read_table(str(root), "curves") if results.trial_ids(str(root), "curves") else None
+    if curves is not None:
+        assert set(curves["trial_id"]) <= set(trials["trial_id"])  # no partial curves of unfinished trials
+    return len(trials)
+
+
+@pytest.mark.parametrize("rng_seed", [12])
+def test_sigint_and_sigterm_then_resume_give_the_uninterrupted_tables(make_space, kill_leftovers, tmp_path,
+                                                                    ray_tmp, rng_seed):
+    rng = random.Random(rng_seed)
+    space = make_space("interrupted", axes={"seed": SEEDS}, max_concurrent=2,
+                       base_extra={"steps": 150, "eps": 0.01, "dt": 0.1})
+    reference = _reference(space)
+    res = tmp_path / "res"
+    root = res / "interrupted"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "drift_sweeps.run", str(space), "--results", str(res), "--address", "local",
+           "--num-cpus", "2"]
+
+    for i, (sig, status) in enumerate([(signal.SIGINT, 130), (signal.SIGTERM, 143)]):
+        temp = os.path.join(ray_tmp, f"r{i}")
+        argv = [*cmd, "--temp-dir", temp] + (["--resume"] if i else [])
+        before = len(results.trial_ids(str(root)))
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        try:
+            _wait_for_rows(root, before + rng.randint(1, 2), proc, timeout=180)
+            time.sleep(rng.uniform(0.0, 1.5))  # anywhere in the next trials' run
+            proc.send_signal(sig)
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            kill_leftovers(temp, session=proc.pid)
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        assert proc.returncode == status, out[-3000:]
+        assert "Traceback" not in out and "*** SIG" not in out and "PC: @" not in out, out[-3000:]
+        assert lines[-1].startswith(f"interrupted by {signal.Signals(sig).name}: "), lines[-5:]
+        assert lines[-1].endswith("--resume") and "continue with: python -m drift_sweeps.run" in lines[-1]
+        assert "writing one from its last result" not in out
+        n = _check_rows(root, reference)
+        assert before < n < len(SEEDS) or (n == len(SEEDS) and status), (before, n)
+
+    done = subprocess.run([*cmd, "--temp-dir", os.path.join(ray_tmp, "last"), "--resume"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _check_rows(root, reference) == len(SEEDS)
+    trials = results.read_table(str(root), "trials")
+    assert sorted(trials["seed"]) == SEEDS
+    assert sorted(p.stem for p in (root / "configs").glob("*.json")) == sorted(trials["trial_id"])
+
+    # and the same command once more: the finished sweep's table, exit 0, no Ray
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "finished (6 of 6 trials)" in again.stdout and "Ray:" not in again.stdout
