@@ -33,7 +33,8 @@ class TrialConfig:
     """One drift-training trial.  Build with `TrialConfig.from_dict` to validate raw input."""
 
     # what to fit
-    target: str = "torus1d"  # registry name: torus1d, torus2d, checkerboard, gaussian_grid, swiss_roll, file
+    target: str = "torus1d"  # registry name: torus1d, torus2d, checkerboard, gaussian_grid, swiss_roll, file,
+    #                          bimodal_between/_far/_collapsed, eight_gaussians, moons, digits
     k_max: int = 4  # highest frequency (torus) / cells or modes per side (plane sets)
     k_min: int = 1  # lowest frequency carried by a torus target
     target_modes: str = "band"  # torus targets: "band" carries k_min..k_max, "single" only k_max
@@ -49,24 +50,35 @@ class TrialConfig:
     schedule: str = "constant"  # registry name: constant, exponential
     rate: float = 0.0  # annealing rate r of h(t) = h0 exp(-r t)
     bandwidth_min: float = 0.0  # floor h_min of the exponential schedule
-    bandwidth_scales: tuple[float, ...] = (1.0,)  # deng: several bandwidths h*scale, summed
-    drift_norm: bool = False  # deng: divide each bandwidth's field by its batch RMS
+    bandwidth_scales: tuple[float, ...] = (1.0,)  # every operator: fields at bandwidths h*scale, summed
+    drift_norm: bool = False  # every operator: divide each bandwidth's field by its batch RMS before summing
+    feature_norm: bool = False  # plane targets: scale samples and data by one factor (mean pairwise distance
+    #                             sqrt(D), from the batch, no gradient) before the drift; h is in those units
     sinkhorn_iters: int = 50  # sinkhorn: log-domain iterations (0 = mean-shift)
     stop_gradient: bool = True  # False = ablation: differentiate E||V||^2 through V and negatives
     # the model and its optimisation
-    model: str = "particles"  # particles (McKean-Vlasov system) or mlp (one-step generator)
+    model: str = "particles"  # registry name: particles (McKean-Vlasov system), or a one-step generator:
+    #                           mlp, fourier (periodic Fourier-feature MLP), resmlp, conv (8x8 images)
     n_samples: int = 1024  # N generated samples (particles, or generator batch)
-    n_data: int = 1024  # M data samples drawn per step
+    n_data: int = 1024  # M data samples (positives) drawn per step
+    n_neg: int = 0  # negatives per step: 0 = the generated batch itself (self-pairs masked), else a
+    #                 separate generated batch of this size (no gradient)
     sampler: str = "stratified"  # data draws: stratified (low-discrepancy, exact law) or iid
     dt: float = 0.1  # time per step: t = step * dt, for both models
-    lr: float = 1e-3  # mlp: Adam learning rate
-    hidden: int = 128  # mlp: width
-    layers: int = 3  # mlp: hidden layers
-    noise_dim: int = 8  # mlp: input noise dimension
-    steps: int = 2000  # step budget; the trial ends earlier when converged
+    lr: float = 1e-3  # generators: Adam learning rate
+    warmup_steps: int = 0  # generators: linear learning-rate warm-up over this many steps (0 = none)
+    ema: float = 0.99  # generators: EMA decay of the weights used for evaluation, min(ema, (1+s)/(10+s)) at
+    #                    step s; 0 = evaluate the trained weights (the EMA averages out minibatch noise)
+    noise_sampler: str = "stratified"  # generators: training noise stratified (scrambled Sobol) or iid;
+    #                                    evaluation noise is always stratified (the law by quasi-Monte-Carlo)
+    hidden: int = 128  # generators: width (channels for conv)
+    layers: int = 3  # generators: hidden layers (residual blocks for resmlp)
+    noise_dim: int = 8  # generators: input noise dimension
+    fourier_features: int = 8  # fourier: harmonics per angle (torus) or random features (plane)
+    steps: int = 2000  # step budget in steps (t = step * dt); the trial ends earlier when converged
     eval_every: int = 10  # steps between reports
     eps: float = 0.1  # converged when the worst relative error <= eps
-    n_eval: int = 1024  # samples used for the sample distance
+    n_eval: int = 1024  # samples used for the sample distance and quality metrics (and their data floors)
     seed: int = 0  # seeds every random draw of the trial
     device: str = "auto"  # auto (cuda if available), cpu or cuda
 
@@ -139,6 +151,7 @@ _REGISTRIES = {
     "kernel": ("drift_sweeps.core.kernels", "KERNELS"),
     "operator": ("drift_sweeps.core.operators", "OPERATORS"),
     "schedule": ("drift_sweeps.core.schedules", "SCHEDULES"),
+    "model": ("drift_sweeps.core.generators", "GENERATORS"),
 }
 
 
@@ -150,7 +163,7 @@ def registry_names(key: str) -> list[str]:
 
 _CHOICES = {
     **{key: functools.partial(registry_names, key) for key in _REGISTRIES},
-    "model": lambda: ["particles", "mlp"],
+    "noise_sampler": lambda: ["stratified", "iid"],
     "phase": lambda: ["random", "zero"],
     "target_modes": lambda: ["band", "single"],
     "sampler": lambda: ["stratified", "iid"],
@@ -178,7 +191,8 @@ _LOWER = {
     "n_samples": (2, False), "n_data": (2, False), "dt": (0.0, True), "lr": (0.0, True),
     "hidden": (1, False), "layers": (1, False), "noise_dim": (1, False), "steps": (1, False),
     "eval_every": (1, False), "eps": (0.0, True), "n_eval": (2, False), "target_seed": (0, False),
-    "seed": (0, False),
+    "seed": (0, False), "n_neg": (0, False), "warmup_steps": (0, False), "ema": (0.0, False),
+    "fourier_features": (1, False),
 }
 
 
@@ -260,6 +274,9 @@ def _validate(cfg: TrialConfig) -> None:
         ("rate", cfg.schedule != "exponential" or cfg.rate > 0.0, "must be > 0 when schedule = 'exponential'"),
         ("target_path", cfg.target != "file" or bool(cfg.target_path), "is required when target = 'file'"),
         ("eps", cfg.eps < 1.0, f"= {cfg.eps} out of range; allowed: 0 < eps < 1"),
+        ("ema", cfg.ema < 1.0, f"= {cfg.ema} out of range; allowed: 0 <= ema < 1"),
+        ("feature_norm", not (cfg.feature_norm and cfg.target in TORUS_DIMS),
+         "must be false for torus targets (their distances are angles)"),
     ]
     for key, ok, why in rules:
         if not ok:

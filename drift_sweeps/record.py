@@ -20,6 +20,30 @@ CURVE_METRICS: dict[str, type] = {
     "drift_rms": float,  # sqrt(E|V|^2) of this step's field
     "worst_rel_error": float,  # the convergence measure (see `converged`)
     "sample_distance": float,  # energy distance between the samples and a fixed data draw
+    # sample quality of plane targets (null on the torus); each has a data-vs-data floor in the summary
+    "sliced_w2": float,  # squared sliced Wasserstein-2 to the fixed data draw (128 directions)
+    "mmd2": float,  # squared MMD to the fixed data draw, Gaussian kernels at 0.25-4 x the data's RMS scale
+    "frechet_distance": float,  # digits: Frechet distance to the held-out split in the classifier's features
+    "class_coverage": float,  # digits: share of classes predicted for >= 10% of their uniform share
+    "class_kl": float,  # digits: KL(predicted class histogram || uniform), nats
+    "class_max_deviation": float,  # digits: max_c |share_c - 1/10|
+}
+
+# Columns added after SCHEMA_VERSION 1 was first written: files without them still read (as null).
+QUALITY_METRICS = ("sliced_w2", "mmd2", "frechet_distance", "class_coverage", "class_kl", "class_max_deviation")
+
+# Reference values measured once per trial, before training (summary fields, null where they do not
+# apply): each quality metric between two independent data draws of n_eval samples (`_floor`; for the
+# digits: n_eval training images against the held-out split), and two digit baselines: a Gaussian
+# fitted to the training split (`_gaussian`) and independent per-pixel Gaussian noise (`_noise`).
+FLOOR_FIELDS: dict[str, type] = {
+    "sample_distance_floor": float,
+    "sliced_w2_floor": float,
+    "mmd2_floor": float,
+    "frechet_distance_floor": float,
+    "frechet_distance_gaussian": float,
+    "frechet_distance_noise": float,
+    "classifier_accuracy": float,  # digits: the feature classifier's accuracy on the held-out split
 }
 
 # Per-frequency errors travel with each report under these keys (the `spectra` table unrolls them).
@@ -42,8 +66,16 @@ SUMMARY_FIELDS: dict[str, type] = {
     "noise_floor": float,  # 1/sqrt(n_samples): the error level sampling noise alone leaves
     "wall_time_s": float,  # the trial's own run time
     "device_used": str,  # cpu, cuda, ... (the config's `device` is the request)
+    "final_sliced_w2": float,
+    "final_mmd2": float,
+    "final_frechet_distance": float,
+    "final_class_coverage": float,
+    "final_class_kl": float,
+    "final_class_max_deviation": float,
+    **FLOOR_FIELDS,
 }
 FINAL_PREFIX = "final_"  # final_<metric> is the metric at the trial's last evaluation
+ADDED_LATER = frozenset({*QUALITY_METRICS, *(FINAL_PREFIX + m for m in QUALITY_METRICS), *FLOOR_FIELDS})
 
 # The searcher objective (Tune's `metric`): the convergence time, extrapolated while not converged.
 OBJECTIVE = "time_to_eps"
@@ -79,8 +111,11 @@ def time_to_eps(t: float, worst_rel_error: float, eps: float, t_budget: float) -
 
 
 def summary(status: str, last: Mapping[str, Any], *, convergence_time: Optional[float], n_samples: int,
-            wall_time_s: Optional[float], device_used: Optional[str]) -> dict[str, Any]:
-    """The summary record of a trial from its last evaluation report (empty if it never reported)."""
+            wall_time_s: Optional[float], device_used: Optional[str],
+            floors: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The summary record of a trial from its last evaluation report (empty if it never reported).
+
+    `floors`: the trial's FLOOR_FIELDS values (absent ones are null)."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r} not one of {', '.join(STATUSES)}")
     out: dict[str, Any] = {
@@ -91,6 +126,10 @@ def summary(status: str, last: Mapping[str, Any], *, convergence_time: Optional[
     for name in SUMMARY_FIELDS:
         if name.startswith(FINAL_PREFIX):
             out[name] = last.get(name[len(FINAL_PREFIX):])
+    unknown = set(floors or {}) - set(FLOOR_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown floor field(s) {sorted(unknown)}; allowed: {', '.join(FLOOR_FIELDS)}")
+    out.update({name: (floors or {}).get(name) for name in FLOOR_FIELDS})
     return out
 
 

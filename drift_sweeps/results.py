@@ -288,9 +288,9 @@ def check_sweep_folder(sweep_root: str, tables: Sequence[str] = TABLES) -> None:
 
 def required_columns(table: str) -> list[str]:
     """Columns every file of `table` has had since SCHEMA_VERSION (config columns may come and go)."""
-    if table == "trials":
-        return [f.name for f in TRIAL_FIELDS if f.name != "variant"]  # `variant` came later: filled with null
-    return SCHEMAS[table]().names
+    if table == "trials":  # `variant` and the quality columns came later: filled with null
+        return [f.name for f in TRIAL_FIELDS if f.name != "variant" and f.name not in record.ADDED_LATER]
+    return [n for n in SCHEMAS[table]().names if n not in record.ADDED_LATER]
 
 
 def read_table(sweep_root: str, table: str) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -13,7 +14,10 @@ import torch
 
 from . import record
 from .config import TrialConfig
-from .core.geometry import wrap
+from .core import quality
+from .core.digits import DigitsTarget, digits_classifier, digits_floors, digits_metrics
+from .core.generators import Generator, GeneratorSpec, build_generator
+from .core.geometry import distance
 from .core.loss import drift_loss
 from .core.metrics import energy_distance, frequencies, spectrum_error
 from .core.operators import FieldSpec
@@ -57,33 +61,67 @@ def build_target(cfg: TrialConfig) -> Target:
     return make_target(cfg.target, spec)
 
 
-class _Generator(torch.nn.Module):
-    """One-step generator f(noise): an MLP with SiLU activations."""
+def build_model(cfg: TrialConfig, target: Target, gen: torch.Generator) -> Generator:
+    """The trial's model from the GENERATORS registry (particles start from the target's initial law)."""
+    spec = GeneratorSpec(
+        dim=target.dim, periodic=target.periodic, noise_dim=cfg.noise_dim, hidden=cfg.hidden, layers=cfg.layers,
+        fourier_features=cfg.fourier_features, image_side=target.image_side, n_particles=cfg.n_samples,
+        offset=tuple(target.init_loc) if target.init_loc is not None else (), init_particles=target.init,
+    )
+    return build_generator(cfg.model, spec, gen)
 
-    def __init__(self, noise_dim: int, dim: int, hidden: int, layers: int, gen: torch.Generator) -> None:
-        super().__init__()
-        mods: list[torch.nn.Module] = []
-        width = noise_dim
-        for _ in range(layers):
-            mods += [torch.nn.Linear(width, hidden), torch.nn.SiLU()]
-            width = hidden
-        mods.append(torch.nn.Linear(width, dim))
-        self.net = torch.nn.Sequential(*mods)
-        for m in self.net:
-            if isinstance(m, torch.nn.Linear):  # PyTorch's default init, drawn from the trial's generator
-                torch.nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=gen)
-                bound = 1.0 / math.sqrt(m.in_features)
-                torch.nn.init.uniform_(m.bias, -bound, bound, generator=gen)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+class _Quality:
+    """Sample-quality metrics of plane targets against a fixed data draw, and their data-vs-data floors."""
+
+    def __init__(self, cfg: TrialConfig, target: Target, eval_data: torch.Tensor, gen: torch.Generator) -> None:
+        self.target, self.eval_data = target, eval_data
+        self.metric_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))  # one set of directions
+        self.floors: dict[str, Any] = {}
+        self.unit: Optional[float] = None  # plane: the data's mean pairwise distance E|Y - Y'|
+        if target.periodic:
+            return
+        n = min(eval_data.shape[0], 1024)
+        self.unit = float(distance(eval_data[:n], eval_data[:n], False).sum()) / (n * (n - 1))
+        self.scale = quality.rms_scale(eval_data) / math.sqrt(2.0) + 1e-12
+        other = target.sample(cfg.n_eval, gen).to(eval_data.device)
+        base = self.plane(other)
+        self.floors = {f"{k}_floor": v for k, v in base.items()}
+        if isinstance(target, DigitsTarget):
+            floors = digits_floors(cfg.n_eval, gen)
+            self.floors.update({k: floors[k] for k in ("frechet_distance_floor", "frechet_distance_gaussian",
+                                                       "frechet_distance_noise")})
+            self.floors["classifier_accuracy"] = digits_classifier().test_accuracy
+
+    def plane(self, xs: torch.Tensor) -> dict[str, float]:
+        gen = torch.Generator().manual_seed(self.metric_seed)
+        out = quality.plane_metrics(xs, self.eval_data, self.scale, gen)
+        return {"sample_distance": out["energy_distance"], "sliced_w2": out["sliced_w2"], "mmd2": out["mmd2"]}
+
+    def __call__(self, xs: torch.Tensor) -> dict[str, Any]:
+        """Every quality metric of record.CURVE_METRICS that applies (the others are None)."""
+        out: dict[str, Any] = {k: None for k in ("sliced_w2", "mmd2", "frechet_distance", "class_coverage",
+                                                "class_kl", "class_max_deviation")}
+        if self.target.periodic:
+            out["sample_distance"] = energy_distance(xs, self.eval_data, True)
+            return out
+        out.update(self.plane(xs))
+        if isinstance(self.target, DigitsTarget):
+            out.update(digits_metrics(xs))
+        return out
+
+
+def _ema_decay(ema: float, step: int) -> float:
+    """EMA decay at step s: min(ema, (1 + s) / (10 + s)), so early weights are not remembered for long."""
+    return min(ema, (1.0 + step) / (10.0 + step))
 
 
 def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, Any]:
     """Train one trial; call `report` every eval_every steps; return the summary.
 
     The summary is `record.summary`: status (converged / censored / diverged), convergence_time
-    (None unless converged), steps_run, t_final, final_* metrics, noise_floor, wall_time_s, device_used.
+    (None unless converged), steps_run, t_final, final_* metrics, noise_floor, the quality floors,
+    wall_time_s, device_used.
     """
     start = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -105,20 +143,22 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
     scale = exact.abs() if exact is not None else None
     eval_data = target.sample(cfg.n_eval, eval_gen).to(device)
     spectrum_k = freqs.tolist() if freqs is not None else []
+    measure = _Quality(cfg, target, eval_data, eval_gen)
 
-    if cfg.model == "particles":
-        x = target.init(cfg.n_samples, gen).to(device).requires_grad_(True)
-        net = opt = eval_noise = None
-    else:
-        net = _Generator(cfg.noise_dim, dim, cfg.hidden, cfg.layers, gen).to(device)
+    net = build_model(cfg, target, gen).to(device)
+    particles = net.particle_system
+    ema = opt = None
+    if not particles:
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        eval_noise = torch.randn(cfg.n_samples, cfg.noise_dim, generator=eval_gen).to(device)
+        if cfg.ema > 0:
+            ema = copy.deepcopy(net).requires_grad_(False)
+    stratified_noise = cfg.noise_sampler == "stratified"
+    # the generator's law is measured by quasi-Monte-Carlo: stratified noise, like the data draws
+    eval_noise = net.noise(cfg.n_eval, eval_gen, stratified=True).to(device)
 
     def samples_now() -> torch.Tensor:
-        if net is None:
-            return x.detach()
         with torch.no_grad():
-            return net(eval_noise)
+            return (ema if ema is not None else net)(eval_noise)
 
     h0 = cfg.h0
     fault_step = _fault_step(cfg)
@@ -132,12 +172,16 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
         h = bandwidth_at(cfg.schedule, t, h0, cfg.rate, cfg.bandwidth_min)
         field = FieldSpec(cfg.kernel, h, periodic, True, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters)
         pos = draw(cfg.n_data, gen).to(device)
-        if net is None:
-            loss, v = drift_loss(x, pos, cfg.operator, field, cfg.stop_gradient)
-            (grad,) = torch.autograd.grad(loss, x)
+        if particles:
+            x = net.x
+            neg = None
         else:
-            z = torch.randn(cfg.n_samples, cfg.noise_dim, generator=gen).to(device)
-            loss, v = drift_loss(net(z), pos, cfg.operator, field, cfg.stop_gradient)
+            x = net(net.noise(cfg.n_samples, gen, stratified_noise).to(device))
+            neg = None
+            if cfg.n_neg > 0:
+                with torch.no_grad():
+                    neg = net(net.noise(cfg.n_neg, gen, stratified_noise).to(device))
+        loss, v = drift_loss(x, pos, cfg.operator, field, cfg.stop_gradient, neg=neg, feature_norm=cfg.feature_norm)
         finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(v).all())
 
         if step % cfg.eval_every == 0 or step == cfg.steps or not finite:
@@ -148,10 +192,11 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
             }
             if finite and bool(torch.isfinite(xs).all()):
                 err = spectrum_error(xs, freqs, exact) if freqs is not None else None
-                dist = energy_distance(xs, eval_data, periodic)
+                metrics.update(measure(xs))
+                dist = metrics["sample_distance"]
                 d0 = dist if d0 is None else d0
-                metrics["worst_rel_error"] = _worst_rel(err, scale, active, dist, d0)
-                metrics["sample_distance"] = dist
+                metrics["worst_rel_error"] = _worst_rel(err, scale, active, dist, d0,
+                                                        measure.floors.get("sample_distance_floor"), measure.unit)
                 metrics["spectrum_k"] = spectrum_k
                 metrics["spectrum_error"] = err.tolist() if err is not None else []
             else:
@@ -161,6 +206,8 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
             if finite and not all(math.isfinite(metrics[k]) for k in ("loss", "drift_rms", "worst_rel_error",
                                                                      "sample_distance") if metrics.get(k) is not None):
                 finite = False  # a NaN/inf metric (e.g. inf - inf in a distance) is divergence, not censoring
+            for name in record.CURVE_METRICS:
+                metrics.setdefault(name, None)
             last = metrics
             if report is not None:
                 report(metrics)
@@ -172,19 +219,28 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
                 break
         if step == cfg.steps:
             break
-        if net is None:
-            with torch.no_grad():
-                # x <- x - (dt N / 2) grad: exactly x + dt V under the stop-gradient
-                x -= 0.5 * cfg.dt * cfg.n_samples * grad
-                if periodic:
-                    x.copy_(wrap(x))
+        if particles:
+            if cfg.stop_gradient:
+                net.euler_step_(v, cfg.dt)  # x <- x + dt V
+            else:
+                (grad,) = torch.autograd.grad(loss, x)
+                # x <- x - (dt N / 2) grad: the same step size as x + dt V under the stop-gradient
+                net.euler_step_(-0.5 * cfg.n_samples * grad, cfg.dt)
         else:
+            if cfg.warmup_steps > 0:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    decay = _ema_decay(cfg.ema, step)
+                    for pe, p in zip(ema.parameters(), net.parameters()):
+                        pe.lerp_(p, 1.0 - decay)
 
     return record.summary(status, last, convergence_time=conv_time, n_samples=cfg.n_samples,
-                          wall_time_s=time.perf_counter() - start, device_used=str(device))
+                          wall_time_s=time.perf_counter() - start, device_used=str(device), floors=measure.floors)
 
 
 def _active_index(target: Target, freqs: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -197,8 +253,12 @@ def _active_index(target: Target, freqs: Optional[torch.Tensor]) -> Optional[tor
 
 
 def _worst_rel(err: Optional[torch.Tensor], scale: Optional[torch.Tensor], active: Optional[torch.Tensor],
-               dist: float, d0: float) -> float:
-    """max_k e_k(t)/|phi_p(k)| over the target's modes; distance ratio d(t)/d(0) for targets without a spectrum."""
+               dist: float, d0: float, floor: Optional[float] = None, unit: Optional[float] = None) -> float:
+    """max_k e_k(t)/|phi_p(k)| over the target's modes.  Plane targets: the energy distance's excess
+    over its data-vs-data floor in units of the data's mean pairwise distance, max(d - floor, 0) / E|Y-Y'|
+    (independent of where the model starts).  Otherwise d(t)/d(0)."""
     if err is not None and scale is not None and active is not None and active.numel() > 0:
         return float((err[active] / scale[active].clamp_min(1e-300)).max())
+    if floor is not None and unit:
+        return max(dist - floor, 0.0) / unit
     return dist / d0 if d0 > 0 else math.nan

@@ -37,6 +37,8 @@ class Target:
     name: str = "target"
     dim: int = 2
     periodic: bool = False
+    image_side: int = 0  # square images: side length (dim = side^2); 0 otherwise
+    init_loc: Optional[tuple[float, ...]] = None  # where a model starts (a generator's output offset), None: origin
 
     def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """n exact i.i.d. samples.  -> (n, D)."""
@@ -269,6 +271,10 @@ def file_target(spec: TargetSpec) -> Target:
         return data[torch.randint(0, data.shape[0], (n,), generator=gen)]
 
     return PlaneTarget("file", sample, dim=data.shape[1])
+
+
+# more targets, registered into TARGETS on import: the 2-D toys and the bundled digits
+from . import digits, toys  # noqa: E402,F401  (after TARGETS exists: they import it)
 
 
 def make_target(name: str, spec: TargetSpec) -> Target:

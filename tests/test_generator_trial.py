@@ -1,0 +1,122 @@
+"""Generators in the trial loop: a short trial per new target and per generator, and the recipe keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from drift_sweeps import record
+from drift_sweeps.config import ConfigError, TrialConfig
+from drift_sweeps.core.generators import GENERATORS
+from drift_sweeps.core.loss import drift_loss, feature_scale, multi_bandwidth_drift
+from drift_sweeps.core.operators import OPERATORS, FieldSpec, drift
+from drift_sweeps.trial import run_trial
+
+SHORT = dict(steps=12, eval_every=6, n_samples=64, n_data=64, n_eval=128, eps=0.001, hidden=16, layers=2)
+NEW_TARGETS = ["bimodal_between", "bimodal_far", "bimodal_collapsed", "eight_gaussians", "moons", "digits"]
+
+
+def _run(**kw):
+    reports = []
+    summary = run_trial(TrialConfig.from_dict({**SHORT, **kw}), reports.append)
+    return summary, reports
+
+
+@pytest.mark.parametrize("target", NEW_TARGETS)
+def test_short_trial_per_new_target_reports_quality_and_floors(target):
+    model = "conv" if target == "digits" else "mlp"
+    summary, reports = _run(target=target, model=model, feature_norm=True)
+    assert summary["status"] == record.CENSORED and summary["steps_run"] == 12
+    for r in reports:
+        assert set(record.CURVE_METRICS) <= set(r)
+        assert all(math.isfinite(r[k]) for k in ("sample_distance", "sliced_w2", "mmd2", "worst_rel_error"))
+    for k in ("sample_distance_floor", "sliced_w2_floor", "mmd2_floor"):
+        assert 0 < summary[k] < summary["final_" + k[: -len("_floor")]]
+    if target == "digits":
+        assert summary["classifier_accuracy"] >= 0.95
+        assert summary["frechet_distance_floor"] < summary["frechet_distance_noise"]
+        assert summary["final_frechet_distance"] > summary["frechet_distance_floor"]
+        assert 0 <= summary["final_class_coverage"] <= 1
+    else:
+        assert summary["frechet_distance_floor"] is None and reports[-1]["frechet_distance"] is None
+
+
+def test_bimodal_initialisations_start_where_they_say():
+    far, _ = _run(target="bimodal_far", model="mlp", steps=1, eval_every=1)
+    between, _ = _run(target="bimodal_between", model="mlp", steps=1, eval_every=1)
+    assert far["final_sample_distance"] > between["final_sample_distance"]
+
+
+@pytest.mark.parametrize("model", GENERATORS.names())
+def test_every_generator_trains_in_the_trial_loop(model):
+    target = "digits" if model == "conv" else "torus1d"
+    summary, reports = _run(target=target, model=model)
+    assert summary["status"] == record.CENSORED
+    assert all(math.isfinite(r["loss"]) for r in reports)
+
+
+def test_generator_trials_are_reproducible_and_reach_eps_on_the_torus():
+    cfg = dict(target="torus1d", model="fourier", k_max=2, bandwidth=0.3, dt=0.02, lr=2e-3, steps=400,
+               eval_every=20, n_samples=256, n_data=256, n_eval=1024, eps=0.1, hidden=32, layers=2)
+    a, ra = _run(**cfg)
+    b, rb = _run(**cfg)
+    assert [r["worst_rel_error"] for r in ra] == [r["worst_rel_error"] for r in rb]
+    assert a["status"] == record.CONVERGED, a
+
+
+def test_ema_and_separate_negatives_change_the_run_and_warmup_scales_the_first_step():
+    base = dict(target="moons", model="mlp")
+    plain, _ = _run(**base, ema=0.0)
+    ema, _ = _run(**base, ema=0.9)
+    assert plain["final_sample_distance"] != ema["final_sample_distance"]
+    neg, _ = _run(**base, n_neg=32)
+    assert neg["final_sample_distance"] != plain["final_sample_distance"]
+    # a warm-up of many steps keeps the lr tiny: the generator hardly moves from its start
+    slow, _ = _run(**base, ema=0.0, warmup_steps=10_000)
+    start, _ = _run(**base, ema=0.0, steps=1, eval_every=1)
+    assert abs(slow["final_sample_distance"] - start["final_sample_distance"]) < \
+        abs(plain["final_sample_distance"] - start["final_sample_distance"])
+
+
+def test_recipe_keys_are_validated():
+    with pytest.raises(ConfigError, match="feature_norm"):
+        TrialConfig.from_dict({"target": "torus1d", "feature_norm": True})
+    with pytest.raises(ConfigError, match="ema"):
+        TrialConfig.from_dict({"ema": 1.0})
+    with pytest.raises(ConfigError, match="model"):
+        TrialConfig.from_dict({"model": "gan"})
+    with pytest.raises(ConfigError, match="noise_sampler"):
+        TrialConfig.from_dict({"noise_sampler": "sobol"})
+
+
+@pytest.mark.parametrize("operator", OPERATORS.names())
+def test_multi_bandwidth_sum_with_rms_normalisation_for_every_operator(operator):
+    g = torch.Generator().manual_seed(0)
+    x, pos = torch.randn(40, 2, generator=g), torch.randn(50, 2, generator=g) + 0.5
+    field = FieldSpec("gaussian", 0.7, False, True, (0.5, 2.0), True, 20, backend="dense")
+    with torch.no_grad():
+        got = multi_bandwidth_drift(operator, x, pos, x, field)
+        want = torch.zeros_like(x)
+        for s in (0.5, 2.0):
+            one = dataclasses.replace(field, bandwidth=0.7 * s, bandwidth_scales=(1.0,), drift_norm=False)
+            v = drift(operator, x, pos, x, one)
+            want += v / v.square().mean().sqrt()
+    assert torch.allclose(got, want, atol=1e-5)
+    # each normalised field has unit RMS, so the sum's RMS is at most the number of bandwidths
+    assert float(got.square().mean().sqrt()) <= 2.0 + 1e-5
+
+
+def test_feature_normalisation_makes_the_field_scale_free():
+    g = torch.Generator().manual_seed(1)
+    x, pos = torch.randn(64, 3, generator=g), torch.randn(64, 3, generator=g) * 2 + 1
+    field = FieldSpec("laplacian", 1.0, False, True, backend="dense")
+    s = feature_scale(x, pos)
+    pts = torch.cat([x[:512], pos[:512]])
+    d = torch.cdist(pts, pts)
+    assert float(d.sum() / (128 * 127)) / s == pytest.approx(math.sqrt(3), rel=1e-5)
+    _, v1 = drift_loss(x, pos, "meanshift", field, feature_norm=True)
+    _, v10 = drift_loss(10 * x, 10 * pos, "meanshift", field, feature_norm=True)
+    assert torch.allclose(10 * v1, v10, atol=1e-4)  # V is returned in the samples' units
