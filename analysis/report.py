@@ -323,8 +323,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.sweep, args.out, args.eps, args.baseline, args.n_boot, args.k_ref,
             args.trials.split(",") if args.trials else None, args.interpolate, args.criterion, args.floor_factor,
             args.seed, html=not args.no_html)
-    except (SweepFolderError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (SweepFolderError, ValueError, OSError) as err:  # a damaged file is named by drift_sweeps.results
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     print(markdown(comparison_display(analysis.comparison, analysis.sweep.group_keys)))
     print(f"\nreport: {path}")

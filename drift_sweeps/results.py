@@ -249,9 +249,45 @@ def file_versions(sweep_root: str, table: str) -> set[str]:
     fs, paths = table_files(sweep_root, table)
     versions = set()
     for path in paths:
-        meta = pq.read_schema(path, filesystem=fs).metadata or {}
+        meta = _file_schema(fs, path).metadata or {}
         versions.add(meta.get(b"schema_version", b"<none>").decode())
     return versions
+
+
+def _damaged(path: str, what: str) -> SweepFolderError:
+    return SweepFolderError(f"{path}: {what}; move or delete this file (a `--resume` of the sweep runs its "
+                            "trial again when its trials/ file is gone)")
+
+
+def _file_schema(fs: pafs.FileSystem, path: str) -> pa.Schema:
+    """A Parquet file's schema; a damaged file (truncated, not Parquet) is a SweepFolderError naming it."""
+    try:
+        return pq.read_schema(path, filesystem=fs)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise _damaged(path, f"not a readable Parquet file ({' '.join(str(err).split())[:200]})") from None
+
+
+def _check_files(fs: pafs.FileSystem, files: Sequence[str], table: str) -> None:
+    """Refuse (naming the file) a damaged file, a column of the wrong type, or a trials file whose row is
+    not the trial its name says (a copy or a duplicate)."""
+    expected = {f.name: f.type for f in SCHEMAS[table]()}
+    for path in files:
+        schema = _file_schema(fs, path)
+        for field in schema:
+            want = expected.get(field.name)
+            if want is not None and field.type != want and not pa.types.is_null(field.type):
+                raise _damaged(path, f"column {field.name!r} is {field.type}, the schema says {want}")
+    if table != "trials":
+        return
+    for path in files:
+        try:
+            ids = pq.read_table(path, filesystem=fs, columns=["trial_id"]).column("trial_id").to_pylist()
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            raise _damaged(path, f"unreadable ({' '.join(str(err).split())[:200]})") from None
+        name = posixpath.basename(path)[: -len(".parquet")]
+        if ids != [name]:
+            raise _damaged(path, f"holds trial id(s) {ids[:3]} but is named after {name!r} (one row per trial, "
+                                 "in the file named after it: a copied or renamed file?)")
 
 
 def check_sweep_folder(sweep_root: str, tables: Sequence[str] = TABLES) -> None:
@@ -307,11 +343,22 @@ def read_table(sweep_root: str, table: str) -> pd.DataFrame:
         if fs_.get_file_info(folder).type != pafs.FileType.Directory:
             raise FileNotFoundError(f"{sweep_root}: no {table}/ table (is this a drift_sweeps sweep folder?)")
         raise FileNotFoundError(f"{sweep_root}: {table}/ holds no Parquet files")
-    dataset = pads.dataset(files, filesystem=fs, format="parquet")
-    schemas = {str(fr.physical_schema): fr.physical_schema for fr in dataset.get_fragments()}
-    if len(schemas) > 1:  # files of different versions: read them under one unified schema
-        dataset = pads.dataset(files, filesystem=fs, format="parquet", schema=pa.unify_schemas(list(schemas.values())))
-    df = dataset.to_table().to_pandas()
+    _check_files(fs, files, table)
+    try:
+        dataset = pads.dataset(files, filesystem=fs, format="parquet")
+        schemas = {str(fr.physical_schema): fr.physical_schema for fr in dataset.get_fragments()}
+        if len(schemas) > 1:  # files of different versions: read them under one unified schema
+            dataset = pads.dataset(files, filesystem=fs, format="parquet",
+                                   schema=pa.unify_schemas(list(schemas.values())))
+        df = dataset.to_table().to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as err:
+        for path in files:  # name the file that cannot be read
+            try:
+                pq.read_table(path, filesystem=fs)
+            except (pa.ArrowException, OSError, ValueError) as file_err:
+                raise _damaged(path, f"unreadable ({' '.join(str(file_err).split())[:200]})") from None
+        raise SweepFolderError(f"{sweep_root}: table {table}/ cannot be read whole "
+                               f"({' '.join(str(err).split())[:200]})") from None
     lacking = [c for c in required_columns(table) if c not in df.columns]
     if lacking:
         raise SweepFolderError(f"{sweep_root}: table {table}/ lacks column(s) {', '.join(lacking)} "

@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 from . import results
 from .ray_compat import last_cluster_address
 from .config import ConfigError
+from .record import STATUSES
 from .spaces import (MAX_TRIALS, SearchSpace, SpaceError, check_gpus, check_name, list_spaces, load_space,
                      parse_overrides, spaces_dir)
 
@@ -301,7 +302,8 @@ def finished_rows(sweep_root: str, quiet: bool = False) -> tuple[dict[str, dict[
             row = None
             if not quiet:
                 log.warning("%s: unreadable (%s); its trial runs again", path, _one_line(err)[:120])
-        if row is None or row.get("trial_id") != tid or not isinstance(row.get("config_json"), str):
+        if (row is None or row.get("trial_id") != tid or not isinstance(row.get("config_json"), str)
+                or row.get("status") not in STATUSES):
             bad.append(path)
             continue
         rows[tid] = row
