@@ -260,7 +260,7 @@ def plan(args: argparse.Namespace) -> Plan:
     check_name(name, "sweep name", limit=120)
     sweep_root = results.sweep_uri(args.results, name)
     p = Plan(space, name, sweep_root, args.max_concurrent or space.max_concurrent)
-    if args.dry_run or args.overwrite or not results.sweep_exists(sweep_root):
+    if args.dry_run or args.overwrite or not results.sweep_exists(sweep_root) or _only_temporaries(sweep_root):
         return p
     # The folder holds something: the same sweep again continues it (or reports it when finished).
     record = read_spec(sweep_root)
@@ -276,6 +276,18 @@ def plan(args: argparse.Namespace) -> Plan:
                          "pass --name to write a new one, --overwrite to replace it, or --resume to continue the "
                          "recorded one")
     return _continuation(p)
+
+
+def _only_temporaries(sweep_root: str) -> bool:
+    """True when the sweep folder holds nothing but a killed writer's hidden temporaries (`.tmp-*`)."""
+    import pyarrow.fs as pafs
+
+    fs, root = results.resolve(sweep_root)
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(root))
+    except OSError:
+        return False
+    return bool(entries) and all(os.path.basename(e.path).startswith(".tmp-") for e in entries)
 
 
 def _continuation(p: Plan) -> Plan:
@@ -573,7 +585,7 @@ def run_sweep(p: Plan, args: argparse.Namespace, interrupts: Optional["Interrupt
         removed = results.remove_trials(p.sweep_root, lambda tid: tid not in kept)
         if removed:
             log.info("removed the partial files of %d unfinished trial(s): %s", len(removed), ", ".join(sorted(removed)))
-    elif args.overwrite and results.sweep_exists(p.sweep_root):
+    elif results.sweep_exists(p.sweep_root) and (args.overwrite or _only_temporaries(p.sweep_root)):
         log.info("--overwrite: deleting the previous sweep at %s", p.sweep_root)
         results.remove_sweep(p.sweep_root)
 
