@@ -1,8 +1,9 @@
 """Generator studies: final sample quality per configuration, mean and 95% CI over seeds, against floors.
 
 `python -m analysis.generator_study RESULTS/generator_kernels --out DIR` writes `quality.csv`,
-`quality.md` (one table per target) and `figures/quality.png` (the mean and 95% CI of each
-target's main metric relative to its data-vs-data floor, per kernel / schedule / operator).
+`quality.md` (one table per target), `figures/quality.png` (the mean and 95% CI of each
+target's main metric relative to its data-vs-data floor, per kernel / schedule / operator) and,
+when the sweep stored samples, `figures/samples_<target>.png` (2-D scatter, digit grids).
 Compute functions are separate from the drawing and writing ones; no torch, no ray.
 """
 
@@ -47,7 +48,8 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
 
 def quality_table(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (seeds pooled): mean, CI and ratio to the floor of every metric."""
-    keys = [k for k in GROUP_KEYS if k in trials.columns and trials[k].notna().any()]
+    keys = [k for k in GROUP_KEYS if k in trials.columns]
+    trials = trials.assign(**{k: trials[k].fillna("-") for k in keys})
     rows = []
     for group, df in trials.groupby(keys, dropna=False):
         row = dict(zip(keys, group if isinstance(group, tuple) else (group,)))
@@ -129,6 +131,55 @@ def draw(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def sample_panels(trials: pd.DataFrame, samples: pd.DataFrame) -> list[dict]:
+    """Per configuration (lowest seed): its stored samples as an (n, D) array, with a label."""
+    keys = [k for k in GROUP_KEYS if k in trials.columns]
+    trials = trials.assign(**{k: trials[k].fillna("-") for k in keys})
+    panels = []
+    for group, df in trials.sort_values("seed").groupby(keys, dropna=False):
+        tid = df["trial_id"].iloc[0]
+        rows = samples[samples["trial_id"] == tid].sort_values("index")
+        if rows.empty:
+            continue
+        label = ", ".join(str(g) for g in (group if isinstance(group, tuple) else (group,)))
+        panels.append({"label": label, "target": df["target"].iloc[0], "x": np.stack(rows["x"].to_numpy())})
+    return panels
+
+
+def draw_samples(panels: list[dict], path: Path, per_grid: int = 16) -> None:
+    """2-D samples as scatter plots; 64-D samples as a grid of 8x8 images; one panel per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not panels:
+        return
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, p in zip(axes.flat, panels):
+        x = p["x"]
+        if x.shape[1] == 2:
+            ax.scatter(x[:, 0], x[:, 1], s=3, alpha=0.6)
+            ax.set_aspect("equal")
+            ax.axis("on")
+        elif x.shape[1] == 64:
+            side = int(math.ceil(math.sqrt(min(per_grid, len(x)))))
+            grid = np.zeros((side * 9, side * 9))
+            for i, img in enumerate(x[: side * side]):
+                r, c = divmod(i, side)
+                grid[r * 9: r * 9 + 8, c * 9: c * 9 + 8] = np.clip(img.reshape(8, 8), 0, 1)
+            ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(p["label"], fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("sweep", help="a sweep folder (e.g. results/generator_kernels)")
@@ -140,6 +191,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table.to_csv(out / "quality.csv", index=False)
     (out / "quality.md").write_text(markdown(table))
     draw(table, out / "figures" / "quality.png")
+    try:
+        samples = read_table(args.sweep, "samples")
+    except FileNotFoundError:
+        samples = None
+    if samples is not None:
+        trials = read_table(args.sweep, "trials")
+        panels = sample_panels(trials, samples)
+        for target in sorted({p["target"] for p in panels}):
+            draw_samples([p for p in panels if p["target"] == target], out / "figures" / f"samples_{target}.png")
     print(markdown(table))
     return 0
 

@@ -79,6 +79,7 @@ class TrialConfig:
     eval_every: int = 10  # steps between reports
     eps: float = 0.1  # converged when the worst relative error <= eps
     n_eval: int = 1024  # samples used for the sample distance and quality metrics (and their data floors)
+    samples_kept: int = 256  # samples of the last evaluation stored in the `samples` table (0 = none)
     seed: int = 0  # seeds every random draw of the trial
     device: str = "auto"  # auto (cuda if available), cpu or cuda
 
@@ -192,6 +193,7 @@ _LOWER = {
     "hidden": (1, False), "layers": (1, False), "noise_dim": (1, False), "steps": (1, False),
     "eval_every": (1, False), "eps": (0.0, True), "n_eval": (2, False), "target_seed": (0, False),
     "seed": (0, False), "n_neg": (0, False), "warmup_steps": (0, False), "ema": (0.0, False),
+    "samples_kept": (0, False),
     "fourier_features": (1, False),
 }
 

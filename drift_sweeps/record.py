@@ -48,6 +48,8 @@ FLOOR_FIELDS: dict[str, type] = {
 
 # Per-frequency errors travel with each report under these keys (the `spectra` table unrolls them).
 SPECTRUM_KEYS = ("spectrum_k", "spectrum_error")
+# The last report of a trial carries its samples (a list of coordinate lists) under this key (`samples` table).
+SAMPLES_KEY = "samples"
 
 # How a trial ended.
 CONVERGED, CENSORED, DIVERGED, ERROR = "converged", "censored", "diverged", "error"

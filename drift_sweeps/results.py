@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # additive changes (a new nullable column) keep the version; readers fill what is absent
 TABLES = ("trials", "curves", "spectra")
+OPTIONAL_TABLES = ("samples",)  # written when trials store samples; a sweep folder is complete without them
 
 # Parquet type of each Python type used by the record and the config.
 _ARROW_OF_PY = {
@@ -85,8 +86,18 @@ def trials_schema() -> pa.Schema:
     return pa.schema(TRIAL_FIELDS + extra, metadata={"schema_version": str(SCHEMA_VERSION)})
 
 
+# `samples` (optional): the last evaluation's samples of each trial (config key `samples_kept`, 0 = none),
+# one row per sample, its coordinates as a list
+SAMPLES_SCHEMA = pa.schema([
+    pa.field("trial_id", pa.string(), nullable=False),
+    pa.field("step", pa.int64(), nullable=False),
+    pa.field("index", pa.int64()),
+    pa.field("x", pa.list_(pa.float64())),
+], metadata={"schema_version": str(SCHEMA_VERSION)})
+
 SCHEMAS: dict[str, Callable[[], pa.Schema]] = {
     "trials": trials_schema, "curves": lambda: CURVES_SCHEMA, "spectra": lambda: SPECTRA_SCHEMA,
+    "samples": lambda: SAMPLES_SCHEMA,
 }
 
 
@@ -185,6 +196,16 @@ def write_curves(sweep_root: str, trial_id: str, reports: Iterable[Mapping[str, 
     rows = [{f.name: (trial_id if f.name == "trial_id" else r.get(f.name)) for f in CURVES_SCHEMA} for r in reports]
     table = pa.Table.from_pylist(rows, schema=CURVES_SCHEMA)
     return _write_atomic(table, table_uri(sweep_root, "curves"), _safe_name(trial_id))
+
+
+def write_samples(sweep_root: str, trial_id: str, reports: Iterable[Mapping[str, Any]]) -> Optional[str]:
+    """Write the `samples` file of a trial from the reports that carry samples; nothing when none does."""
+    rows = [{"trial_id": trial_id, "step": r.get("step"), "index": i, "x": [float(c) for c in x]}
+            for r in reports for i, x in enumerate(r.get(record.SAMPLES_KEY) or [])]
+    if not rows:
+        return None
+    return _write_atomic(pa.Table.from_pylist(rows, schema=SAMPLES_SCHEMA), table_uri(sweep_root, "samples"),
+                         _safe_name(trial_id))
 
 
 def write_spectra(sweep_root: str, trial_id: str, reports: Iterable[Mapping[str, Any]]) -> str:
@@ -335,7 +356,7 @@ def read_table(sweep_root: str, table: str) -> pd.DataFrame:
     Files written by different versions are read together: columns of the current schema that a file
     lacks are null, columns the current schema no longer has are kept.
     """
-    if table not in TABLES:
+    if table not in (*TABLES, *OPTIONAL_TABLES):
         raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
     fs, files = table_files(sweep_root, table)
     if not files:
@@ -404,7 +425,7 @@ def remove_trials(sweep_root: str, which: Callable[[str], bool]) -> set[str]:
     """Delete every table file and config record of the trial ids for which `which(trial_id)` is true."""
     fs, root = resolve(sweep_root)
     removed: set[str] = set()
-    for table in TABLES:
+    for table in (*TABLES, *OPTIONAL_TABLES):
         for tid in trial_ids(sweep_root, table):
             if which(tid):
                 fs.delete_file(f"{root}/{table}/{tid}.parquet")
@@ -422,7 +443,7 @@ def remove_temporaries(sweep_root: str) -> int:
     """Delete the hidden temporary files a killed writer may have left in the table folders; returns how many."""
     fs, root = resolve(sweep_root)
     n = 0
-    for sub in (*TABLES, "configs"):
+    for sub in (*TABLES, *OPTIONAL_TABLES, "configs"):
         folder = f"{root}/{sub}"
         if fs.get_file_info(folder).type != pafs.FileType.Directory:
             continue

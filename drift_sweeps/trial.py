@@ -208,13 +208,16 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
                 finite = False  # a NaN/inf metric (e.g. inf - inf in a distance) is divergence, not censoring
             for name in record.CURVE_METRICS:
                 metrics.setdefault(name, None)
+            done = record.converged(step, metrics["worst_rel_error"], cfg.eps)
+            if (done or not finite or step == cfg.steps) and cfg.samples_kept > 0:
+                metrics[record.SAMPLES_KEY] = xs[: cfg.samples_kept].detach().cpu().tolist()
             last = metrics
             if report is not None:
                 report(metrics)
             if not finite:
                 status = record.DIVERGED
                 break
-            if record.converged(step, metrics["worst_rel_error"], cfg.eps):
+            if done:
                 status, conv_time = record.CONVERGED, t
                 break
         if step == cfg.steps:

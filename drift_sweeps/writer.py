@@ -90,7 +90,8 @@ class ResultsWriter(tune.Callback):
             st.summary = dict(result[SUMMARY_KEY])
             return
         if result.get("step") is not None:
-            st.reports.append({k: result.get(k) for k in (*record.CURVE_METRICS, *record.SPECTRUM_KEYS)})
+            st.reports.append({k: result.get(k) for k in (*record.CURVE_METRICS, *record.SPECTRUM_KEYS,
+                                                          record.SAMPLES_KEY)})
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         """A failed trial will be retried from scratch."""
@@ -156,6 +157,7 @@ class ResultsWriter(tune.Callback):
         results.write_trial(self.sweep_root, trial.trial_id, row)
         results.write_curves(self.sweep_root, trial.trial_id, st.reports)
         results.write_spectra(self.sweep_root, trial.trial_id, st.reports)
+        results.write_samples(self.sweep_root, trial.trial_id, st.reports)
         self._state.pop(trial.trial_id, None)
         if self.progress is not None and not quiet:
             self.progress.trial_written(trial, row, note=note)

@@ -120,3 +120,21 @@ def test_feature_normalisation_makes_the_field_scale_free():
     _, v1 = drift_loss(x, pos, "meanshift", field, feature_norm=True)
     _, v10 = drift_loss(10 * x, 10 * pos, "meanshift", field, feature_norm=True)
     assert torch.allclose(10 * v1, v10, atol=1e-4)  # V is returned in the samples' units
+
+
+def test_last_report_carries_samples_and_results_store_them(tmp_path):
+    from drift_sweeps import results
+
+    summary, reports = _run(target="moons", model="mlp", samples_kept=20)
+    assert all(record.SAMPLES_KEY not in r for r in reports[:-1])
+    xs = reports[-1][record.SAMPLES_KEY]
+    assert len(xs) == 20 and all(len(x) == 2 for x in xs)
+    root = str(tmp_path / "sweep")
+    results.write_samples(root, "t1", reports)
+    assert results.write_samples(root, "t2", reports[:-1]) is None  # no samples, no file
+    df = results.read_table(root, "samples")
+    assert len(df) == 20 and set(df["step"]) == {reports[-1]["step"]}
+    stored = torch.tensor([list(v) for v in df.sort_values("index")["x"]])
+    assert torch.allclose(stored.double(), torch.tensor(xs, dtype=torch.float64))
+    none, rep = _run(target="moons", model="mlp", samples_kept=0)
+    assert record.SAMPLES_KEY not in rep[-1]
