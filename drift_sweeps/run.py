@@ -379,6 +379,7 @@ def connect(args: argparse.Namespace) -> bool:
         _print_resources()
         return False
     address = args.address
+    found: Optional[str] = None
     if address in (None, "auto"):
         found = _running_cluster(args.temp_dir)
         if found is None and address == "auto":
