@@ -64,6 +64,14 @@ def _group_handles(groups: Sequence[str], pal: dict, labels: dict, **kw) -> list
     return [plt.Line2D([], [], color=pal[g], label=labels.get(g, g), **kw) for g in groups]
 
 
+def common_eps(analysis: Analysis) -> Optional[float]:
+    """The analysis' eps, or the trials' own when they all share one; None when they differ."""
+    if analysis.eps is not None:
+        return analysis.eps
+    vals = analysis.times["eps"].dropna().unique()
+    return float(vals[0]) if len(vals) == 1 else None
+
+
 def _eps_text(eps: Optional[float]) -> str:
     return f"eps = {eps:g}" if eps is not None else "eps per trial"
 
@@ -89,7 +97,7 @@ def scaling_data(analysis: Analysis) -> dict:
     fits = analysis.fits[["group", "law", "formula", "ok", "best", "delta_aic", "reason"]] if len(analysis.fits) else \
         pd.DataFrame(columns=["group", "law", "formula", "ok", "best", "delta_aic", "reason"])
     return {"points": points, "medians": medians, "laws": laws, "theory": theory, "labels": labels, "fits": fits,
-            "legend_title": "", "eps": analysis.eps, "axis": axis, "order": analysis.group_order}
+            "legend_title": "", "eps": common_eps(analysis), "axis": axis, "order": analysis.group_order}
 
 
 _LAW_STYLES = {"exp_k2": "--", "power": "-.", "log": (0, (5, 1, 1, 1, 1, 1))}
@@ -418,11 +426,8 @@ def ablation_data(analysis: Analysis, k: Optional[float] = None) -> dict:
     t, pk = analysis.times, analysis.per_k
     if axis and k is not None:
         t, pk = t[t[axis] == k], pk[pk[axis] == k]
-    eps = analysis.eps
-    if eps is None and analysis.times["eps"].nunique() == 1:
-        eps = float(analysis.times["eps"].iloc[0])
     return {"trials": t[~t["failed"]], "summary": pk, "labels": group_labels(analysis), "legend_title": "",
-            "k": k, "eps": eps, "baseline": analysis.baseline, "order": analysis.group_order}
+            "k": k, "eps": common_eps(analysis), "baseline": analysis.baseline, "order": analysis.group_order}
 
 
 def draw_ablation(data: dict, path_stem: str) -> list[str]:

@@ -114,3 +114,12 @@ def test_report_of_the_schema_1_fixture(tmp_path):
     assert text.startswith("# Sweep `fixture_v1`") and "| Gaussian |" in text  # the fits name groups
     assert not (out / "report.html").exists()
     assert "variant" not in pd.read_csv(out / "comparison.csv").columns  # old files: no variant column
+
+
+def test_frequency_rows_are_ordered_by_shell_then_norm():
+    from analysis.plots import frequency_order
+
+    vecs = ["2,-1", "1,0", "0,2", "-1,1", "3", "1,1", "0,1", "2,0"]
+    order = frequency_order(vecs)
+    assert order[:2] == ["1,0", "0,1"] and order.index("1,1") < order.index("2,0") < order.index("2,-1")
+    assert frequency_order(["10", "2", "1"]) == ["1", "2", "10"]  # 1-D: numeric, not string order
