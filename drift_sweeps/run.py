@@ -708,8 +708,8 @@ def _objective(space: SearchSpace, row: dict[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) else math.nan
 
 
-def resume_command(args: argparse.Namespace) -> str:
-    """The command line that continues this sweep."""
+def resume_command(args: argparse.Namespace, resume: bool = True) -> str:
+    """The command line that continues this sweep (or, before it recorded anything, starts it again)."""
     parts = ["python -m drift_sweeps.run"]
     if args.space:
         parts.append(shlex.quote(args.space))
@@ -721,7 +721,11 @@ def resume_command(args: argparse.Namespace) -> str:
         parts.append("--smoke")
     if args.address:
         parts += ["--address", shlex.quote(args.address)]
-    return " ".join(parts + ["--resume"])
+    if not resume:
+        parts += [f"--set {shlex.quote(o)}" for o in args.overrides]
+        if args.num_samples is not None:
+            parts += ["--num-samples", str(args.num_samples)]
+    return " ".join(parts + (["--resume"] if resume else []))
 
 
 def report(p: Plan, grid: Any, args: Optional[argparse.Namespace] = None,
@@ -781,6 +785,11 @@ class Interrupts:
                 self._old[sig] = signal.signal(sig, self._handle)
         return self
 
+    def arm(self) -> None:
+        """Install the handlers again (after code that installed its own)."""
+        for sig in self._old:
+            signal.signal(sig, self._handle)
+
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
@@ -831,17 +840,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     joined_here = not ray.is_initialized()
     interrupts = Interrupts()
     try:
-        embedded = connect(args)
         with interrupts:
+            embedded = connect(args)
+            interrupts.arm()  # again: ray.init installs a SIGTERM handler of its own
             return run_sweep(p, args, interrupts, embedded=bool(embedded) and joined_here)
     except (SpaceError, ConfigError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        name = interrupts.signame or "SIGINT"
-        finished = len(finished_rows(p.sweep_root, quiet=True)[0]) if results.sweep_exists(p.sweep_root) else 0
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
+            raise
+        # SystemExit(15): SIGTERM while ray.init ran (Ray's own handler exits with the signal number)
+        name = interrupts.signame or ("SIGTERM" if isinstance(stop, SystemExit) else "SIGINT")
+        try:
+            recorded = results.sweep_exists(p.sweep_root) and read_spec(p.sweep_root) is not None
+        except (SpaceError, OSError):
+            recorded = False
+        finished = len(finished_rows(p.sweep_root, quiet=True)[0]) if recorded else 0
         print(f"\ninterrupted by {name}: {finished} of {p.space.trial_count()} trials finished; continue with: "
-              f"{resume_command(args)}", flush=True)
+              f"{resume_command(args, resume=recorded)}", flush=True)
         return EXIT_INTERRUPTED[name]
     finally:
         if joined_here and ray.is_initialized():
