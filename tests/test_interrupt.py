@@ -118,3 +118,36 @@ def test_sigint_and_sigterm_then_resume_give_the_uninterrupted_tables(make_space
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "finished (6 of 6 trials)" in again.stdout and "Ray:" not in again.stdout
+
+
+@pytest.mark.parametrize("search", ["random", "optuna"])
+def test_resume_of_sampled_sweeps_runs_only_the_missing_trials(search, make_space, tmp_path, local_ray, capsys):
+    """Random and Optuna sweeps: trials without a row (here: rows deleted, as after a kill) run again as
+    new samples; finished rows are kept as they are."""
+    from drift_sweeps.run import main
+
+    axes = {"bandwidth": {"loguniform": [0.5, 4.0]}}
+    if search == "random":
+        axes["kernel"] = ["gaussian", "laplacian"]  # a grid axis crossed with the samples
+    space = make_space(f"s_{search}", search=search, num_samples=2 if search == "random" else 4, seed=5,
+                       axes=axes, max_concurrent=2)
+    res = str(tmp_path / "res")
+    assert main([str(space), "--results", res]) == 0, capsys.readouterr().out
+    root = f"{res}/s_{search}"
+    before = results.read_table(root, "trials").set_index("trial_id")
+    assert len(before) == 4
+    lost = sorted(before.index)[:2]
+    results.remove_trials(root, lambda tid: tid in lost)
+
+    rc = main([str(space), "--results", res, "--resume"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "resuming (2 finished, 2 to run)" in out
+    after = results.read_table(root, "trials").set_index("trial_id")
+    assert len(after) == 4 and after.index.is_unique
+    kept = sorted(set(before.index) - set(lost))
+    assert set(kept) <= set(after.index)
+    assert after.loc[kept, "bandwidth"].tolist() == before.loc[kept, "bandwidth"].tolist()
+    assert after["bandwidth"].between(0.5, 4.0).all()
+    if search == "random":
+        assert sorted(after["kernel"]) == ["gaussian", "gaussian", "laplacian", "laplacian"]
