@@ -264,3 +264,15 @@ def test_launcher_configs_use_ray_token_auth_and_keep_ports_in(name):
     if config["provider"]["type"] == "local":
         assert config["provider"]["head_ip"] and config["provider"]["worker_ips"]
         assert "pip install --quiet -e ." in " ".join(config["worker_setup_commands"])
+
+
+def test_a_folder_holding_only_a_killed_writers_temporaries_starts_afresh(tmp_path, make_space):
+    space = make_space("fresh", axes={"seed": [0, 1]})
+    folder = tmp_path / "res" / "fresh"
+    folder.mkdir(parents=True)
+    (folder / ".tmp-sweep.json-0123abcd").write_text("{")
+    args = run_module.build_parser().parse_args([str(space), "--results", str(tmp_path / "res")])
+    assert run_module.plan(args).mode == "new"
+    (folder / "sweep.json").write_text("{not json")
+    with pytest.raises(SpaceError, match="sweep.json: unreadable"):
+        run_module.plan(args)
