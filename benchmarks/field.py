@@ -1,21 +1,23 @@
-"""`python -m drift_sweeps.bench`: how fast the drift operators are, against the machine's limits.
+"""`python -m benchmarks.field`: how fast the drift operators are, against the machine's limits.
 
-Default mode: for each operator x kernel x size (N points, M data samples, dim; negatives are the
-points themselves, as in a trial), time one evaluation of the streaming operator (what trials
-run), the dense reference, and the optional KeOps backend when pykeops is installed; measure
-peak memory; measure, in the same run, the machine's limit for this work: exp() throughput on a
+Default mode: for each operator x kernel x size x bandwidth (N points, M data samples, dim;
+negatives are the points themselves, as in a trial), time one evaluation per backend of
+`core.field.BACKENDS`: the streaming operator, the spectral (NUFFT) torus operator (meanshift,
+score, mmd on the torus), what "auto" (the trials' default) picks, and the dense reference;
+measure peak memory; measure, in the same run, the machine's limit for this work: exp() throughput on a
 large buffer (every pair needs one exp: 2 N M of them per evaluation) and matmul throughput
 (squared distances at large dim).  Prints a table, writes everything as JSON.
 
-    python -m drift_sweeps.bench                       # the full grid (tens of minutes on 2 cores)
-    python -m drift_sweeps.bench --quick               # seconds: a smoke test
-    python -m drift_sweeps.bench --operators meanshift --kernels gaussian --sizes 4096x4096x2
-    python -m drift_sweeps.bench --sweep               # quickstart: sequential vs through Tune
+    python -m benchmarks.field                         # the full grid (tens of minutes on 2 cores)
+    python -m benchmarks.field --quick                 # seconds: a smoke test
+    python -m benchmarks.field --operators meanshift --kernels gaussian --sizes 4096x4096x2
+    python -m benchmarks.field --torus                 # N = M = 4096, d = 1, 2: stream vs spectral per kernel and h
+    python -m benchmarks.field --sweep                 # quickstart: sequential vs through Tune
 
 Sizes are NxMxD, with a trailing "t" for the torus [0, 2pi)^D (periodic images chosen from the
 bandwidth, as in trials), e.g. 1024x1024x1t.  Data: points and samples i.i.d. N(0, I) on the
-plane, uniform on the torus; bandwidth h = --bandwidth * sqrt(D) on the plane (so that
-|x - y|^2 / h^2 is about 2 whatever D), --bandwidth on the torus.
+plane, uniform on the torus; bandwidth h = --bandwidths * sqrt(D) on the plane (so that
+|x - y|^2 / h^2 is about 2 whatever D), --bandwidths on the torus.
 
 Peak memory: each case runs in a fresh subprocess, which reports how much its peak resident set
 (getrusage ru_maxrss) grew during the operator calls, over a baseline taken after the inputs
@@ -43,19 +45,22 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-SCHEMA = "drift_sweeps.bench/1"
+SCHEMA = "benchmarks.field/2"
 DEFAULT_SIZES = "4096x4096x2,4096x4096x64,16384x16384x2,65536x65536x2,1024x1024x1t"
 QUICK_SIZES = "256x256x2,128x128x1t"
+TORUS_SIZES = "4096x4096x1t,4096x4096x2t"
+TORUS_BANDWIDTHS = "0.05,0.3,1,2.5"
+TORUS_OPERATORS = "meanshift,score,mmd"
 QUICK_OPERATORS = "meanshift,deng"
 QUICK_KERNELS = "gaussian"
 DEFAULT_JSON = "results/bench.json"
 DEFAULT_SWEEP_JSON = "results/bench_sweep.json"
-BACKENDS = ("stream", "dense", "keops")
+DEFAULT_BACKENDS = "stream,spectral,auto,dense"
 DENSE_MEMORY_FRACTION = 0.6  # run the dense reference only where its estimate fits in this share of free RAM
 LIMIT_EXP_ELEMS = 1 << 25  # exp() limit: in-place exp over a 128 MiB float32 buffer
 CASE_KEYS = ("operator", "kernel", "n", "m", "dim", "periodic", "backend", "status", "reason", "time_s",
              "times_s", "pairs", "pairs_per_s", "peak_mem_bytes", "memory_method", "bandwidth", "images",
-             "limit_s", "frac_of_limit", "speedup_vs_dense")
+             "limit_s", "frac_of_limit", "speedup_vs_dense", "speedup_vs_stream", "speedup_vs_stream3", "plan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +157,7 @@ def machine_limits(device: str, repeats: int = 5, exp_elems: int = LIMIT_EXP_ELE
 
 def limit_seconds(size: Size, limits: dict[str, Any]) -> float:
     """The limit for one evaluation: every pair's exp(), plus the distance matmul at large dim."""
-    from .core.streaming import _DIRECT_MAX_DIM
+    from drift_sweeps.core.streaming import _DIRECT_MAX_DIM
 
     t = size.pairs() / limits["exp_per_s"]
     if not size.periodic and size.dim > _DIRECT_MAX_DIM:
@@ -166,7 +171,7 @@ def limit_seconds(size: Size, limits: dict[str, Any]) -> float:
 def _inputs(case: Case):
     import torch
 
-    from .core.operators import FieldSpec
+    from drift_sweeps.core.operators import FieldSpec
 
     gen = torch.Generator().manual_seed(case.seed)
     s = case.size
@@ -178,10 +183,26 @@ def _inputs(case: Case):
         x = torch.randn(s.n, s.dim, generator=gen)
         pos = torch.randn(s.m, s.dim, generator=gen)
         h = case.bandwidth * math.sqrt(s.dim)
-    backend = "dense" if case.backend == "dense" else "stream"
-    field = FieldSpec(case.kernel, h, s.periodic, True, sinkhorn_iters=case.sinkhorn_iters, backend=backend)
+    if case.backend == "stream3":  # the streaming code as it was before exact image sums
+        field = FieldSpec(case.kernel, h, s.periodic, True, sinkhorn_iters=case.sinkhorn_iters, backend="stream",
+                          images=old_shells(case.kernel, h, s.dim) if s.periodic else -1)
+    else:
+        field = FieldSpec(case.kernel, h, s.periodic, True, sinkhorn_iters=case.sinkhorn_iters, backend=case.backend)
     dev = torch.device(case.device)
     return x.to(dev), pos.to(dev), field
+
+
+def old_shells(kernel: str, h: float, dim: int) -> int:
+    """Image shells of the earlier rule: add shells while k((2s+1) pi) > 1e-4, at most 3 (for
+    heavy tails that is not the periodic kernel; kept to compare speed with what trials ran)."""
+    import torch
+
+    from drift_sweeps.core.kernels import KERNELS
+
+    s = 0
+    while s < 3 and float(KERNELS.get(kernel).log(torch.tensor((2 * s + 1) * math.pi), h, dim)) > math.log(1e-4):
+        s += 1
+    return s
 
 
 def _maxrss_bytes() -> int:
@@ -219,20 +240,19 @@ def run_case(case: Case, in_process: bool = False) -> dict[str, Any]:
     """Time one case in this process.  -> a result record (see CASE_KEYS)."""
     import torch
 
-    from .core.operators import drift
+    from drift_sweeps.core.operators import drift
 
     torch.set_num_threads(case.threads)
     x, pos, field = _inputs(case)
     dev = x.device
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    if case.backend == "keops":
-        op = keops_operator(case.operator)
-    else:
-        op = lambda xx, pp, ff: drift(case.operator, xx, pp, xx, ff)  # noqa: E731
+    op = lambda xx, pp, ff: drift(case.operator, xx, pp, xx, ff)  # noqa: E731
     torch.exp(torch.zeros(4096, device=dev)).sum()  # thread pools and allocator warmed before the baseline
-    if case.backend == "keops":
-        with torch.no_grad():
-            op(x[:16], pos[:16], field)  # KeOps compiles each formula on first use: not part of the timing
+    with torch.no_grad():
+        # imports and per-bandwidth caches (the spectral coefficients) stay outside the timing, as
+        # in a trial at fixed h; the spectral plan depends on the sizes, so it warms up at full size
+        warm = case.backend in ("spectral", "auto") and case.size.periodic
+        op(x, pos, field) if warm else op(x[:16], pos[:16], field)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(dev)
@@ -273,22 +293,39 @@ def run_case(case: Case, in_process: bool = False) -> dict[str, Any]:
         **_case_id(case), "status": "ok", "reason": "", "time_s": best, "times_s": times,
         "time_median_s": statistics.median(times), "pairs": case.size.pairs(),
         "pairs_per_s": case.size.pairs() / best, "peak_mem_bytes": max(int(peak), 0), "memory_method": method,
+        "plan": _plan_label(case, x, pos, field),
         "bandwidth": field.bandwidth, "images": (2 * field.shells(field.bandwidth, case.size.dim) + 1) ** case.size.dim
         if case.size.periodic else 1,
     }
+
+
+def _plan_label(case: Case, x, pos, field) -> str:
+    """What the spectral and auto backends ran: 'direct K=..', 'ewald K=.. a=..' or 'stream'."""
+    from drift_sweeps.core import spectral
+
+    if case.backend not in ("spectral", "auto") or case.operator not in spectral.SPECTRAL_IMPLEMENTATIONS:
+        return case.backend if case.backend != "auto" else "stream"
+    dim = x.shape[1]
+    if case.backend == "spectral":
+        plan = spectral.forced_plan(field, field.bandwidth, dim, x.shape[0], pos.shape[0])
+    else:
+        plan = spectral.plan_for(field, field.bandwidth, dim, x.shape[0], pos.shape[0], x.shape[0], x.device)
+    if plan.method == "stream":
+        return "stream"
+    return f"{plan.method} K={plan.modes}" + (f" a={plan.a:.3f}" if plan.method == "ewald" else "")
 
 
 def _case_id(case: Case) -> dict[str, Any]:
     s = case.size
     return {"operator": case.operator, "kernel": case.kernel, "n": s.n, "m": s.m, "dim": s.dim,
             "periodic": s.periodic, "size": s.label(), "backend": case.backend, "threads": case.threads,
-            "device": case.device}
+            "device": case.device, "h": case.bandwidth}
 
 
 def run_case_subprocess(case: Case, timeout_s: float) -> dict[str, Any]:
     """Run one case in a fresh interpreter (clean peak-memory measurement)."""
     payload = json.dumps({**dataclasses.asdict(case), "size": dataclasses.asdict(case.size)})
-    cmd = [sys.executable, "-m", "drift_sweeps.bench", "--case", payload]
+    cmd = [sys.executable, "-m", "benchmarks.field", "--case", payload]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -316,66 +353,11 @@ def dense_bytes_estimate(operator: str, size: Size, images: int) -> int:
 
 
 def free_ram_bytes() -> int:
-    from .core.streaming import free_memory_bytes
+    from drift_sweeps.core.streaming import free_memory_bytes
 
     import torch
 
     return free_memory_bytes(torch.device("cpu"))
-
-
-# ---------------------------------------------------------------------------- optional KeOps backend
-
-# KeOps (pykeops) compiles each formula with the system C++ compiler on first use (cached
-# afterwards) and never stores the N x M matrix either.  Only the mean-shift operator on the plane
-# is wired up: enough to compare it against the streaming code.  Not a dependency of the package.
-_KEOPS_LOGK = {
-    "gaussian": lambda d2, h, dim: -d2 / (2 * h * h),
-    "laplacian": lambda d2, h, dim: -(d2.sqrt()) / h,
-    "cauchy": lambda d2, h, dim: -0.5 * (dim + 1) * (1 + d2 / (h * h)).log(),
-}
-
-
-def keops_available() -> tuple[bool, str]:
-    """Whether the optional KeOps backend can run here (pykeops importable)."""
-    try:
-        import pykeops  # noqa: F401
-    except ImportError as err:
-        return False, f"pykeops not installed ({err})"
-    return True, ""
-
-
-def keops_unsupported(operator: str, kernel: str, size: Size) -> str:
-    """Why the KeOps backend cannot run this case ('' if it can)."""
-    if operator != "meanshift":
-        return "keops: only meanshift is wired up"
-    if size.periodic:
-        return "keops: plane only"
-    if kernel not in _KEOPS_LOGK:
-        return f"keops: no formula for kernel {kernel!r}"
-    return ""
-
-
-def keops_operator(operator: str):
-    """The mean-shift drift through KeOps reductions (softmax-weighted sums, self-pairs masked)."""
-    import torch
-    from pykeops.torch import LazyTensor
-
-    def side(x: torch.Tensor, y: torch.Tensor, field: Any, mask: bool) -> torch.Tensor:
-        dim = x.shape[1]
-        xi, yj = LazyTensor(x[:, None, :]), LazyTensor(y[None, :, :])
-        logits = _KEOPS_LOGK[field.kernel](((xi - yj) ** 2).sum(-1), field.bandwidth, dim)
-        if mask:  # index i == j: subtract 1e30 (sign of (i - j)^2 is 0 only on the diagonal)
-            ii = LazyTensor(torch.arange(x.shape[0], dtype=x.dtype, device=x.device)[:, None, None])
-            jj = LazyTensor(torch.arange(y.shape[0], dtype=x.dtype, device=x.device)[None, :, None])
-            logits = logits - 1e30 * (1 - ((ii - jj) ** 2).sign())
-        return logits.sumsoftmaxweight(yj, axis=1) - x  # (N, D)
-
-    def op(x: torch.Tensor, pos: torch.Tensor, field: Any) -> torch.Tensor:
-        return side(x, pos, field, False) - side(x, x, field, True)
-
-    if operator != "meanshift":
-        raise KeyError(f"keops backend: only meanshift, not {operator!r}")
-    return op
 
 
 # ---------------------------------------------------------------------------- the grid
@@ -385,26 +367,25 @@ def run_grid(args: argparse.Namespace) -> dict[str, Any]:
     """Every case of the grid, the limits and the machine description."""
     import torch
 
-    from .core.field import FieldSpec
+    from drift_sweeps.core.field import FieldSpec
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     started = time.time()
     load_before = os.getloadavg()
     limits = machine_limits(args.device)
-    has_keops, keops_reason = keops_available()
     results: list[dict[str, Any]] = []
     measured: dict[tuple[str, str, str], list[tuple[int, float]]] = {}  # (op, kernel, backend) -> (pairs, s)
     for size in args.sizes:
         for operator in args.operators:
-            for kernel in args.kernels:
-                h = args.bandwidth if size.periodic else args.bandwidth * math.sqrt(size.dim)
+            for kernel, bw in [(k, b) for k in args.kernels for b in args.bandwidths]:
+                h = bw if size.periodic else bw * math.sqrt(size.dim)
                 images = (2 * FieldSpec(kernel, h, size.periodic).shells(h, size.dim) + 1) ** size.dim \
                     if size.periodic else 1
                 for backend in args.backends:
-                    case = Case(operator, kernel, size, backend, args.bandwidth, args.sinkhorn_iters, args.device,
+                    case = Case(operator, kernel, size, backend, bw, args.sinkhorn_iters, args.device,
                                 threads, args.repeats, args.case_budget_s, args.seed)
-                    reason = _skip_reason(case, images, has_keops, keops_reason, measured, args)
+                    reason = _skip_reason(case, images, measured, args)
                     if reason:
                         res = _skipped(case, reason)
                     elif args.in_process:
@@ -419,7 +400,7 @@ def run_grid(args: argparse.Namespace) -> dict[str, Any]:
                     res["limit_s"] = limit_seconds(size, limits)
                     if res["status"] == "ok":
                         res["frac_of_limit"] = res["limit_s"] / res["time_s"]
-                        measured.setdefault((operator, kernel, backend), []).append((size.pairs(), res["time_s"]))
+                        measured.setdefault((operator, kernel, backend, bw), []).append((size.pairs(), res["time_s"]))
                     results.append(res)
                     print(_progress_line(res), flush=True)
     _add_speedups(results)
@@ -428,35 +409,37 @@ def run_grid(args: argparse.Namespace) -> dict[str, Any]:
             r.setdefault(key, None)
     return {
         "schema": SCHEMA,
-        "command": [sys.executable, "-m", "drift_sweeps.bench", *args.argv],
+        "command": [sys.executable, "-m", "benchmarks.field", *args.argv],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_time_s": time.time() - started,
         "machine": machine_info(args.device, threads, load_before),
         "limits": limits,
-        "settings": {"bandwidth": args.bandwidth, "bandwidth_rule": "plane: bandwidth * sqrt(dim); torus: bandwidth",
+        "settings": {"bandwidths": args.bandwidths, "bandwidth_rule": "plane: bandwidth * sqrt(dim); torus: bandwidth",
                      "sinkhorn_iters": args.sinkhorn_iters, "repeats": args.repeats,
                      "case_budget_s": args.case_budget_s, "max_case_s": args.max_case_s,
-                     "in_process": args.in_process, "negatives": "x itself (neg_is_x, self-pairs masked)",
-                     "keops": "available" if has_keops else keops_reason},
+                     "in_process": args.in_process, "negatives": "x itself (neg_is_x, self-pairs masked)"},
         "cases": results,
     }
 
 
-def _skip_reason(case: Case, images: int, has_keops: bool, keops_reason: str,
-                 measured: dict[tuple[str, str, str], list[tuple[int, float]]], args: argparse.Namespace) -> str:
+def _skip_reason(case: Case, images: int, measured: dict[tuple[str, str, str, float], list[tuple[int, float]]],
+                 args: argparse.Namespace) -> str:
     """Why a case is not run ('' to run it)."""
-    if case.backend == "keops":
-        if not has_keops:
-            return keops_reason
-        why = keops_unsupported(case.operator, case.kernel, case.size)
-        if why:
-            return why
+    from drift_sweeps.core import spectral
+
+    if case.backend == "spectral":
+        if not case.size.periodic:
+            return "spectral: torus only"
+        if case.operator not in spectral.SPECTRAL_IMPLEMENTATIONS:
+            return f"spectral: {', '.join(spectral.SPECTRAL_IMPLEMENTATIONS)} only"
+        if not spectral.supported(case.kernel, case.size.dim):
+            return f"spectral: no transform for {case.kernel} in {case.size.dim}-D"
     if case.backend == "dense" and case.device == "cpu":
         need = dense_bytes_estimate(case.operator, case.size, images)
         free = free_ram_bytes()
         if need > DENSE_MEMORY_FRACTION * free:
             return f"dense would need ~{need / 2**30:.0f} GiB (> {DENSE_MEMORY_FRACTION:.0%} of {free / 2**30:.0f} GiB free)"
-    history = measured.get((case.operator, case.kernel, case.backend), [])
+    history = measured.get((case.operator, case.kernel, case.backend, case.bandwidth), [])
     if history:
         pairs, secs = max(history)
         predicted = secs * case.size.pairs() / pairs
@@ -466,11 +449,14 @@ def _skip_reason(case: Case, images: int, has_keops: bool, keops_reason: str,
 
 
 def _add_speedups(results: list[dict[str, Any]]) -> None:
-    dense = {(r["operator"], r["kernel"], r["size"]): r for r in results if r["backend"] == "dense"}
-    for r in results:
-        d = dense.get((r["operator"], r["kernel"], r["size"]))
-        ok = r["status"] == "ok" and d is not None and d["status"] == "ok"
-        r["speedup_vs_dense"] = d["time_s"] / r["time_s"] if ok else None
+    """time(dense) / time and time(stream) / time, same operator, kernel, size and h."""
+    for ref, key in (("dense", "speedup_vs_dense"), ("stream", "speedup_vs_stream"),
+                     ("stream3", "speedup_vs_stream3")):
+        by = {(r["operator"], r["kernel"], r["size"], r["h"]): r for r in results if r["backend"] == ref}
+        for r in results:
+            d = by.get((r["operator"], r["kernel"], r["size"], r["h"]))
+            ok = r["status"] == "ok" and d is not None and d["status"] == "ok"
+            r[key] = d["time_s"] / r["time_s"] if ok else None
 
 
 def machine_info(device: str, threads: int, load_before: tuple[float, float, float]) -> dict[str, Any]:
@@ -507,20 +493,25 @@ def _mib(b: Optional[int]) -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Markdown table: one row per operator x kernel x size, backends side by side."""
-    rows: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    """Markdown table: one row per operator x kernel x size x h, backends side by side."""
+    from drift_sweeps.core.field import BACKENDS
+
+    rows: dict[tuple[str, str, str, float], dict[str, dict[str, Any]]] = {}
     for r in report["cases"]:
-        rows.setdefault((r["size"], r["operator"], r["kernel"]), {})[r["backend"]] = r
-    backends = [b for b in BACKENDS if any(b in v for v in rows.values())]
-    head = ["size NxMxD", "operator", "kernel", "stream ms", "Mpairs/s", "of exp limit", "stream peak"]
+        rows.setdefault((r["size"], r["operator"], r["kernel"], r["h"]), {})[r["backend"]] = r
+    backends = [b for b in (*BACKENDS, "stream3") if any(b in v for v in rows.values())]
+    head = ["size NxMxD", "operator", "kernel", "h", "stream ms", "Mpairs/s", "of exp limit", "stream peak"]
     if "dense" in backends:
         head += ["dense ms", "dense peak", "stream speedup"]
-    if "keops" in backends:
-        head += ["keops ms", "keops vs stream"]
+    if "stream3" in backends:
+        head += ["stream3 ms"]
+    for name in ("spectral", "auto"):
+        if name in backends:
+            head += [f"{name} ms", f"{name} peak", f"{name} vs stream", f"{name} vs stream3", f"{name} plan"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (size, op, kern), by in rows.items():
+    for (size, op, kern, h), by in rows.items():
         s = by.get("stream")
-        cells = [size, op, kern]
+        cells = [size, op, kern, f"{h:g}"]
         if s is not None and s["status"] == "ok":
             cells += [f"{s['time_s'] * 1e3:.1f}", f"{s['pairs_per_s'] / 1e6:.0f}", f"{s['frac_of_limit']:.0%}",
                       _mib(s["peak_mem_bytes"])]
@@ -533,13 +524,18 @@ def format_table(report: dict[str, Any]) -> str:
                 cells += [f"{d['time_s'] * 1e3:.0f}", _mib(d["peak_mem_bytes"]), f"{sp:.1f}x" if sp else ""]
             else:
                 cells += [_why(d), "", ""]
-        if "keops" in backends:
-            k = by.get("keops")
-            if k is not None and k["status"] == "ok":
-                ratio = s["time_s"] / k["time_s"] if (s and s["status"] == "ok") else None
-                cells += [f"{k['time_s'] * 1e3:.1f}", f"{ratio:.2f}x" if ratio else ""]
-            else:
-                cells += [_why(k), ""]
+        if "stream3" in backends:
+            k = by.get("stream3")
+            cells += [f"{k['time_s'] * 1e3:.1f}" if k is not None and k["status"] == "ok" else _why(k)]
+        for name in ("spectral", "auto"):
+            if name in backends:
+                k = by.get(name)
+                if k is not None and k["status"] == "ok":
+                    sp, sp3 = k.get("speedup_vs_stream"), k.get("speedup_vs_stream3")
+                    cells += [f"{k['time_s'] * 1e3:.1f}", _mib(k["peak_mem_bytes"]), f"{sp:.1f}x" if sp else "",
+                              f"{sp3:.1f}x" if sp3 else "", k.get("plan") or ""]
+                else:
+                    cells += [_why(k), "", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
     lim = report["limits"]
     m = report["machine"]
@@ -581,9 +577,9 @@ def run_sweep_comparison(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import torch
 
-    from .config import TrialConfig
-    from .spaces import load_space
-    from .trial import run_trial
+    from drift_sweeps.config import TrialConfig
+    from drift_sweeps.spaces import load_space
+    from drift_sweeps.trial import run_trial
 
     space = load_space(args.space)
     configs = space.trial_configs()
@@ -602,7 +598,7 @@ def run_sweep_comparison(args: argparse.Namespace) -> dict[str, Any]:
 
     import ray
 
-    from . import run as sweep_cli
+    from drift_sweeps import run as sweep_cli
 
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         # a short folder of its own: unix socket paths must stay < 108 chars
@@ -627,7 +623,7 @@ def run_sweep_comparison(args: argparse.Namespace) -> dict[str, Any]:
         "ratio": tune_s * slots / sequential_s,
         "ratio_with_ray_init": (tune_s + init_s) * slots / sequential_s,
         "machine": machine_info("cpu", max(1, int(space.cpu)), load_before),
-        "command": [sys.executable, "-m", "drift_sweeps.bench", *args.argv],
+        "command": [sys.executable, "-m", "benchmarks.field", *args.argv],
     }
     return out
 
@@ -649,21 +645,26 @@ def format_sweep(r: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI."""
-    from .core.kernels import KERNELS
-    from .core.operators import OPERATORS
+    from drift_sweeps.core.field import BACKENDS
+    from drift_sweeps.core.kernels import KERNELS
+    from drift_sweeps.core.operators import OPERATORS
 
-    p = argparse.ArgumentParser(prog="python -m drift_sweeps.bench",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.field",
                                 description="Benchmark the drift operators (streaming vs dense) against exp()/matmul "
                                             "throughput, or a sweep run sequentially vs through Tune.")
     p.add_argument("--operators", default=None, help=f"comma list (default: all: {','.join(OPERATORS.names())})")
     p.add_argument("--kernels", default=None, help=f"comma list (default: all: {','.join(KERNELS.names())})")
     p.add_argument("--sizes", default=None, help=f"comma list of NxMxD[t] (default: {DEFAULT_SIZES})")
-    p.add_argument("--backends", default="stream,dense,keops",
-                   help="comma list of stream, dense, keops (keops: only when pykeops is installed; default: %(default)s)")
+    p.add_argument("--backends", default=DEFAULT_BACKENDS,
+                   help=f"comma list of {', '.join(BACKENDS)}, stream3 (streaming with the earlier image rule: "
+                        "at most 3 shells) (default: %(default)s)")
     p.add_argument("--no-dense", action="store_true", help="skip the dense reference")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default)")
-    p.add_argument("--bandwidth", type=float, default=1.0, help="h on the torus; h / sqrt(D) on the plane (default 1)")
+    p.add_argument("--bandwidths", default="1", help="comma list: h on the torus, h / sqrt(D) on the plane (default 1)")
+    p.add_argument("--torus", action="store_true",
+                   help=f"the torus grid: sizes {TORUS_SIZES}, operators {TORUS_OPERATORS}, h in {TORUS_BANDWIDTHS}, "
+                        "backends stream3,spectral,auto, unless given")
     p.add_argument("--sinkhorn-iters", type=int, default=50, help="as the trial default (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per case after one warm-up (default: 3)")
     p.add_argument("--case-budget-s", type=float, default=20.0,
@@ -690,11 +691,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namespace:
-    from .core.kernels import KERNELS
-    from .core.operators import OPERATORS
+    from drift_sweeps.core.field import BACKENDS
+    from drift_sweeps.core.kernels import KERNELS
+    from drift_sweeps.core.operators import OPERATORS
 
     args.argv = list(argv)
     args.json = args.json or (DEFAULT_SWEEP_JSON if args.sweep else DEFAULT_JSON)
+    if args.torus:
+        args.operators = args.operators or TORUS_OPERATORS
+        args.sizes = args.sizes or TORUS_SIZES
+        if args.bandwidths == "1":
+            args.bandwidths = TORUS_BANDWIDTHS
+        if args.backends == DEFAULT_BACKENDS:
+            args.backends = "stream3,spectral,auto"
     if args.quick:
         args.operators = args.operators or QUICK_OPERATORS
         args.kernels = args.kernels or QUICK_KERNELS
@@ -705,10 +714,14 @@ def _resolve(args: argparse.Namespace, argv: Sequence[str]) -> argparse.Namespac
     args.operators = _names(args.operators, OPERATORS.names(), "operator")
     args.kernels = _names(args.kernels, KERNELS.names(), "kernel")
     args.sizes = [Size.parse(s) for s in (args.sizes or DEFAULT_SIZES).split(",") if s.strip()]
+    try:
+        args.bandwidths = [float(b) for b in str(args.bandwidths).split(",") if b.strip()]
+    except ValueError:
+        raise SystemExit(f"--bandwidths: expected a comma list of numbers, got {args.bandwidths!r}") from None
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
-        if b not in BACKENDS:
-            raise SystemExit(f"--backends: unknown backend {b!r}; allowed: {', '.join(BACKENDS)}")
+        if b not in (*BACKENDS, "stream3"):
+            raise SystemExit(f"--backends: unknown backend {b!r}; allowed: {', '.join(BACKENDS)}, stream3")
     if args.no_dense:
         backends = [b for b in backends if b != "dense"]
     args.backends = backends

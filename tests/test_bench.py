@@ -1,4 +1,4 @@
-"""`python -m drift_sweeps.bench`: the --quick smoke run writes valid JSON; skips are explained."""
+"""`python -m benchmarks.field`: the --quick smoke run writes valid JSON; skips are explained."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drift_sweeps import bench
+from benchmarks import field as bench
 
 
 def test_quick_run_writes_json_with_expected_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -30,16 +30,19 @@ def test_quick_run_writes_json_with_expected_keys(tmp_path: Path, capsys: pytest
     for c in cases:
         for key in bench.CASE_KEYS:
             assert key in c, key
-        if c["backend"] in ("stream", "dense"):
+        if c["backend"] in ("stream", "dense", "auto") or (c["backend"] == "spectral" and c["periodic"]
+                                                            and c["operator"] == "meanshift"):
             assert c["status"] == "ok", c
             assert c["time_s"] > 0 and c["pairs"] == c["n"] * (c["m"] + c["n"])
             assert math.isclose(c["pairs_per_s"], c["pairs"] / c["time_s"])
             assert c["peak_mem_bytes"] >= 0 and c["memory_method"]
             assert 0 < c["frac_of_limit"] and c["limit_s"] > 0
-        else:  # keops: runs only where pykeops is installed
-            assert c["status"] in ("ok", "skipped") and (c["status"] == "ok" or c["reason"])
+        else:  # spectral: torus and meanshift/score/mmd only, the rest skipped with a reason
+            assert c["status"] == "skipped" and "spectral" in c["reason"], c
     streamed = [c for c in cases if c["backend"] == "stream"]
     assert all(c["speedup_vs_dense"] is not None for c in streamed)
+    spec = [c for c in cases if c["backend"] == "spectral" and c["status"] == "ok"]
+    assert spec and all(c["speedup_vs_stream"] is not None and c["plan"].startswith(("direct", "ewald")) for c in spec)
 
 
 def test_dense_reference_skipped_where_it_cannot_fit(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ TOL = 3e-5  # max |stream - dense| / max |dense|: float32 round-off of both, wit
 
 def _field(kernel: str, operator: str, periodic: bool, neg_is_x: bool, bandwidth: float, **kw) -> FieldSpec:
     extra = {"bandwidth_scales": (0.5, 1.0), "drift_norm": True} if operator == "deng" else {}
+    kw.setdefault("backend", "stream")
     return FieldSpec(kernel, bandwidth, periodic, neg_is_x, sinkhorn_iters=4, **extra, **kw)
 
 
@@ -103,7 +104,7 @@ def test_out_of_range_sums_are_redone_exactly(operator: str, monkeypatch: pytest
     monkeypatch.setattr(streaming, "exact_shift", lambda *a, **k: exact_calls.append(1) or real(*a, **k))
     monkeypatch.setattr(streaming, "SINKHORN_CACHE_BYTES", 0)  # sinkhorn: the streamed iterations
     for kernel in KERNELS.names():
-        field = FieldSpec(kernel, 0.1, sinkhorn_iters=3, block_x=7, block_y=9)
+        field = FieldSpec(kernel, 0.1, sinkhorn_iters=3, backend="stream", block_x=7, block_y=9)
         v_stream, v_dense = _both(operator, x, pos, x, field)
         assert torch.isfinite(v_stream).all()
         assert _rel_err(v_stream, v_dense) < 1e-4, kernel

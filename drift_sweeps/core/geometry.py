@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -39,15 +40,45 @@ def image_offsets(dim: int, shells: int, device: torch.device | None = None) -> 
     return TWO_PI * torch.cartesian_prod(*([r] * dim)).reshape(-1, dim)
 
 
-def periodic_shells(log_kernel_at: "callable", tol: float = 1e-4, max_shells: int = 3) -> int:
-    """Image shells beyond the minimum image needed before the kernel drops below `tol`.
+PERIODIC_TOL = 1e-7  # image sums stop when the kernel's remaining images sum below this share of k(0)
+MAX_IMAGES = 289  # streaming/dense image budget: (2 shells + 1)^dim <= this (17 x 17 in 2-D)
+
+
+def image_tail(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int, shells: int,
+               horizon: int = 100000) -> float:
+    """Upper bound on sum_{|n|_inf > shells} k(d + 2 pi n) / k(0) for any d in the cell.
+
+    An image in shell m (max-norm m) is at least (2m - 1) pi away; shell m holds
+    (2m + 1)^dim - (2m - 1)^dim images.  `log_kernel_at` maps float64 distances to log k.
+    The sum runs to `horizon` shells, plus the last term times horizon (a bound for tails
+    decaying at least like m^-2 per shell).
+    """
+    m = torch.arange(shells + 1, horizon + 1, dtype=torch.float64)
+    log_k = log_kernel_at((2 * m - 1) * math.pi) - log_kernel_at(torch.zeros(1, dtype=torch.float64))
+    count = (2 * m + 1) ** dim - (2 * m - 1) ** dim
+    terms = count * torch.exp(log_k)
+    return float(terms.sum() + terms[-1] * horizon) if terms.numel() else 0.0
+
+
+def periodic_shells(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int = 1,
+                    tol: float = PERIODIC_TOL, max_images: int = MAX_IMAGES) -> tuple[int, float]:
+    """Image shells beyond the minimum image so that the images left out sum below `tol` k(0).
 
     A wide kernel truncated at the minimum image is no longer the periodisation of the
     kernel, and its per-mode rates differ from the linear theory (even change sign for the
-    Laplacian at h = 1); summing the images restores the exact periodic kernel.
-    `log_kernel_at(d)` gives log k at a plain float distance d.
+    Laplacian at h = 1); summing the images restores the exact periodic kernel.  Heavy tails
+    (the Cauchy kernel: k ~ r^-(dim+1)) may need more than `max_images` images; then the
+    budget's shells are returned with the tail they leave, which the caller reports.
+    -> (shells, tail bound).
     """
-    s = 0
-    while s < max_shells and log_kernel_at((2 * s + 1) * math.pi) > math.log(tol):
-        s += 1
-    return s
+    max_shells = max(0, int((max_images ** (1.0 / dim) - 1) // 2))
+    lo, hi = 0, max_shells
+    if image_tail(log_kernel_at, dim, hi) > tol:
+        return hi, image_tail(log_kernel_at, dim, hi)
+    while lo < hi:  # the tail decreases with the shell count: bisect
+        mid = (lo + hi) // 2
+        if image_tail(log_kernel_at, dim, mid) <= tol:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, image_tail(log_kernel_at, dim, lo)

@@ -12,6 +12,7 @@ same names.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -34,6 +35,10 @@ class Kernel:
     weight_sq_(w, h, dim)  optional: the gradient weight -dlog(r)/r from squared distances,
                            written over `w` (which holds them); or a float when the weight is
                            constant (the Gaussian's 1/h^2).  Defaults to dlog.
+    mass(dim)              optional: int_{R^dim} k(|x|) dx at bandwidth 1 (h^dim times it at h).
+                           With the normalised transform kappa of `theory.SPECTRA` (same name)
+                           it gives the Fourier series of the periodic kernel, so a kernel with
+                           both gets the spectral torus backend (`spectral.py`) from this entry.
     The streaming operators' fast pass exponentiates log k without a shift, so it is fastest
     when log k(0) is near 0 (k(0) = 1, as for every entry here); rows where that under- or
     overflows are redone by an exact (max-shifted) pass, so other kernels are still exact.
@@ -43,6 +48,7 @@ class Kernel:
     dlog: LogKernel
     log_sq_: Optional[LogKernel] = None
     weight_sq_: Optional[Callable[[torch.Tensor, float, int], Union[torch.Tensor, float]]] = None
+    mass: Optional[Callable[[int], float]] = None
 
     def __call__(self, dist: torch.Tensor, bandwidth: float, dim: int) -> torch.Tensor:
         return self.log(dist, bandwidth, dim)
@@ -88,26 +94,24 @@ KERNELS.add("gaussian", Kernel(
     dlog=lambda r, h, dim: -r / (h * h),
     log_sq_=lambda sq, h, dim: sq.mul_(-0.5 / (h * h)),
     weight_sq_=lambda w, h, dim: 1.0 / (h * h),
+    mass=lambda dim: (2.0 * math.pi) ** (dim / 2.0),
 ))
 KERNELS.add("laplacian", Kernel(
     log=laplacian,
     dlog=lambda r, h, dim: torch.full_like(r, -1.0 / h),
     log_sq_=lambda sq, h, dim: sq.sqrt_().mul_(-1.0 / h),
     weight_sq_=lambda w, h, dim: w.sqrt_().clamp_min_(1e-15).reciprocal_().mul_(1.0 / h),
+    mass=lambda dim: 2.0 * math.pi ** (dim / 2.0) * math.gamma(dim) / math.gamma(dim / 2.0),
 ))
 KERNELS.add("cauchy", Kernel(
     log=cauchy,
     dlog=lambda r, h, dim: r.square().add_(h * h).reciprocal_().mul_(r).mul_(-(dim + 1)),
     log_sq_=lambda sq, h, dim: sq.mul_(1.0 / (h * h)).log1p_().mul_(-0.5 * (dim + 1)),
     weight_sq_=lambda w, h, dim: w.add_(h * h).reciprocal_().mul_(dim + 1),
+    mass=lambda dim: math.pi ** ((dim + 1) / 2.0) / math.gamma((dim + 1) / 2.0),
 ))
 
 
 def log_kernel(name: str, dist: torch.Tensor, bandwidth: float, dim: int) -> torch.Tensor:
     """Evaluate the registered kernel `name`."""
     return KERNELS.get(name)(dist, bandwidth, dim)
-
-
-def kernel(name: str) -> Kernel:
-    """The registry entry of kernel `name` (KeyError names the allowed kernels)."""
-    return KERNELS.get(name)

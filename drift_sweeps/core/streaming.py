@@ -30,7 +30,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -129,8 +129,178 @@ class PassResult:
     s: torch.Tensor  # (Na,) sum_jn e
     disp: Optional[torch.Tensor]  # (Na, D) sum_jn e w d, or None
     s_b: Optional[torch.Tensor]  # (Nb,) sum_in e per sample, or None
-    max: Optional[torch.Tensor]  # (Na,) max_jn (log k + bias) in max mode, or None
     shift: Optional[torch.Tensor] = None  # (Na,) float64 shift used per point: log s + shift = LSE
+
+
+@dataclass
+class PairBlock:
+    """log k + bias on one (samples x points) block at one periodic image, masked; the
+    scratch views it lives in are overwritten by the next block."""
+
+    j0: int
+    j1: int
+    off: tuple[float, ...]  # the image offset 2 pi n
+    first: bool  # first block of samples at the minimum image (the auto shift reads it)
+    logits: torch.Tensor  # (ny, nx)
+    weight: Optional[torch.Tensor]  # (ny, nx) gradient weight -dlog(r)/r, when asked for
+    disp: list[torch.Tensor]  # D x (ny, nx) minimum-image displacements b - a (kept layouts only)
+    tmp: torch.Tensor  # (ny, nx) free scratch
+
+
+@dataclass
+class PointBlock:
+    """Points a[i0:i1] and, on the plane, their coordinates centred on the block's mean."""
+
+    i0: int
+    i1: int
+    a_c: Optional[torch.Tensor]  # (nx, D) plane: a - center
+    b_c: Optional[torch.Tensor]  # (Nb, D) plane: b - center
+
+
+class Layout:
+    """How one pass computes squared distances, and which scratch blocks it needs.
+
+    direct: from coordinate differences (torus, or dim <= _DIRECT_MAX_DIM), else by matmul.
+    keep_d: per-pair displacements kept (D blocks): on the torus, and on the plane for the
+    gradient weight, whose 1/r singularity (Laplacian) would make sum_j e w b_j - a sum_j e w
+    cancel badly; otherwise the plane's displacement sums are one small matmul (plane_mm).
+    """
+
+    def __init__(self, periodic: bool, dim: int, disp: bool, grad_weight: bool):
+        self.direct = periodic or dim <= _DIRECT_MAX_DIM
+        self.keep_d = periodic or (self.direct and disp and grad_weight)
+        self.plane_mm = disp and not self.keep_d
+        self.n_buf = 2 + int(grad_weight) + (dim if self.keep_d else 0)
+
+
+def pair_blocks(a: torch.Tensor, b: torch.Tensor, geo: Geometry, layout: Layout, *, mask: bool = False,
+                a_ids: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None,
+                grad_weight: bool = False) -> Iterator[tuple[PointBlock, Iterator[PairBlock]]]:
+    """Every (point block, its pair blocks over samples and images) of `a` against `b`.
+
+    mask: drop pairs with equal indices (b_j is a_i itself); a_ids (Na,) gives the indices of
+    `a` when it is a subset (default 0..Na-1).  bias (Nb,) is added to log k.  Consume each
+    point block's pair blocks before asking for the next point block (scratch is shared).
+    """
+    n_a, dim = a.shape
+    n_b = b.shape[0]
+    dev, dt = a.device, a.dtype
+    by, bx = block_shape(n_a, n_b, layout.n_buf, dev, dt, geo.block_x, geo.block_y)
+    bufs = scratch(by * bx, layout.n_buf, dev, dt)
+    bias = None if bias is None else bias.to(dt)
+    b_cols_periodic = [b[:, k].contiguous().unsqueeze(1) for k in range(dim)] if geo.periodic else []  # D x (Nb, 1)
+    for i0 in range(0, n_a, bx):
+        i1 = min(i0 + bx, n_a)
+        if geo.periodic:
+            a_blk = a[i0:i1]
+            pb = PointBlock(i0, i1, None, None)
+            a_rows = [a_blk[:, k].contiguous().unsqueeze(0) for k in range(dim)]  # D x (1, nx)
+            b_cols = b_cols_periodic
+        else:
+            center = a[i0:i1].mean(0, keepdim=True)  # (1, D): keeps b.a cancellation small
+            pb = PointBlock(i0, i1, a[i0:i1] - center, b - center)
+            a_rows = [pb.a_c[:, k].contiguous().unsqueeze(0) for k in range(dim)]  # D x (1, nx)
+            b_cols = [pb.b_c[:, k].contiguous().unsqueeze(1) for k in range(dim)] if layout.direct else []
+        ids = None if a_ids is None else a_ids[i0:i1]
+        yield pb, _sample_blocks(pb, a_rows, b_cols, geo, layout, bufs, by, n_b, ids, mask, bias, grad_weight)
+
+
+def _sample_blocks(pb: PointBlock, a_rows: list[torch.Tensor], b_cols: list[torch.Tensor], geo: Geometry,
+                   layout: Layout, bufs: list[torch.Tensor], by: int, n_b: int, ids: Optional[torch.Tensor],
+                   mask: bool, bias: Optional[torch.Tensor], grad_weight: bool) -> Iterator[PairBlock]:
+    """The pair blocks of one point block: samples in blocks of `by`, then every image."""
+    nx, dim, dev = pb.i1 - pb.i0, len(a_rows), a_rows[0].device
+    sq_buf, tmp_buf = bufs[0], bufs[1]
+    w_buf = bufs[2] if grad_weight else None
+    d_bufs = bufs[2 + int(grad_weight):]
+    if not layout.direct:
+        a_sq = pb.a_c.square().sum(1).unsqueeze(0)  # (1, nx)
+        a_sq_max = a_sq.max()
+        b_sq = pb.b_c.square().sum(1)  # (Nb,)
+    for j0 in range(0, n_b, by):
+        j1 = min(j0 + by, n_b)
+        ny = j1 - j0
+        sq = sq_buf[: ny * nx].view(ny, nx)
+        tmp = tmp_buf[: ny * nx].view(ny, nx)
+        ds: list[torch.Tensor] = []
+        if layout.keep_d:
+            ds = [buf[: ny * nx].view(ny, nx) for buf in d_bufs]
+            for k in range(dim):
+                torch.sub(b_cols[k][j0:j1], a_rows[k], out=ds[k])  # (ny, nx)
+                if geo.periodic:
+                    torch.div(ds[k], TWO_PI, out=tmp).round_()
+                    ds[k].sub_(tmp, alpha=TWO_PI)  # minimum image, as geometry.displacement
+        elif not layout.direct:
+            _matmul_sq(pb, sq, j0, j1, a_sq, a_sq_max, b_sq)
+        bias_col = None if bias is None else bias[j0:j1].unsqueeze(1)  # (ny, 1)
+        diag = _diagonal_hits(ids, pb.i0, nx, j0, ny, dev) if mask else None
+        for off in geo.offsets:
+            if layout.keep_d:
+                _sq_from_displacements(ds, off, sq, tmp)
+            elif layout.direct:
+                for k in range(dim):
+                    torch.sub(b_cols[k][j0:j1], a_rows[k], out=tmp)  # (ny, nx)
+                    if k == 0:
+                        torch.mul(tmp, tmp, out=sq)
+                    else:
+                        sq.addcmul_(tmp, tmp)
+            wgt = None
+            if grad_weight:
+                wgt = geo.kernel.weight_from_sq_(w_buf[: ny * nx].view(ny, nx).copy_(sq), geo.bandwidth, dim)
+            logits = geo.kernel.log_from_sq_(sq, geo.bandwidth, dim)  # (ny, nx), usually sq itself
+            if bias_col is not None:
+                logits.add_(bias_col)
+            if diag is not None:
+                logits[diag] = -math.inf
+            yield PairBlock(j0, j1, off, j0 == 0 and off is geo.offsets[0], logits, wgt, ds, tmp)
+
+
+def _matmul_sq(pb: PointBlock, sq: torch.Tensor, j0: int, j1: int, a_sq: torch.Tensor, a_sq_max: torch.Tensor,
+               b_sq: torch.Tensor) -> None:
+    """Squared distances |a|^2 + |b|^2 - 2 a.b into sq (ny, nx); near-coincident pairs, whose
+    digits that formula cancels away, recomputed exactly."""
+    torch.addmm(b_sq[j0:j1].unsqueeze(1), pb.b_c[j0:j1], pb.a_c.T, alpha=-2.0, out=sq)  # (ny, nx)
+    sq.add_(a_sq).clamp_(min=0.0)
+    close = torch.nonzero(sq < _CLOSE_REL * (a_sq_max + b_sq[j0:j1].max()))  # (C, 2)
+    if close.numel() > 0:
+        r, c = close.unbind(1)
+        sq[r, c] = (pb.b_c[j0 + r] - pb.a_c[c]).square().sum(1)
+
+
+def _sq_from_displacements(ds: list[torch.Tensor], off: tuple[float, ...], sq: torch.Tensor, tmp: torch.Tensor) -> None:
+    """|d + off|^2 into sq from the kept per-dimension displacements."""
+    for k, d in enumerate(ds):
+        src = d if off[k] == 0.0 else torch.add(d, off[k], out=tmp)  # (ny, nx)
+        if k == 0:
+            torch.mul(src, src, out=sq)
+        else:
+            sq.addcmul_(src, src)
+
+
+def max_pass(a: torch.Tensor, b: torch.Tensor, geo: Geometry, *, mask: bool = False,
+             a_ids: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """max over samples and images of log k + bias per point (-inf where all are masked).  -> (Na,)."""
+    layout = Layout(geo.periodic, a.shape[1], False, False)
+    out = torch.full((a.shape[0],), -math.inf, dtype=a.dtype, device=a.device)
+    for pb, blocks in pair_blocks(a, b, geo, layout, mask=mask, a_ids=a_ids, bias=bias):
+        run_max = out[pb.i0 : pb.i1]
+        for blk in blocks:
+            torch.maximum(run_max, blk.logits.amax(0), out=run_max)
+    return out
+
+
+def logit_matrix(a: torch.Tensor, b: torch.Tensor, geo: Geometry) -> torch.Tensor:
+    """log k summed over periodic images (as dense._logk), transposed.  -> (Nb, Na)."""
+    out = torch.empty(b.shape[0], a.shape[0], dtype=a.dtype, device=a.device)
+    layout = Layout(geo.periodic, a.shape[1], False, False)
+    for pb, blocks in pair_blocks(a, b, geo, layout):
+        for blk in blocks:
+            out_blk = out[blk.j0 : blk.j1, pb.i0 : pb.i1]  # (ny, nx)
+            if blk.off is geo.offsets[0]:
+                out_blk.copy_(blk.logits)
+            else:
+                torch.logaddexp(out_blk, blk.logits, out=out_blk)
+    return out
 
 
 def run_pass(
@@ -145,193 +315,120 @@ def run_pass(
     disp: bool = False,
     grad_weight: bool = False,
     sums_b: bool = False,
-    max_mode: bool = False,
     auto_shift: str = "none",
-    logits_out: Optional[torch.Tensor] = None,
 ) -> PassResult:
-    """One streaming pass of `a` (Na, D) against `b` (Nb, D); see the module docstring.
+    """One streaming pass of `a` (Na, D) against `b` (Nb, D): the sums of the module docstring.
 
-    mask: drop pairs with equal indices (b_j is a_i itself); a_ids (Na,) gives the indices of
-    `a` when it is a subset (default 0..Na-1).  shift (Na,), bias (Nb,): log-space offsets.
-    grad_weight: weight the displacement by -dlog(r)/r (score, MMD).  max_mode: only the
-    running max of log k + bias (the exact shift for points whose fast pass failed).
-    auto_shift (when no shift is given): "none" exponentiates log k + bias as is (absolute
-    sums); "point" shifts each point by its max over the first block of samples; "global" by
-    one number, the max over the first block, so that column sums (sums_b) stay consistent.
-    logits_out (Nb, Na): only write log k + bias, log-sum-exp'd over periodic images, there.
+    shift (Na,): log-space offset per point.  grad_weight: weight the displacement by
+    -dlog(r)/r (score, MMD).  sums_b: also the column sums per sample.  auto_shift (when no
+    shift is given): "none" exponentiates log k + bias as is (absolute sums); "point" shifts
+    each point by its max over the first block of samples; "global" by one number, the max
+    over the first block, so that column sums (sums_b) stay consistent.
     """
+    if auto_shift not in ("none", "point", "global"):
+        raise ValueError(f"auto_shift {auto_shift!r}; allowed: none, point, global")
     n_a, dim = a.shape
-    n_b = b.shape[0]
-    dev, dt = a.device, a.dtype
-    f64 = torch.float64
-    periodic = geo.periodic
-    h, kern = geo.bandwidth, geo.kernel
+    dev, dt, f64 = a.device, a.dtype, torch.float64
     weight_const = 1.0  # a constant gradient weight (Gaussian: 1/h^2) multiplies the sums at the end
     if grad_weight:
-        probe = kern.weight_from_sq_(torch.ones(1, dtype=dt, device=dev), h, dim)
+        probe = geo.kernel.weight_from_sq_(torch.ones(1, dtype=dt, device=dev), geo.bandwidth, dim)
         if isinstance(probe, float):
             weight_const, grad_weight = probe, False
-    direct = periodic or dim <= _DIRECT_MAX_DIM
-    # Per-pair displacements are kept (D blocks) on the torus, and on the plane for the
-    # gradient weight, whose 1/r singularity (Laplacian) would make sum_j e w b_j - a sum_j e w
-    # cancel badly; otherwise the plane sums sum_j e b_j in one small matmul.
-    keep_d = periodic or (direct and disp and grad_weight)
-    plane_mm = disp and not keep_d
-    n_buf = 2 + int(grad_weight) + (dim if keep_d else 0)
-    by, bx = block_shape(n_a, n_b, n_buf, dev, dt, geo.block_x, geo.block_y)
-    bufs = scratch(by * bx, n_buf, dev, dt)
-    sq_buf, tmp_buf = bufs[0], bufs[1]
-    w_buf = bufs[2] if grad_weight else None
-    d_bufs = bufs[2 + int(grad_weight):]
+    layout = Layout(geo.periodic, dim, disp, grad_weight)
+    out = PassResult(
+        s=torch.zeros(n_a, dtype=f64, device=dev),
+        disp=torch.zeros(n_a, dim, dtype=f64, device=dev) if disp else None,
+        s_b=torch.zeros(b.shape[0], dtype=f64, device=dev) if sums_b else None,
+        shift=torch.zeros(n_a, dtype=f64, device=dev) if shift is None else shift.to(f64),
+    )
+    acc = _Accumulator(out, b, shift=None if shift is None else shift.to(dt),
+                       auto="none" if shift is not None else auto_shift, layout=layout, weighted=grad_weight)
+    for pb, blocks in pair_blocks(a, b, geo, layout, mask=mask, a_ids=a_ids, bias=bias, grad_weight=grad_weight):
+        acc.start(pb)
+        for blk in blocks:
+            acc.add(blk)
+        acc.finish()
+    if out.disp is not None and weight_const != 1.0:
+        out.disp *= weight_const
+    return out
 
-    s_out = torch.zeros(n_a, dtype=f64, device=dev)
-    disp_out = torch.zeros(n_a, dim, dtype=f64, device=dev) if disp else None
-    sb_out = torch.zeros(n_b, dtype=f64, device=dev) if sums_b else None
-    max_out = torch.full((n_a,), -math.inf, dtype=dt, device=dev) if max_mode else None
-    shift_out = torch.zeros(n_a, dtype=f64, device=dev) if shift is None else shift.to(f64)
-    auto = "none" if (shift is not None or max_mode or logits_out is not None) else auto_shift
-    if auto not in ("none", "point", "global"):
-        raise ValueError(f"auto_shift {auto_shift!r}; allowed: none, point, global")
-    global_shift: Optional[torch.Tensor] = None
-    shift = None if shift is None else shift.to(dt)
-    bias = None if bias is None else bias.to(dt)
-    b_cols_periodic = [b[:, k].contiguous().unsqueeze(1) for k in range(dim)] if periodic else []  # D x (Nb, 1)
 
-    for i0 in range(0, n_a, bx):
-        i1 = min(i0 + bx, n_a)
-        nx = i1 - i0
-        a_blk = a[i0:i1]  # (nx, D)
-        ids = None if a_ids is None else a_ids[i0:i1]  # (nx,)
-        if not periodic:
-            center = a_blk.mean(0, keepdim=True)  # (1, D): keeps b.a cancellation small
-            a_c = a_blk - center  # (nx, D)
-            b_c = b - center  # (Nb, D)
-            a_rows = [a_c[:, k].contiguous().unsqueeze(0) for k in range(dim)]  # D x (1, nx)
-            b_cols = [b_c[:, k].contiguous().unsqueeze(1) for k in range(dim)] if direct else []  # D x (Nb, 1)
-            if plane_mm:
-                b1t = torch.cat([b_c.T, torch.ones(1, n_b, dtype=dt, device=dev)], 0)  # (D+1, Nb)
-                acc_mm = torch.zeros(dim + 1, nx, dtype=f64, device=dev)  # sum e w [b_c; 1]
-                blk_mm = torch.empty(dim + 1, nx, dtype=dt, device=dev)
-            if not direct:
-                a_sq = a_c.square().sum(1).unsqueeze(0)  # (1, nx)
-                a_sq_max = a_sq.max()
-                b_sq = b_c.square().sum(1)  # (Nb,)
+class _Accumulator:
+    """The sums of `run_pass`, one point block at a time: e = exp(log k + bias - shift)."""
+
+    def __init__(self, out: PassResult, b: torch.Tensor, shift: Optional[torch.Tensor], auto: str, layout: Layout,
+                 weighted: bool):
+        self.out, self.shift, self.auto, self.layout = out, shift, auto, layout
+        self.dim, self.weighted = b.shape[1], weighted
+        # plane_mm without a weight: the matmul's ones row already sums e
+        self.s_from_mm = layout.plane_mm and not weighted
+        self.global_shift: Optional[torch.Tensor] = None
+        self.b = b
+
+    def start(self, pb: PointBlock) -> None:
+        """Fresh per-point accumulators for the points of `pb`."""
+        self.pb = pb
+        nx, dev = pb.i1 - pb.i0, self.out.s.device
+        f64, dt = torch.float64, self.b.dtype
+        self.s_acc = torch.zeros(nx, dtype=f64, device=dev)
+        self.d_acc = torch.zeros(self.dim, nx, dtype=f64, device=dev) if (self.out.disp is not None
+                                                                           and self.layout.keep_d) else None
+        self.neg_sh2 = None if self.shift is None else (self.shift[pb.i0 : pb.i1] * -_LOG2E).unsqueeze(0)  # (1, nx)
+        if self.layout.plane_mm:
+            ones = torch.ones(1, self.b.shape[0], dtype=dt, device=dev)
+            self.b1t = torch.cat([pb.b_c.T, ones], 0)  # (D+1, Nb)
+            self.acc_mm = torch.zeros(self.dim + 1, nx, dtype=f64, device=dev)  # sum e w [b_c; 1]
+            self.blk_mm = torch.empty(self.dim + 1, nx, dtype=dt, device=dev)
+
+    def add(self, blk: PairBlock) -> None:
+        """Exponentiate one pair block and add it to the sums."""
+        if self.auto != "none" and blk.first:
+            self._take_shift(blk.logits)
+        # exp(L - shift) computed as exp2(L log2 e - shift log2 e): one fused pass, and torch's
+        # exp2 is ~2.4x cheaper than exp on CPU (both ~1 ulp)
+        if self.neg_sh2 is not None:
+            torch.add(self.neg_sh2, blk.logits, alpha=_LOG2E, out=blk.logits)
         else:
-            a_rows = [a_blk[:, k].contiguous().unsqueeze(0) for k in range(dim)]  # D x (1, nx)
-            b_cols = b_cols_periodic
-        s_acc = torch.zeros(nx, dtype=f64, device=dev)
-        d_acc = torch.zeros(dim, nx, dtype=f64, device=dev) if (disp and keep_d) else None
-        neg_sh2 = None if shift is None else (shift[i0:i1] * -_LOG2E).unsqueeze(0)  # (1, nx): -shift log2 e
-        run_max = torch.full((nx,), -math.inf, dtype=dt, device=dev) if max_mode else None
+            blk.logits.mul_(_LOG2E)
+        e = blk.logits.exp2_()  # (ny, nx)
+        if self.out.s_b is not None:
+            self.out.s_b[blk.j0 : blk.j1] += e.sum(1)
+        ew = e if blk.weight is None else blk.weight.mul_(e)
+        if not self.s_from_mm:
+            self.s_acc += e.sum(0)
+        if self.layout.plane_mm:
+            torch.mm(self.b1t[:, blk.j0 : blk.j1], ew, out=self.blk_mm)  # (D+1, nx)
+            self.acc_mm += self.blk_mm
+        elif self.d_acc is not None:
+            ew_sum = None
+            for k in range(self.dim):
+                self.d_acc[k] += torch.mul(ew, blk.disp[k], out=blk.tmp).sum(0)
+                if blk.off[k] != 0.0:
+                    ew_sum = ew.sum(0) if ew_sum is None else ew_sum
+                    self.d_acc[k] += blk.off[k] * ew_sum
 
-        for j0 in range(0, n_b, by):
-            j1 = min(j0 + by, n_b)
-            ny = j1 - j0
-            sq = sq_buf[: ny * nx].view(ny, nx)
-            tmp = tmp_buf[: ny * nx].view(ny, nx)
-            if keep_d:
-                ds = [buf[: ny * nx].view(ny, nx) for buf in d_bufs]
-                for k in range(dim):
-                    torch.sub(b_cols[k][j0:j1], a_rows[k], out=ds[k])  # (ny, nx)
-                    if periodic:
-                        torch.div(ds[k], TWO_PI, out=tmp).round_()
-                        ds[k].sub_(tmp, alpha=TWO_PI)  # minimum image, as geometry.displacement
-            elif not direct:
-                torch.addmm(b_sq[j0:j1].unsqueeze(1), b_c[j0:j1], a_c.T, alpha=-2.0, out=sq)  # (ny, nx)
-                sq.add_(a_sq).clamp_(min=0.0)
-                # near-coincident pairs lost their digits to cancellation: recompute them exactly
-                close = torch.nonzero(sq < _CLOSE_REL * (a_sq_max + b_sq[j0:j1].max()))  # (C, 2)
-                if close.numel() > 0:
-                    r, c = close.unbind(1)
-                    sq[r, c] = (b_c[j0 + r] - a_c[c]).square().sum(1)
-            bias_col = None if bias is None else bias[j0:j1].unsqueeze(1)  # (ny, 1)
-            diag = _diagonal_hits(ids, i0, nx, j0, ny, dev) if mask else None
+    def _take_shift(self, logits: torch.Tensor) -> None:
+        """The first block at the minimum image: its max is close to each point's true max."""
+        if self.auto == "point":
+            sh = _finite_or_zero(logits.amax(0)).unsqueeze(0)  # (1, nx)
+        else:
+            if self.global_shift is None:
+                self.global_shift = _finite_or_zero(logits.max())
+            sh = self.global_shift
+        self.out.shift[self.pb.i0 : self.pb.i1] = sh.to(torch.float64)
+        self.neg_sh2 = sh * -_LOG2E
 
-            for off in geo.offsets:
-                if keep_d:
-                    for k in range(dim):
-                        src = ds[k]
-                        if off[k] != 0.0:
-                            src = torch.add(ds[k], off[k], out=tmp)  # (ny, nx)
-                        if k == 0:
-                            torch.mul(src, src, out=sq)
-                        else:
-                            sq.addcmul_(src, src)
-                elif direct:
-                    for k in range(dim):
-                        torch.sub(b_cols[k][j0:j1], a_rows[k], out=tmp)  # (ny, nx)
-                        if k == 0:
-                            torch.mul(tmp, tmp, out=sq)
-                        else:
-                            sq.addcmul_(tmp, tmp)
-                if grad_weight:
-                    wgt = w_buf[: ny * nx].view(ny, nx)
-                    wgt = kern.weight_from_sq_(wgt.copy_(sq), h, dim)  # (ny, nx): -dlog(r)/r
-                logits = kern.log_from_sq_(sq, h, dim)  # (ny, nx), usually sq itself
-                if bias_col is not None:
-                    logits.add_(bias_col)
-                if diag is not None:
-                    logits[diag] = -math.inf
-                if max_mode:
-                    run_max = torch.maximum(run_max, logits.amax(0))
-                    continue
-                if logits_out is not None:
-                    out_blk = logits_out[j0:j1, i0:i1]  # (ny, nx)
-                    if off is geo.offsets[0]:
-                        out_blk.copy_(logits)
-                    else:
-                        torch.logaddexp(out_blk, logits, out=out_blk)
-                    continue
-                if auto != "none" and j0 == 0 and off is geo.offsets[0]:
-                    # first block, minimum image: its max is close to the point's true max
-                    if auto == "point":
-                        sh = _finite_or_zero(logits.amax(0)).unsqueeze(0)  # (1, nx)
-                    else:
-                        if global_shift is None:
-                            global_shift = _finite_or_zero(logits.max())
-                        sh = global_shift
-                    shift_out[i0:i1] = sh.to(f64)
-                    neg_sh2 = sh * -_LOG2E
-                # exp(L - shift) computed as exp2(L log2 e - shift log2 e): one fused pass, and
-                # torch's exp2 is ~2.4x cheaper than exp on CPU (both ~1 ulp)
-                if neg_sh2 is not None:
-                    torch.add(neg_sh2, logits, alpha=_LOG2E, out=logits)
-                else:
-                    logits.mul_(_LOG2E)
-                e = logits.exp2_()  # (ny, nx)
-                if sums_b:
-                    sb_out[j0:j1] += e.sum(1)
-                ew = e
-                if grad_weight:
-                    ew = wgt.mul_(e)
-                if not (plane_mm and not grad_weight):
-                    s_acc += e.sum(0)
-                if plane_mm:
-                    torch.mm(b1t[:, j0:j1], ew, out=blk_mm)  # (D+1, nx)
-                    acc_mm += blk_mm
-                elif disp:
-                    ew_sum = None
-                    for k in range(dim):
-                        d_acc[k] += torch.mul(ew, ds[k], out=tmp).sum(0)
-                        if off[k] != 0.0:
-                            ew_sum = ew.sum(0) if ew_sum is None else ew_sum
-                            d_acc[k] += off[k] * ew_sum
-
-        if max_mode:
-            max_out[i0:i1] = run_max
-            continue
-        if logits_out is not None:
-            continue
-        if plane_mm:
-            if not grad_weight:
-                s_acc = acc_mm[dim].clone()
-            disp_out[i0:i1] = acc_mm[:dim].T - a_c.to(f64) * acc_mm[dim].unsqueeze(1)  # sum e w (b - a)
-        elif disp:
-            disp_out[i0:i1] = d_acc.T
-        s_out[i0:i1] = s_acc
-    if disp_out is not None and weight_const != 1.0:
-        disp_out *= weight_const
-    return PassResult(s_out, disp_out, sb_out, max_out, shift_out)
+    def finish(self) -> None:
+        """Write the point block's sums into the result."""
+        i0, i1 = self.pb.i0, self.pb.i1
+        if self.layout.plane_mm:
+            if self.s_from_mm:
+                self.s_acc = self.acc_mm[self.dim].clone()
+            a_c = self.pb.a_c.to(torch.float64)
+            self.out.disp[i0:i1] = self.acc_mm[: self.dim].T - a_c * self.acc_mm[self.dim].unsqueeze(1)  # sum e w (b - a)
+        elif self.d_acc is not None:
+            self.out.disp[i0:i1] = self.d_acc.T
+        self.out.s[i0:i1] = self.s_acc
 
 
 def _diagonal_hits(ids: Optional[torch.Tensor], i0: int, nx: int, j0: int, ny: int, dev: torch.device):
@@ -350,18 +447,19 @@ def _diagonal_hits(ids: Optional[torch.Tensor], i0: int, nx: int, j0: int, ny: i
     return rows[cols], cols
 
 
-def _valid(res: PassResult) -> torch.Tensor:
-    """Points whose fast-pass sums are trustworthy.  -> (Na,) bool."""
-    ok = torch.isfinite(res.s) & (res.s >= _SMALL)
-    if res.disp is not None:
-        ok &= torch.isfinite(res.disp).all(1)
-    return ok
+def unresolved(s: torch.Tensor, disp: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Indices whose shifted sums left [exp(-30), inf) (or whose displacement sums are not
+    finite): they may have lost mass to under- or overflow and are redone exactly.  -> (B,)."""
+    ok = torch.isfinite(s) & (s >= _SMALL)
+    if disp is not None:
+        ok &= torch.isfinite(disp).all(1)
+    return torch.nonzero(~ok).squeeze(1)
 
 
 def exact_shift(a: torch.Tensor, b: torch.Tensor, geo: Geometry, mask: bool, a_ids: Optional[torch.Tensor],
                 bias: Optional[torch.Tensor]) -> torch.Tensor:
     """max_jn (log k + bias) per point (0 where every pair is masked).  -> (Na,)."""
-    mx = run_pass(a, b, geo, mask=mask, a_ids=a_ids, bias=bias, max_mode=True).max  # (Na,)
+    mx = max_pass(a, b, geo, mask=mask, a_ids=a_ids, bias=bias)  # (Na,)
     return torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
 
 
@@ -384,7 +482,7 @@ def normalised_pass(
     res = run_pass(a, b, geo, mask=mask, shift=shift, bias=bias, disp=disp, grad_weight=grad_weight,
                    auto_shift="point")
     used = res.shift
-    bad = torch.nonzero(~_valid(res)).squeeze(1)
+    bad = unresolved(res.s, res.disp)
     if bad.numel() > 0:
         sub = a[bad]
         sh = exact_shift(sub, b, geo, mask, bad, bias)
@@ -451,7 +549,7 @@ def _deng_single(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: F
     rn = run_pass(x, neg, geo, mask=mask, sums_b=True, shift=common.expand(x.shape[0]))
     row_s = rp.s + rn.s  # (N,)
     row_shift = common.expand(x.shape[0]).clone()
-    bad = torch.nonzero(~(torch.isfinite(row_s) & (row_s >= _SMALL))).squeeze(1)
+    bad = unresolved(row_s)
     if bad.numel() > 0:
         sub = x[bad]
         sh = torch.maximum(exact_shift(sub, pos, geo, False, bad, None), exact_shift(sub, neg, geo, mask, bad, None))
@@ -475,7 +573,7 @@ def _column_lse(b: torch.Tensor, x: torch.Tensor, geo: Geometry, mask: bool, col
     """log sum_i k(x_i, b_j) from pass-1 column sums (taken with one scalar `shift`), exact where
     those under/overflowed.  -> (Nb,) float64."""
     out = torch.log(col_s) + shift  # (Nb,)
-    bad = torch.nonzero(~(torch.isfinite(col_s) & (col_s >= _SMALL))).squeeze(1)
+    bad = unresolved(col_s)
     if bad.numel() > 0:
         # the kernel is symmetric: the column of b_j is the row of b_j against the points x
         res, used = normalised_pass_subset(b[bad], x, geo, mask, bad)
@@ -483,11 +581,12 @@ def _column_lse(b: torch.Tensor, x: torch.Tensor, geo: Geometry, mask: bool, col
     return out
 
 
-def normalised_pass_subset(a: torch.Tensor, b: torch.Tensor, geo: Geometry, mask: bool,
-                           a_ids: torch.Tensor) -> tuple[PassResult, torch.Tensor]:
-    """Exact log-normaliser sums for a subset `a` (indices a_ids) against all of `b`."""
+def normalised_pass_subset(a: torch.Tensor, b: torch.Tensor, geo: Geometry, mask: bool, a_ids: torch.Tensor,
+                           disp: bool = False, grad_weight: bool = False) -> tuple[PassResult, torch.Tensor]:
+    """Exact (max-shifted) sums for a subset `a` (indices a_ids) against all of `b`."""
     sh = exact_shift(a, b, geo, mask, a_ids, None)
-    return run_pass(a, b, geo, mask=mask, a_ids=a_ids, shift=sh), sh.to(torch.float64)
+    res = run_pass(a, b, geo, mask=mask, a_ids=a_ids, shift=sh, disp=disp, grad_weight=grad_weight)
+    return res, sh.to(torch.float64)
 
 
 def deng(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
@@ -537,13 +636,6 @@ def sinkhorn_cache_bytes(device: torch.device) -> int:
     return min(SINKHORN_CACHE_BYTES, int(_MEMORY_FRACTION * free_memory_bytes(device)))
 
 
-def logit_matrix(a: torch.Tensor, b: torch.Tensor, geo: Geometry) -> torch.Tensor:
-    """log k summed over periodic images (as dense._logk), transposed.  -> (Nb, Na)."""
-    out = torch.empty(b.shape[0], a.shape[0], dtype=a.dtype, device=a.device)
-    run_pass(a, b, geo, logits_out=out)
-    return out
-
-
 def _cached_lse(logits: torch.Tensor, bias: torch.Tensor, shift: Optional[torch.Tensor],
                 over_samples: bool) -> torch.Tensor:
     """log-sum-exp of L + bias, L = logits / log2(e) (Nb, Na), over samples or over points.
@@ -575,7 +667,7 @@ def _cached_lse(logits: torch.Tensor, bias: torch.Tensor, shift: Optional[torch.
                 blk.sub_(sh[j0:j1].unsqueeze(1))
             s[j0:j1] = blk.exp2_().sum(1)
     out = torch.log(s) + (0.0 if shift is None else shift.to(torch.float64))
-    bad = torch.nonzero(~(torch.isfinite(s) & (s >= _SMALL))).squeeze(1)
+    bad = unresolved(s)
     if bad.numel() > 0:
         if over_samples:
             z2 = logits[:, bad].to(torch.float64) + bias_t.unsqueeze(1).to(torch.float64)  # (Nb, B), base 2
