@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -198,6 +199,16 @@ def _wait_for_trials(root: Path, n: int, proc: subprocess.Popen, timeout: float)
     raise AssertionError(f"fewer than {n} trials written in {timeout} s")
 
 
+class _Planted:
+    """Unpickling this creates the file `path` (what a planted pickle could do, harmlessly)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
 def _ray_processes(text: str, session: int) -> list[str]:
     """Command lines of the live processes mentioning `text` or in process session `session`."""
     out = []
@@ -248,8 +259,16 @@ def test_resume_after_sigkill_runs_every_trial_exactly_once(make_space, kill_lef
     written_before = len(results.trial_ids(str(res / "killed")))
     assert 2 <= written_before < 6, (written_before, left)
 
+    # whoever can write the results folder must not run code on the next resume: plant a pickle that
+    # would create a file when loaded, where Tune keeps its (pickled) experiment state
+    marker = tmp_path / "pwned"
+    tune_dir = res / "killed" / "tune"
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    (tune_dir / "tuner.pkl").write_bytes(pickle.dumps(_Planted(str(marker))))
+
     done = subprocess.run([*cmd, "--resume", "--temp-dir", os.path.join(ray_tmp, "second")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=240)
+    assert not marker.exists(), "--resume loaded a pickle from the results folder"
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming" in done.stdout
     assert re.search(r"resuming \([2-5] finished, [1-4] to run\)", done.stdout), done.stdout
