@@ -777,9 +777,11 @@ class Interrupts:
         self.in_fit = False
         self.on_first: Any = None
         self._old: dict[int, Any] = {}
+        self._env: Optional[str] = None
 
     def __enter__(self) -> "Interrupts":
         if threading.current_thread() is threading.main_thread():
+            self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune's (via its SIGUSR1 hook)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -793,6 +795,11 @@ class Interrupts:
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        if self._old:
+            if self._env is None:
+                os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+            else:
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._env
         self._old = {}
 
     def _handle(self, signum: int, frame: Any) -> None:

@@ -200,6 +200,8 @@ def generate(seed: int = 0) -> list[Case]:
     for key in ("bandwidth_scales", "kernel", "k_max"):
         cases.append(Case("yaml", f"alias bomb in --set {key}", ["{dir}/space.yaml", "--set", f"{key}={inline_bomb}"],
                           dict(space), ("alias", "expands", key)))
+    cases.append(Case("yaml", "--set value of 100 KiB", ["{dir}/space.yaml", "--set", "target_path=" + "p" * 102400],
+                      dict(space), ("bytes",)))
     for depth in (60, 1000, 5000):
         nested = "[" * depth + "]" * depth
         cases.append(_space_case("yaml", f"{depth}-deep list", None, ("deep", "nest"),
