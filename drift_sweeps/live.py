@@ -147,30 +147,3 @@ def live_lines(sweep_root: str, dashboard: Optional[str], optuna_db: Optional[st
     if optuna_db:
         lines.append(f"live: optuna-dashboard {optuna_db}")
     return lines
-
-
-def tune_results(sweep_root: str, tune_dir: str = "tune"):
-    """Tune's ResultGrid of a sweep folder, without the project's trainable (which `Tuner.restore` needs).
-
-    Reads `<sweep>/tune/` through `ray.tune.ExperimentAnalysis`, with the metric and mode of the sweep's
-    space from `sweep.json`.  A local folder or a remote URI (`s3://...`) that pyarrow can read.
-    """
-    import json
-    import posixpath
-
-    from ray.tune import ExperimentAnalysis, ResultGrid
-
-    from .results import resolve
-
-    metric, mode = "time_to_eps", "min"
-    fs, path = resolve(sweep_root)
-    try:
-        with fs.open_input_stream(posixpath.join(path, "sweep.json")) as fh:
-            space = json.loads(fh.read().decode()).get("space") or {}
-        metric, mode = space.get("metric") or metric, space.get("mode") or mode
-    except (OSError, ValueError):
-        log.warning("%s: no readable sweep.json; ranking by %s (%s)", sweep_root, metric, mode)
-    remote = local_folder(sweep_root) is None
-    return ResultGrid(ExperimentAnalysis(posixpath.join(path, tune_dir) if remote else os.path.join(path, tune_dir),
-                                         storage_filesystem=fs if remote else None, default_metric=metric,
-                                         default_mode=mode))

@@ -74,7 +74,7 @@ def _wsgi_get(app, path: str) -> dict:
 
 
 @pytest.mark.slow
-def test_optuna_dashboard_reads_a_running_sweep_then_tune_results(tmp_path):
+def test_optuna_dashboard_reads_a_running_sweep_then_tunes_view(tmp_path):
     """tune_annealing --smoke in a subprocess; while it runs, optuna-dashboard's WSGI app lists its study and
     trials and TensorBoard files exist; after it, Tune's ResultGrid marks the time_to_eps stand-ins."""
     optuna_dashboard = pytest.importorskip("optuna_dashboard")
@@ -124,7 +124,9 @@ def test_optuna_dashboard_reads_a_running_sweep_then_tune_results(tmp_path):
     runs = sorted(os.listdir(sweep / "tensorboard"))
     assert len(runs) == 3 and "worst_rel_error" in _scalars(str(sweep / "tensorboard" / runs[0]))
 
-    grid = live.tune_results(str(sweep))
+    from ray.tune import ExperimentAnalysis, ResultGrid  # the documented way (docs/live.md), for a trusted folder
+
+    grid = ResultGrid(ExperimentAnalysis(str(sweep / "tune"), default_metric="time_to_eps", default_mode="min"))
     df = grid.get_dataframe()
     assert len(df) == 3 and {"time_to_eps", "time_to_eps_estimated"} <= set(df.columns)
     est = df[df["time_to_eps_estimated"]]
