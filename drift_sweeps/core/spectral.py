@@ -60,13 +60,14 @@ ROUNDOFF = 1e-12  # coefficients (in units of the mass Z) below this are quadrat
 EWALD_MIN_MODES = 8.0  # the far part needs at least ~8/a modes: direct below that is never beaten
 MAX_MODES_PER_DIM = 8192  # direct/Ewald Fourier grids beyond this are not attempted
 FALLBACK = 1e6  # normalisers below FALLBACK x their NUFFT error estimate are redone by streaming
-# cost model (seconds per unit and thread), from tests/calibration runs of benchmarks/field.py on a
-# 2-core EPYC: only the ratios matter (they decide direct / Ewald / stream), and those held
-# within a factor ~2 between an idle and a heavily loaded machine
-COST_PAIR = 1.5e-9  # streaming: one kernel value (pair x image)
-COST_POINT = 4e-9  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
-COST_MODE = 2e-9  # NUFFT: one fine-grid mode (FFT + deconvolution) per transform
-COST_NEAR = 3e-8  # Ewald: one cell-list candidate pair
+# cost model (seconds per unit, one thread), fitted to `python -m benchmarks.field --torus
+# --threads 1` at N = M = 4096 (docs/benchmarks.md): only the ratios matter, they decide
+# direct / Ewald / stream
+COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image)
+COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
+COST_MODE = 2e-8  # NUFFT: one fine-grid mode per transform, with the coefficient products around it
+COST_CALL = 2e-3  # NUFFT: fixed cost of one spectral evaluation (plans, conversions)
+COST_NEAR = 1.2e-7  # Ewald: one cell-list candidate pair (gathers, exp, index_add in torch)
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,8 @@ def coefficients(kernel: str, h: float, dim: int, modes: int, a: float = 0.0) ->
 
 def _nufft_cost(modes: int, dim: int, n_points: int, n_trans: int) -> float:
     fine = (2 * (2 * modes + 1)) ** dim
-    return n_trans * (COST_MODE * fine * max(1.0, math.log2(fine) / 20) + COST_POINT * 3 ** (dim - 1) * n_points)
+    return COST_CALL + n_trans * (COST_MODE * fine * max(1.0, math.log2(fine) / 20)
+                                  + COST_POINT * 3 ** (dim - 1) * n_points)
 
 
 def _stream_cost(field_images: int, n: int, m: int, k: int) -> float:
