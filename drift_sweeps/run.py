@@ -390,7 +390,9 @@ def connect(args: argparse.Namespace) -> bool:
         if not address.startswith("ray://") and address != found:
             _check_answers(address)
         print(f"Ray: joining the running cluster at {address}", flush=True)
-        ray.init(address=address, logging_level=logging.WARNING)
+        # a discovered cluster is joined as "auto": only then does Ray take its token from ~/.ray/auth_token
+        discovered = address == found and args.address in (None, "auto") and args.temp_dir is None
+        ray.init(address="auto" if discovered else address, logging_level=logging.WARNING)
         _print_resources()
         return False
     else:

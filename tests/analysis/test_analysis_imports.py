@@ -16,7 +16,7 @@ ANALYSIS_THIRD_PARTY = {"numpy", "pandas", "pyarrow", "scipy", "matplotlib", "se
 # and the torch-free facts of core (theory, torus modes, schedules)
 ANALYSIS_MAY_USE = {"drift_sweeps.results", "drift_sweeps.record", "drift_sweeps.config", "drift_sweeps.core.theory",
                     "drift_sweeps.core.torus", "drift_sweeps.core.schedules", "drift_sweeps.core.registry"}
-CORE_LAZY = {"numpy", "pyarrow", "sklearn"}  # allowed only inside functions (the file target; digits data)
+CORE_LAZY = {"numpy", "pyarrow", "scipy", "sklearn", "finufft"}  # only inside functions (file target, digits, NUFFT)
 
 
 def module_name(path: Path) -> str:
