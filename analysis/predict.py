@@ -1,4 +1,4 @@
-"""Linear-theory overlay (MATH.md sections 3-4) and per-mode decay rates measured from `spectra`.
+"""Linear-theory overlay (docs/theory.md (per-mode rates, convergence time)) and per-mode decay rates measured from `spectra`.
 
 The theory applies to the torus targets with a kernel of known Fourier transform, the mean-shift
 field (also `score` with the Gaussian kernel, and `sinkhorn` with 0 iterations), particles, and the

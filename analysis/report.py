@@ -168,7 +168,7 @@ def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dic
         + "`median_T` is the Kaplan-Meier median convergence time over seeds (censored trials count as "
         "'not yet converged'; `>x` means fewer than half converged by x) at K_ref, with a "
         f"{int(CI_LEVEL * 100)}% bootstrap "
-        "interval; `T_theory` is the linear theory (MATH.md section 4); `best_law` is the scaling law with the "
+        "interval; `T_theory` is the linear theory (docs/theory.md#convergence-time); `best_law` is the scaling law with the "
         "lowest AIC, `a`, `b` its coefficients with bootstrap CIs, `dT_per_doubling` what doubling k_max from K_ref "
         "adds to T under it, `law_support` the fraction of bootstrap replicates choosing that law; `speedup` is the "
         "reference group's median T over the row's (`>`/`<`: bound, because one median is censored). `trials`, "

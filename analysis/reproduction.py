@@ -3,7 +3,7 @@
 Runs `analysis.report` over every `repro_*` study folder under RESULTS, writes each full report
 under OUT/reproduction/<study>/ (PNG figures only, to keep the docs small) and assembles
 OUT/reproduction.md: per study the commentary from the notes file, the comparison table, the
-headline figures and, where the study has one, its acceptance check against MATH.md.
+headline figures and, where the study has one, its acceptance check against docs/theory.md.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _rate_check(analysis: Analysis) -> list[str]:
     measurable = usable[(usable["rate_measured"] > 0) & (usable["rate_measured"] >= 20 * usable["rate_se"])]
     lines = [
         "Measured decay rate of the single mode each trial carries (slope of log e_k(t) over the window where "
-        "the error is above the threshold), against lambda(k) of MATH.md section 3. A rate counts as "
+        "the error is above the threshold), against lambda(k) of docs/theory.md#per-mode-rates. A rate counts as "
         "*measurable* when the fitted slope is positive and at least 20 of its standard errors from zero; "
         "slower modes move less in t = 20 than the particle system's residual error can resolve.",
         "",

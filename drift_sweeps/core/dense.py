@@ -149,7 +149,7 @@ def sinkhorn_conditional(logk: torch.Tensor, iters: int) -> torch.Tensor:
 def sinkhorn(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
     """Sinkhorn-divergence drift T_{q->p}(x) - T_{q->q}(x), eps = h^2, Gibbs kernel = the kernel.
 
-    With the Gaussian kernel the cost is |x-y|^2/2 and eps = h^2 (MATH.md section 6); other
+    With the Gaussian kernel the cost is |x-y|^2/2 and eps = h^2 (docs/theory.md#sinkhorn-drift); other
     kernels give cost -h^2 log k.  Debiased: the q->q plan includes self-pairs (no mask).
     """
     pi_pos = sinkhorn_conditional(_logk(x, pos, field), field.sinkhorn_iters)  # (N, M)

@@ -1,4 +1,4 @@
-"""Linear theory of MATH.md sections 3-4: per-mode rates, annealed decay, convergence time.
+"""Linear theory of docs/theory.md (per-mode rates, convergence time): per-mode rates, annealed decay, convergence time.
 
 Pure Python (math only): no torch, no numpy, so `analysis` can import it.  Each kernel with a
 known Fourier transform has a `Spectral` entry under the same name as in `kernels.KERNELS`.

@@ -1,4 +1,4 @@
-"""Measured mode decay of a many-particle simulation against MATH.md section 3-4.
+"""Measured mode decay of a many-particle simulation against docs/theory.md (per-mode rates, convergence time).
 
 Method: a many-particle simulation on the 1-D torus (not a grid PDE solver).  N particles are
 placed at the quantiles of p(x) = (1 + a sum_k cos(k x)) / 2pi with a small a, so the particle
@@ -121,7 +121,7 @@ def test_exponential_schedule_follows_closed_form() -> None:
 
 
 def test_theory_reference_values() -> None:
-    """The pure-Python theory reproduces MATH.md's tables."""
+    """The pure-Python theory reproduces the tables of docs/theory.md."""
     table = {0.5: (0.221, 0.320, 0.429), 1: (0.607, 0.500, 0.530), 2: (0.541, 0.320, 0.215),
              4: (5.4e-3, 0.111, 0.040), 8: (8.1e-13, 0.030, 5.6e-3)}
     for a, (g, l1, l2) in table.items():

@@ -1,4 +1,4 @@
-"""Drift operators against closed forms, identities and direct transcriptions (MATH.md 1, 2, 6)."""
+"""Drift operators against closed forms, identities and direct transcriptions (docs/theory.md: drift field, score identity, Sinkhorn drift)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_drift_vanishes_when_p_equals_q(operator: str, periodic: bool) -> None:
 
 
 def test_sinkhorn_without_iterations_is_gaussian_meanshift() -> None:
-    """MATH.md 6: no Sinkhorn iterations (row normalisation only) and eps = h^2 give mean shift."""
+    """docs/theory.md#sinkhorn-drift: no Sinkhorn iterations (row normalisation only) and eps = h^2 give mean shift."""
     x, p, q = _samples(0, 50, True), _samples(1, 70, True), _samples(2, 60, True)
     field = FieldSpec("gaussian", 0.6, periodic=True, neg_is_x=False, sinkhorn_iters=0)
     assert (drift("sinkhorn", x, p, q, field) - drift("meanshift", x, p, q, field)).abs().max() < 1e-6
@@ -86,7 +86,7 @@ def test_sinkhorn_plan_has_both_marginals() -> None:
 
 
 def _deng_transcription(x, pos, neg, hs, normalise):
-    """MATH.md section 1, Algorithm 2, transcribed literally (plane, negatives = x)."""
+    """docs/theory.md#drift-field, Algorithm 2, transcribed literally (plane, negatives = x)."""
     v_total = torch.zeros_like(x)
     for h in hs:
         dist_pos = torch.cdist(x, pos)
