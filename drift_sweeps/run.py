@@ -401,6 +401,9 @@ def connect(args: argparse.Namespace) -> bool:
               if args.address is None else f"Ray: starting an embedded local Ray ({cpus} CPUs)", flush=True)
         from .live import dashboard_available  # the dashboard starts when ray[default] is installed
 
+        # Ray turns token authentication on for a local cluster by default and says so on every start;
+        # that is the behaviour we want, so the notice is not repeated to the user
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(num_cpus=cpus, _temp_dir=os.path.abspath(args.temp_dir) if args.temp_dir else None,
                  include_dashboard=dashboard_available(), logging_level=logging.WARNING)
         watch_embedded_ray()
@@ -632,9 +635,15 @@ def run_sweep(p: Plan, args: argparse.Namespace, interrupts: Optional["Interrupt
     if interrupts is not None:
         interrupts.on_first = writer.stop_recording
         interrupts.in_fit = True
+    # --verbose 0: our own progress lines only (Tune's new output prints a configuration box and a
+    # TensorBoard hint pointing at a temporary folder even when silent; its legacy reporter does not)
+    quiet = {"RAY_AIR_NEW_OUTPUT": "0"} if args.verbose == 0 and "RAY_AIR_NEW_OUTPUT" not in os.environ else {}
+    os.environ.update(quiet)
     try:
         grid = tuner.fit()
     finally:
+        for key in quiet:
+            os.environ.pop(key, None)
         if interrupts is not None:
             interrupts.in_fit = False
     return report(p, grid, args, interrupts)
