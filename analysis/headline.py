@@ -32,7 +32,21 @@ def headline_table(sweep_root: str, eps: Optional[float] = None, baseline: Optio
     table = group_summary(times, sweep.axes)
     if baseline is not None:
         table = _with_speedup(table, times, sweep.group_keys, sweep.scaling_axis, baseline)
-    return table
+    return _named_by_variant(table, sweep.trials, sweep.axes)
+
+
+def _named_by_variant(table: pd.DataFrame, trials: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """With named variants: a `variant` column in place of the swept keys each variant fixes."""
+    if "variant" not in trials or trials["variant"].isna().all() or not axes or table.empty:
+        return table
+    named = trials[[*axes, "variant"]].drop_duplicates(subset=axes)
+    fixed = [a for a in axes if named.groupby("variant")[a].nunique(dropna=False).max() == 1
+             and named[a].nunique(dropna=False) > 1]
+    if not fixed:
+        return table
+    out = table.merge(named, on=axes, how="left").drop(columns=fixed)
+    keys = [a for a in axes if a not in fixed]
+    return out[[*keys, "variant", *[c for c in out.columns if c not in (*keys, "variant")]]]
 
 
 def _with_speedup(table: pd.DataFrame, times: pd.DataFrame, keys: list[str], axis: Optional[str],

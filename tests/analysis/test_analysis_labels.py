@@ -123,3 +123,12 @@ def test_frequency_rows_are_ordered_by_shell_then_norm():
     order = frequency_order(vecs)
     assert order[:2] == ["1,0", "0,1"] and order.index("1,1") < order.index("2,0") < order.index("2,-1")
     assert frequency_order(["10", "2", "1"]) == ["1", "2", "10"]  # 1-D: numeric, not string order
+
+
+def test_headline_names_the_variant_instead_of_the_keys_it_sets(variant_sweep, tiny_sweep):
+    from analysis.headline import headline_table
+
+    table = headline_table(variant_sweep, eps=0.5)
+    assert list(table.columns[:1]) == ["variant"] and set(table["variant"]) == {"annealed", "fixed"}
+    assert not {"schedule", "bandwidth", "rate", "bandwidth_min"} & set(table.columns)
+    assert "schedule" in headline_table(tiny_sweep).columns  # no stored variant: the keys themselves
