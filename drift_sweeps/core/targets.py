@@ -81,7 +81,7 @@ def _stratified_unit(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
 
 
 class PeriodicTarget(Target):
-    """p(x) = (1 + sum_m a_m cos(m.x + phi_m)) / (2pi)^D on the torus (MATH.md section 7)."""
+    """p(x) = (1 + sum_m a_m cos(m.x + phi_m)) / (2pi)^D on the torus (docs/theory.md#torus-targets)."""
 
     periodic = True
 
