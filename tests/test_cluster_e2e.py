@@ -45,7 +45,9 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = os.path.dirname(sys.executable)  # `ray` of this environment (no pyenv shims: HOME changes)
 QUICKSTART_TRIALS = 8
 # The fault sweeps: the quickstart grid with lighter trials (the first sweep is the real --smoke one)
-LIGHT = ("--set", "steps=60", "--set", "n_samples=128", "--set", "n_data=128", "--set", "n_eval=128")
+# the fault sweeps: trials long enough (1000 steps, eps out of reach: ~5 s each on an idle core) that a
+# kill lands while trials run, whatever the machine's speed
+LIGHT = ("--set", "steps=1000", "--set", "eps=0.01")
 RAY_PORTS = {"GCS": 6379, "object manager": 8076, "dashboard": 8265, "client server": 10001}
 
 pytestmark = pytest.mark.slow
@@ -234,8 +236,14 @@ def test_ray_up_sweep_faults_and_down(cluster: NamespaceCluster, capsys) -> None
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             # mid-sweep: a trial has finished, and one that has reported from w2 has not
-            in_flight = wait_for(lambda: row_files(root_b) >= 1 and running_on(root_b, c.ips["w2"]), 300,
-                                 "a finished trial of raylet-kill while w2 runs one", poll=0.02)
+            def caught() -> list[str]:  # trials running on w2 once one trial has finished; ["<ended>"] if none
+                if driver.poll() is not None:
+                    return ["<ended>"]
+                return running_on(root_b, c.ips["w2"]) if row_files(root_b) >= 1 else []
+
+            in_flight = wait_for(caught, 600, "a finished trial of raylet-kill while w2 runs one", poll=0.02)
+            assert in_flight != ["<ended>"], ("the raylet-kill sweep ended before a trial was caught running on "
+                                              "w2: " + (driver.stdout.read() or "")[-3000:])
             raylet = c.find("w2", "/raylet")
             assert raylet, "no raylet on w2"
             os.kill(raylet[0], signal.SIGKILL)
