@@ -108,14 +108,14 @@ def test_tiny_sweep_on_embedded_ray_writes_three_readable_tables(capsys, make_sp
     configs = {p.stem: json.loads(p.read_text()) for p in Path(root, "configs").glob("*.json")}
     assert set(configs) == set(trials["trial_id"])
     # the comparison table and the file locations are printed
-    assert re.search(r"^\| kernel \| schedule \|", out, re.M), out
+    assert re.search(r"^\| kernel \| variant \|", out, re.M), out
     assert f"{root}/{{trials,curves,spectra}}/" in out
 
     # the same command again reports the finished sweep (its table) and exits 0, without starting Ray
     rc, again = run_cli(capsys, str(space), "--results", res, "--address", "local")
     assert rc == 0, again
     assert "finished (4 of 4 trials)" in again and "Ray:" not in again
-    assert re.search(r"^\| kernel \| schedule \|", again, re.M)
+    assert re.search(r"^\| kernel \| variant \|", again, re.M)
     assert len(results.read_table(root, "trials")) == 4
     # a different sweep under the same name is refused before Ray starts, saying what differs
     rc, out = run_cli(capsys, str(space), "--results", res, "--set", "steps=10")
