@@ -93,7 +93,6 @@ def smoke_caps(analysis: Analysis, spec: dict) -> Optional[str]:
 def _fig(figures: dict[str, list[str]], name: str, out_dir: str, alt: str) -> str:
     paths = figures.get(name, [])
     png = next((p for p in paths if p.endswith(".png")), None)
-    svg = next((p for p in paths if p.endswith(".svg")), None)
     if png is None:
         return f"*(figure {name} not drawn)*"
     rel_png = os.path.relpath(png, out_dir)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .formatting import markdown
 from .report import write_report

@@ -573,7 +573,7 @@ def run_sweep(p: Plan, args: argparse.Namespace, interrupts: Optional["Interrupt
     from . import live
     from .progress import ProgressReporter
     from .record import CURVE_METRICS
-    from .tune_adapter import make_trainable, param_space, scheduler, search_alg
+    from .tune_adapter import make_trainable, scheduler, search_alg
     from .writer import ResultsWriter
 
     space = p.space

@@ -235,13 +235,13 @@ class SearchSpace:
         """JSON-serialisable form, written next to the results and read back by --resume."""
         return {
             "name": self.name, "description": self.description, "source": self.source,
-            "base": _jsonable(self.base),
-            "axes": {a.key: _jsonable(a.to_yaml()) for a in self.axes},
-            "variants": [{"name": v.name, **_jsonable(v.values)} for v in self.variants],
+            "base": jsonable(self.base),
+            "axes": {a.key: jsonable(a.to_yaml()) for a in self.axes},
+            "variants": [{"name": v.name, **jsonable(v.values)} for v in self.variants],
             "search": self.search, "metric": self.metric, "mode": self.mode, "num_samples": self.num_samples,
-            "seed": self.seed, "scheduler": _jsonable(self.scheduler), "cpu": self.cpu, "gpu": self.gpu,
+            "seed": self.seed, "scheduler": jsonable(self.scheduler), "cpu": self.cpu, "gpu": self.gpu,
             "max_concurrent": self.max_concurrent, "max_failures": self.max_failures,
-            "overrides": _jsonable(self.overrides), "smoke": self.smoke,
+            "overrides": jsonable(self.overrides), "smoke": self.smoke,
         }
 
     @classmethod
@@ -752,9 +752,8 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """Mappings, lists and numpy scalars as plain JSON values (string keys), e.g. Tune parameters."""
     if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
+        return {str(k): jsonable(x) for k, x in v.items()}
+    return _plain(v) if not isinstance(v, (tuple, list)) else [jsonable(x) for x in v]

@@ -172,12 +172,11 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
         h = bandwidth_at(cfg.schedule, t, h0, cfg.rate, cfg.bandwidth_min)
         field = FieldSpec(cfg.kernel, h, periodic, True, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters)
         pos = draw(cfg.n_data, gen).to(device)
+        neg = None  # negatives: the generated batch itself unless n_neg asks for a separate one
         if particles:
             x = net.x
-            neg = None
         else:
             x = net(net.noise(cfg.n_samples, gen, stratified_noise).to(device))
-            neg = None
             if cfg.n_neg > 0:
                 with torch.no_grad():
                     neg = net(net.noise(cfg.n_neg, gen, stratified_noise).to(device))

@@ -26,7 +26,7 @@ from ray.tune.experiment import Trial
 
 from . import record, results
 from .progress import ProgressReporter
-from .spaces import VARIANT_PARAM, SearchSpace
+from .spaces import VARIANT_PARAM, SearchSpace, jsonable
 from .tune_adapter import ATTEMPT_KEY, CONTEXT_KEYS, SUMMARY_KEY
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class ResultsWriter(tune.Callback):
         self._state[trial.trial_id] = _TrialState()
         cfg = self.space.resolve(trial.config).to_dict()
         results.write_json(self.sweep_root, f"configs/{trial.trial_id}.json",
-                           {"trial_id": trial.trial_id, "params": _jsonable(trial.config), "config": cfg})
+                           {"trial_id": trial.trial_id, "params": jsonable(trial.config), "config": cfg})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any) -> None:
         """Buffer one eval report of the current attempt (or keep the final summary)."""
@@ -188,13 +188,3 @@ def error_message(trial: Trial) -> str:
         if m:
             return f"{m.group(1)}: {m.group(2)}"[:2000]
     return lines[-1][:2000] if lines else "unknown error"
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if type(v).__module__ == "numpy" and hasattr(v, "item"):
-        return v.item()
-    return v
