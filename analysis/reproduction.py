@@ -71,12 +71,15 @@ def _rate_check(analysis: Analysis) -> list[str]:
     return lines
 
 
+INCREMENT_TOL = 0.15  # the annealed law's per-doubling increment must be within this of ln(2)/r
+
+
 def _kmax_check(analysis: Analysis) -> list[str]:
-    """Study 2: which law wins per group; annealed per-doubling increment against ln(2)/r."""
+    """Studies 2 and 3b: which law wins per group; annealed per-doubling increment against ln(2)/r."""
     f = analysis.fits
     best = f[f["best"]] if not f.empty else f
     lines = ["| group | best law | b | dT per doubling (best law, from K_ref) | log law: b ln 2 | ln(2)/r | "
-             "within 30% |", "|---|---|---|---|---|---|---|"]
+             f"within {INCREMENT_TOL:.0%} |", "|---|---|---|---|---|---|---|"]
     trials = analysis.sweep.trials
     groups = trials["trial_id"].map(analysis.times.set_index("trial_id")["group"])
     for _, row in best.iterrows():
@@ -87,13 +90,13 @@ def _kmax_check(analysis: Analysis) -> list[str]:
         log_fit = f[(f["group"] == row["group"]) & (f["law"] == "log")]
         # T = a + b log K: each doubling adds b ln 2 wherever it is measured
         log_inc = float(log_fit["b"].iloc[0]) * math.log(2.0) if len(log_fit) else math.nan
-        ok = "-" if not math.isfinite(target) else ("yes" if abs(log_inc - target) <= 0.3 * target else "no")
+        ok = "-" if not math.isfinite(target) else ("yes" if abs(log_inc - target) <= INCREMENT_TOL * target else "no")
         lines.append(f"| {row['group']} | {row['formula']} | {row['b']:.4g} | {inc:.4g} | {log_inc:.4g} | "
                      f"{target:.4g} | {ok} |")
     return ["Best law per group (lowest AIC of the censored fits); the per-doubling increment of T under the "
             "best law (extrapolated from K_ref) and under the logarithmic law (b ln 2, the same at every K), and, "
-            "for annealed groups, the linear theory's ln(2)/r. `within 30%` compares the logarithmic law's "
-            "increment with ln(2)/r.", ""] + lines + [""]
+            "for annealed groups, the linear theory's ln(2)/r. "
+            f"`within {INCREMENT_TOL:.0%}` compares the logarithmic law's increment with ln(2)/r.", ""] + lines + [""]
 
 
 STUDIES: tuple[Study, ...] = (
@@ -102,6 +105,8 @@ STUDIES: tuple[Study, ...] = (
     Study("repro_kmax", "2. Convergence time against K_max", ("scaling", "scaling_by_group", "spectrum_heatmaps"),
           checks=_kmax_check),
     Study("repro_kernels_2d", "3. Kernels in 2-D", ("scaling", "ablation", "spectrum_heatmaps")),
+    Study("repro_annealed_2d", "3b. Annealing in 2-D at N = 65536", ("scaling", "scaling_by_group", "error_curves"),
+          checks=_kmax_check),
     Study("repro_operators", "4. Drift operators", ("ablation", "spectrum_heatmaps")),
     Study("repro_stop_gradient", "5. Stop-gradient", ("ablation",)),
     Study("repro_generator", "6. Generator training", ("scaling", "ablation")),
@@ -109,7 +114,8 @@ STUDIES: tuple[Study, ...] = (
 
 
 def read_notes(path: Optional[str]) -> dict[str, str]:
-    """Commentary per study from a Markdown file with `## <study name>` sections."""
+    """Commentary per study from a Markdown file with `## <study name>` sections (`## overview` goes on
+    top, `## appendix` after the last study; a heading with spaces in it stays inside its section)."""
     if not path or not os.path.exists(path):
         return {}
     text = open(path).read()
@@ -145,8 +151,7 @@ def build(results: str, out: str, notes: Optional[str] = None, timings: Optional
         "## Re-running the studies",
         "",
         "```bash",
-        "for s in repro_spectral_rates repro_kmax repro_kernels_2d repro_operators repro_stop_gradient "
-        "repro_generator; do",
+        f"for s in {' '.join(study.name for study in STUDIES)}; do",
         "  python -m drift_sweeps.run $s --results results",
         "done",
         "python -m analysis.reproduction results --out docs --notes docs/reproduction_notes.md",
@@ -192,6 +197,8 @@ def build(results: str, out: str, notes: Optional[str] = None, timings: Optional
             png = os.path.join(out_dir, "figures", f"{fig}.png")
             if os.path.exists(png):
                 body += [f"![{fig}](reproduction/{study.name}/figures/{fig}.png)", ""]
+    if "appendix" in note_text:  # hand-written sections after the generated ones
+        body += [note_text["appendix"], ""]
     lines += [""] + body
     path = os.path.join(out, "reproduction.md")
     with open(path, "w") as fh:

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted sweep of the same name from its sweep.json and finished trials "
                         "(running the same command again does this too)")
     p.add_argument("--overwrite", action="store_true", help="delete an existing sweep folder of the same name first")
+    p.add_argument("--serial", action="store_true",
+                   help="run a grid sweep's trials one after another in this process, without Ray (same folder, "
+                        "files and table; for a machine without Ray, a debugger or a profiler)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=0,
                    help="Tune's own progress tables: 0 none (one line per finished trial and a progress line "
                         "every 30 s are always printed), 1 status tables, 2 every result (default 0)")
@@ -540,15 +543,19 @@ def git_commit() -> Optional[str]:
 
 
 def driver_versions() -> str:
-    """JSON of the driver's package versions (workers report their own with each trial)."""
-    import optuna
-    import pandas
-    import pyarrow
+    """JSON of the driver's package versions (workers report their own with each trial); null where absent."""
+    import importlib.metadata
 
-    from .tune_adapter import versions
+    from .trial import versions
 
-    return json.dumps({**json.loads(versions()), "optuna": optuna.__version__, "pandas": pandas.__version__,
-                       "pyarrow": pyarrow.__version__}, sort_keys=True)
+    def version(name: str) -> Optional[str]:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return json.dumps({**json.loads(versions()), **{n: version(n) for n in ("optuna", "pandas", "pyarrow")}},
+                      sort_keys=True)
 
 
 # ---- the sweep --------------------------------------------------------------------------------------
@@ -584,25 +591,7 @@ def run_sweep(p: Plan, args: argparse.Namespace, interrupts: Optional["Interrupt
     trainable = tune.with_resources(make_trainable(space), {"cpu": space.cpu, "gpu": gpu})
 
     resuming = p.mode == "resume"
-    kept: dict[str, dict[str, Any]] = {}
-    if resuming:
-        kept, bad = finished_rows(p.sweep_root)
-        results.remove_temporaries(p.sweep_root)
-        removed = results.remove_trials(p.sweep_root, lambda tid: tid not in kept)
-        if removed:
-            log.info("removed the partial files of %d unfinished trial(s): %s", len(removed), ", ".join(sorted(removed)))
-    elif results.sweep_exists(p.sweep_root) and (args.overwrite or _only_temporaries(p.sweep_root)):
-        log.info("--overwrite: deleting the previous sweep at %s", p.sweep_root)
-        results.remove_sweep(p.sweep_root)
-
-    if not resuming:
-        results.write_json(p.sweep_root, SPEC_FILE, {
-            "schema_version": results.SCHEMA_VERSION, "sweep": p.name, "space": space.to_dict(),
-            "trial_count": space.trial_count(), "resources_per_trial": {"cpu": space.cpu, "gpu": gpu},
-            "results": p.sweep_root, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "git_commit": commit, "versions": json.loads(versions), "command": sys.argv,
-            "trial_configs": space.trial_configs(),
-        })
+    kept = prepare_folder(p, args, space, gpu, commit, versions)
     optuna_db = live.optuna_storage_url(p.sweep_root) if space.search == "optuna" else None
     todo_params, points, searcher = space_for_run(space, kept, p, optuna_db, search_alg, live)
     print(f"sweep {p.name}: {space.trial_count()} trials, {space.cpu:g} CPU + {gpu:g} GPU each, "
@@ -647,6 +636,33 @@ def run_sweep(p: Plan, args: argparse.Namespace, interrupts: Optional["Interrupt
         if interrupts is not None:
             interrupts.in_fit = False
     return report(p, grid, args, interrupts)
+
+
+def prepare_folder(p: Plan, args: argparse.Namespace, space: SearchSpace, gpu: float, commit: Optional[str],
+                   versions: str) -> dict[str, dict[str, Any]]:
+    """The sweep folder before training: on a resume the finished trials' rows (the rest of their files
+    removed); otherwise an emptied folder (--overwrite, or only temporaries left) with the spec written.
+    -> finished trials (trial id -> trials row)."""
+    kept: dict[str, dict[str, Any]] = {}
+    if p.mode == "resume":
+        kept, _ = finished_rows(p.sweep_root)
+        results.remove_temporaries(p.sweep_root)
+        removed = results.remove_trials(p.sweep_root, lambda tid: tid not in kept)
+        if removed:
+            log.info("removed the partial files of %d unfinished trial(s): %s", len(removed), ", ".join(sorted(removed)))
+    elif results.sweep_exists(p.sweep_root) and (args.overwrite or _only_temporaries(p.sweep_root)):
+        log.info("--overwrite: deleting the previous sweep at %s", p.sweep_root)
+        results.remove_sweep(p.sweep_root)
+
+    if p.mode != "resume":
+        results.write_json(p.sweep_root, SPEC_FILE, {
+            "schema_version": results.SCHEMA_VERSION, "sweep": p.name, "space": space.to_dict(),
+            "trial_count": space.trial_count(), "resources_per_trial": {"cpu": space.cpu, "gpu": gpu},
+            "results": p.sweep_root, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "git_commit": commit, "versions": json.loads(versions), "command": sys.argv,
+            "trial_configs": space.trial_configs(),
+        })
+    return kept
 
 
 def space_for_run(space: SearchSpace, kept: dict[str, dict[str, Any]], p: Plan, optuna_db: Optional[str],
@@ -730,6 +746,8 @@ def resume_command(args: argparse.Namespace, resume: bool = True) -> str:
         parts += ["--name", shlex.quote(args.name)]
     if args.smoke:
         parts.append("--smoke")
+    if getattr(args, "serial", False):
+        parts.append("--serial")
     if args.address:
         parts += ["--address", shlex.quote(args.address)]
     if not resume:
@@ -853,6 +871,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if p.mode == "resume" and not args.resume:
         print(f"{p.sweep_root} holds this sweep, unfinished ({p.finished} of {p.space.trial_count()} trials): "
               "continuing it", flush=True)
+    if args.serial:
+        return serial_sweep(p, args)
     import ray
 
     joined_here = not ray.is_initialized()
@@ -881,6 +901,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if joined_here and ray.is_initialized():
             ray.shutdown()  # stops an embedded Ray; only disconnects from a cluster
+
+
+def serial_sweep(p: Plan, args: argparse.Namespace) -> int:
+    """--serial: the grid's trials in this process, no Ray (drift_sweeps.serial)."""
+    from .serial import run_serial
+
+    space = p.space
+    commit, versions = git_commit(), driver_versions()
+    interrupts = Interrupts()
+    try:
+        kept = prepare_folder(p, args, space, 0.0, commit, versions)
+        print(f"sweep {p.name}: {space.trial_count()} trials, one at a time without Ray, results in {p.sweep_root}",
+              flush=True)
+        with interrupts:
+            run_serial(space, p.name, p.sweep_root, kept, commit, versions)
+    except SpaceError as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        finished = len(finished_rows(p.sweep_root, quiet=True)[0])
+        print(f"\ninterrupted: {finished} of {space.trial_count()} trials finished; continue with: "
+              f"{resume_command(args)}", flush=True)
+        return EXIT_INTERRUPTED[interrupts.signame or "SIGINT"]
+    return report(p, None, args)
 
 
 class _StdoutHandler(logging.StreamHandler):

@@ -45,6 +45,31 @@ def _fault_step(cfg: TrialConfig) -> int:
     return int(spec["step"]) if spec and match else -1
 
 
+_VERSIONS: Optional[str] = None
+
+
+def versions() -> str:
+    """JSON of the package versions in this process (cached); ray is null where it is not installed."""
+    global _VERSIONS
+    if _VERSIONS is None:
+        import importlib.metadata
+        import platform
+
+        import numpy
+
+        from . import __version__
+
+        try:
+            ray_version: Optional[str] = importlib.metadata.version("ray")
+        except importlib.metadata.PackageNotFoundError:
+            ray_version = None
+        _VERSIONS = json.dumps({
+            "python": platform.python_version(), "drift_sweeps": __version__, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "ray": ray_version, "numpy": numpy.__version__,
+        }, sort_keys=True)
+    return _VERSIONS
+
+
 def resolve_device(name: str) -> torch.device:
     """auto -> cuda when available, else cpu."""
     if name == "auto":
@@ -76,6 +101,8 @@ class _Quality:
 
     def __init__(self, cfg: TrialConfig, target: Target, eval_data: torch.Tensor, gen: torch.Generator) -> None:
         self.target, self.eval_data = target, eval_data
+        self.n_eval = cfg.n_eval
+        self._subset: Optional[torch.Tensor] = None
         self.metric_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))  # one set of directions
         self.floors: dict[str, Any] = {}
         self.unit: Optional[float] = None  # plane: the data's mean pairwise distance E|Y - Y'|
@@ -102,6 +129,11 @@ class _Quality:
         """Every quality metric of record.CURVE_METRICS that applies (the others are None)."""
         out: dict[str, Any] = {k: None for k in ("sliced_w2", "mmd2", "frechet_distance", "class_coverage",
                                                 "class_kl", "class_max_deviation")}
+        if xs.shape[0] > self.n_eval:  # many particles: the same random n_eval of them at every eval
+            if self._subset is None or self._subset.numel() != self.n_eval:
+                gen = torch.Generator().manual_seed(self.metric_seed)
+                self._subset = torch.randperm(xs.shape[0], generator=gen)[: self.n_eval].to(xs.device)
+            xs = xs[self._subset]
         if self.target.periodic:
             out["sample_distance"] = energy_distance(xs, self.eval_data, True)
             return out

@@ -7,8 +7,6 @@ Only `ray.tune` APIs are used: the `ray.train` twins of report/RunConfig break T
 
 from __future__ import annotations
 
-import json
-import platform
 import socket
 import uuid
 from typing import Any, Callable, Optional
@@ -17,7 +15,7 @@ from ray import tune
 
 from . import __version__, record
 from .spaces import VARIANT_PARAM, SearchSpace
-from .trial import resolve_device, run_trial
+from .trial import resolve_device, run_trial, versions
 
 CONTEXT_KEYS = ("node", "device_used", "versions")  # strings sent with every report
 SUMMARY_KEY = "summary"  # the trial's last report carries run_trial's summary under this key
@@ -28,24 +26,6 @@ ESTIMATED_KEY = f"{record.OBJECTIVE}_estimated"
 
 
 # ---- the trainable (runs on the workers) --------------------------------------------------------
-
-_VERSIONS: Optional[str] = None
-
-
-def versions() -> str:
-    """JSON of the package versions in this process (cached)."""
-    global _VERSIONS
-    if _VERSIONS is None:
-        import numpy
-        import ray
-        import torch
-
-        _VERSIONS = json.dumps({
-            "python": platform.python_version(), "drift_sweeps": __version__, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "ray": ray.__version__, "numpy": numpy.__version__,
-        }, sort_keys=True)
-    return _VERSIONS
-
 
 def node_identity() -> str:
     """hostname/ip/node-id-prefix: distinct per Ray node even when nodes share a host."""

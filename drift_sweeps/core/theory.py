@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 
+def _exp(x):
+    """exp of a float, or elementwise of an array-like with an `.exp()` method (a torch tensor), so the
+    spectral backend evaluates these closed forms on whole coefficient grids without importing torch here."""
+    return math.exp(x) if isinstance(x, (int, float)) else x.exp()
+
+
 @dataclass(frozen=True)
 class Spectral:
     """Normalised Fourier transform kappa(s, dim), kappa(0) = 1, and the mode decay -s kappa'(s).
@@ -24,16 +30,16 @@ class Spectral:
 
 SPECTRA: dict[str, Spectral] = {
     "gaussian": Spectral(
-        kappa=lambda s, d: math.exp(-0.5 * s * s),
-        decay=lambda s, d: s * s * math.exp(-0.5 * s * s),
+        kappa=lambda s, d: _exp(-0.5 * s * s),
+        decay=lambda s, d: s * s * _exp(-0.5 * s * s),
     ),
     "laplacian": Spectral(
         kappa=lambda s, d: (1.0 + s * s) ** (-(d + 1) / 2.0),
         decay=lambda s, d: (d + 1) * s * s * (1.0 + s * s) ** (-(d + 3) / 2.0),
     ),
     "cauchy": Spectral(
-        kappa=lambda s, d: math.exp(-s),
-        decay=lambda s, d: s * math.exp(-s),
+        kappa=lambda s, d: _exp(-s),
+        decay=lambda s, d: s * _exp(-s),
     ),
 }
 
