@@ -286,9 +286,20 @@ def _split_radius(dim: int, n: int, m: int, threads: int = 1) -> float:
     return best_a
 
 
+@functools.lru_cache(maxsize=1)
+def nufft_available() -> bool:
+    """Whether FINUFFT can be imported here (without it every field streams)."""
+    try:
+        import finufft  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: int, device: torch.device) -> Plan:
-    """The cheapest exact evaluation of a convolution-form field per the cost model."""
-    if not field.periodic or device.type != "cpu":
+    """The cheapest exact evaluation of a convolution-form field per the cost model (streaming where
+    FINUFFT is not installed)."""
+    if not field.periodic or device.type != "cpu" or not nufft_available():
         return Plan("stream")
     images = (2 * field.shells(bandwidth, dim) + 1) ** dim
     return _plan_cached(field.kernel, float(bandwidth), dim, n, m, k, images, torch.get_num_threads())
@@ -298,6 +309,8 @@ def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int) ->
     """The spectral plan when the field asks for it: direct if its truncation fits, else Ewald."""
     if not field.periodic:
         raise ValueError("backend 'spectral' is for the torus (FieldSpec.periodic = True)")
+    if not nufft_available():
+        raise ValueError("backend 'spectral' needs FINUFFT (pip install finufft)")
     if not supported(field.kernel, dim):
         raise ValueError(f"backend 'spectral': kernel {field.kernel!r} in dim {dim} has no closed-form "
                          f"transform and mass (theory.SPECTRA, Kernel.mass)")
