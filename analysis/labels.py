@@ -5,6 +5,7 @@ A group is identified by its `group` string ('kernel=gaussian, schedule=exponent
 group is named by its variant (the trials table's `variant` column, when the sweep has named
 variants) and by the values of the keys that differ between groups: categorical values as words
 (`Gaussian`, `mean-shift`, `no stop-grad`), numbers as short `symbol=value` pairs (`h0=2 r=0.25`).
+Words and budget numbers (N, dt, steps, ...) that a variant fixes are left to the variant's name.
 Without a `variant` column (sweep files of schema version 1) the schedule names the variant
 (`fixed` / `annealed`).  pandas only: cheap to import.
 """
@@ -31,6 +32,9 @@ SYMBOLS = {"bandwidth": "h", "rate": "r", "bandwidth_min": "h_min", "k_max": "K"
            "n_data": "M", "dt": "dt", "eps": "eps", "lr": "lr", "sinkhorn_iters": "iters", "k_min": "k_min"}
 # keys that mean nothing under a constant bandwidth (their value there is a placeholder)
 ANNEALING_ONLY = ("rate", "bandwidth_min")
+# budget and resolution keys: named in a label only when they vary within a variant (an axis), never
+# as part of what a variant sets (the variant's name stands for them)
+BUDGET_KEYS = ("n_samples", "n_data", "n_eval", "n_neg", "dt", "steps", "eval_every")
 
 
 def fmt(v, digits: int = 6) -> str:
@@ -88,13 +92,16 @@ def group_table(times: pd.DataFrame, trials: pd.DataFrame, keys: Sequence[str]) 
     return out.reset_index(drop=True)
 
 
-def _label(row: Mapping, differing: Sequence[str], has_variant: bool) -> str:
+def _label(row: Mapping, differing: Sequence[str], has_variant: bool, implied: frozenset = frozenset()) -> str:
+    """`implied`: keys whose value the variant fixes; its words and budget numbers are left to the variant's name."""
     words, numbers = [], []
     variant = row.get(VARIANT) if has_variant else None
     annealed = row.get("schedule") == "exponential"
     for k in differing:
         v = row.get(k)
         if k == VARIANT or _missing(v):
+            continue
+        if k in implied and variant and (not _is_number(v) or k in BUDGET_KEYS):
             continue
         if k == "schedule":
             if variant is None:
@@ -121,9 +128,11 @@ def group_labels(groups: pd.DataFrame, keys: Sequence[str]) -> dict[str, str]:
     differing = [k for k in cols if groups[k].map(fmt).nunique() > 1]
     if has_variant and VARIANT not in differing and groups[VARIANT].nunique() > 1:
         differing.insert(0, VARIANT)
+    implied = frozenset(k for k in differing if k != VARIANT and has_variant
+                        and (groups.groupby(VARIANT, dropna=False)[k].agg(lambda c: c.map(fmt).nunique()) <= 1).all())
     out = {}
     for row in groups.to_dict("records"):
-        out[row["group"]] = _label(row, differing, has_variant) or (row.get(VARIANT) or "all")
+        out[row["group"]] = _label(row, differing, has_variant, implied) or (row.get(VARIANT) or "all")
     seen: dict[str, int] = {}
     for lab in out.values():
         seen[lab] = seen.get(lab, 0) + 1

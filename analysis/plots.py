@@ -10,6 +10,7 @@ samples (see docs/analysis.md).
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Optional, Sequence
 
 import matplotlib
@@ -25,7 +26,7 @@ from .fits import law_curve  # noqa: E402
 from .labels import fmt, labels_for  # noqa: E402
 from .load import Sweep  # noqa: E402
 from .predict import predicted_rate, theory_rate_curves, theory_status  # noqa: E402
-from .style import empty_panel, log_ticks, save_figure  # noqa: E402
+from .style import empty_panel, log_ticks, panel_title, save_figure  # noqa: E402
 from .tables import Analysis  # noqa: E402
 
 FORMATS = style.FORMATS
@@ -193,7 +194,7 @@ def draw_scaling_by_group(data: dict, path_stem: str, ncols: int = 3) -> list[st
     fits = data.get("fits", pd.DataFrame())
     for i, (ax, g) in enumerate(zip(axes.flat, groups)):
         _scaling_panel(ax, data, [g], pal, all_laws=True)
-        ax.set_title(data["labels"].get(g, g))
+        panel_title(ax, data["labels"].get(g, g), style.TEXT / ncols)
         if i % ncols == 0:
             ax.set_ylabel(_t_label(data["eps"]))
         handles = []
@@ -206,7 +207,7 @@ def draw_scaling_by_group(data: dict, path_stem: str, ncols: int = 3) -> list[st
                                       label=f"{row['formula']}  (dAIC {row['delta_aic']:.1f})"))
         if not handles:
             reason = f["reason"].iloc[0] if len(f) else "no fit"
-            handles.append(plt.Line2D([], [], color="none", label=f"no fit: {reason}"))
+            handles.append(plt.Line2D([], [], color="none", label="\n".join(textwrap.wrap(f"no fit: {reason}", 30))))
         ax.legend(handles=handles, fontsize=6, loc="upper left", frameon=True, framealpha=0.85, edgecolor="none")
     for ax in list(axes.flat)[len(groups):]:
         ax.set_visible(False)
@@ -312,7 +313,7 @@ def draw_spectrum_heatmaps(data: list[dict], path_stem: str, ncols: int = 2) -> 
             ax.set_ylabel(r"shell $\max_i |k_i|$ (rows: |k|, angle)")
         ax.grid(False)
         ax.set_xlabel("t")
-        ax.set_title(d["title"])
+        panel_title(ax, d["title"], style.TEXT / ncols)
     for ax in list(axes.flat)[len(data):]:
         ax.set_visible(False)
     cb = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=0.9, pad=0.01)
@@ -543,7 +544,7 @@ def draw_error_curves(data: dict, path_stem: str, ncols: int = 3) -> list[str]:
             ax.fill_between(kb["t"], kb["lo"], kb["hi"], color=col, alpha=0.2, lw=0)
             ax.plot(kb["t"], kb["median"], color=col, lw=1.1, label=(f"K={fmt(k)}" if by_group else None))
         if by_group:
-            ax.set_title(data["labels"].get(g, g))
+            panel_title(ax, data["labels"].get(g, g), style.TEXT / ncols)
             if len(ks) <= 6 or i == 0:
                 ax.legend(fontsize=6, loc="lower left", ncol=1 if len(ks) <= 4 else 2)
     for ax in axes.flat[:n_panels]:

@@ -115,6 +115,14 @@ def log_ticks(ax: plt.Axes, axis: str = "x", values: Sequence[float] = ()) -> No
     target.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
+def panel_title(ax, text: str, width_in: float) -> None:
+    """A panel's title wrapped to the panel's width (long group names must not run into the next panel)."""
+    import textwrap
+
+    chars = max(12, int(width_in * 72 / (0.62 * RC["axes.titlesize"])))  # ~0.6 em per character, a margin
+    ax.set_title("\n".join(textwrap.wrap(str(text), chars)) or str(text))
+
+
 def empty_panel(ax: plt.Axes, text: str) -> None:
     """A panel that says why it is empty."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=7, color="0.35", wrap=True)
