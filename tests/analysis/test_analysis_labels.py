@@ -34,6 +34,23 @@ def test_labels_name_variant_and_differing_keys():
                       "g2": "Laplacian, fixed h=1", "g3": "Laplacian, annealed h0=2 r=0.25 h_min=0.05"}
 
 
+def test_a_variant_name_stands_for_the_words_and_budget_numbers_it_sets():
+    """repro_kmax-like: each variant fixes the kernel, the schedule and the particle budget; the labels keep
+    the variant's name and its method numbers (h, h0, r, h_min), not 'Gaussian' or N=1024 again."""
+    keys = [*KEYS, "n_samples", "bandwidth_per_kmax"]
+    rows = [("gaussian", "constant", 1.0, 0.0, 0.0, 512, False), ("gaussian", "exponential", 2.0, 0.25, 0.02, 1024, False),
+            ("laplacian", "constant", 1.0, 0.0, 0.0, 512, False), ("gaussian", "constant", 1.3, 0.0, 0.0, 512, True)]
+    df = pd.DataFrame(rows, columns=keys)
+    df["group"] = [f"g{i}" for i in range(len(df))]
+    df["variant"] = ["gaussian_fixed", "gaussian_annealed", "laplacian_fixed", "gaussian_per_kmax"]
+    assert group_labels(df, keys) == {"g0": "gaussian_fixed h=1", "g1": "gaussian_annealed h0=2 r=0.25 h_min=0.02",
+                                      "g2": "laplacian_fixed h=1", "g3": "gaussian_per_kmax h=1.3"}
+    # an axis (kernel varies within a variant) is still named
+    df2 = _groups(QUICKSTART, ["fixed", "annealed", "fixed", "annealed"])
+    df2["n_samples"] = [512, 1024, 512, 1024]
+    assert group_labels(df2, [*KEYS, "n_samples"])["g3"] == "Laplacian, annealed h0=2 r=0.25 h_min=0.05"
+
+
 def test_labels_fall_back_to_the_schedule_without_a_variant_column():
     old = _groups(QUICKSTART).drop(columns="variant")
     old["variant"] = None
