@@ -91,7 +91,7 @@ def _kmax_check(analysis: Analysis) -> list[str]:
         # T = a + b log K: each doubling adds b ln 2 wherever it is measured
         log_inc = float(log_fit["b"].iloc[0]) * math.log(2.0) if len(log_fit) else math.nan
         ok = "-" if not math.isfinite(target) else ("yes" if abs(log_inc - target) <= INCREMENT_TOL * target else "no")
-        lines.append(f"| {row['group']} | {row['formula']} | {row['b']:.4g} | {inc:.4g} | {log_inc:.4g} | "
+        lines.append(f"| {analysis.labels.get(row['group'], row['group'])} | {row['formula']} | {row['b']:.4g} | {inc:.4g} | {log_inc:.4g} | "
                      f"{target:.4g} | {ok} |")
     return ["Best law per group (lowest AIC of the censored fits); the per-doubling increment of T under the "
             "best law (extrapolated from K_ref) and under the logarithmic law (b ln 2, the same at every K), and, "
