@@ -23,9 +23,8 @@ step() {  # step SECONDS LABEL COMMAND...: run with a limit, report its time and
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())"
   nproc; } | tee "$OUT/gpu.txt"
 step 150 bench $PY -m benchmarks.field --device "$DEV" --in-process --backends stream,dense --repeats 3 \
-  --operators meanshift,score,deng,sinkhorn --kernels gaussian,laplacian \
-  --sizes 4096x4096x2,65536x65536x2,4096x4096x64,65536x65536x2t --bandwidths 1 --max-case-s 10 \
-  --json "$OUT/bench_cuda.json"
+  --operators meanshift,deng --kernels gaussian,laplacian --case-budget-s 3 --max-case-s 5 \
+  --sizes 16384x16384x2,65536x65536x2,4096x4096x64,65536x65536x2t --bandwidths 1 --json "$OUT/bench_cuda.json"
 step 90 quickstart $PY -m drift_sweeps.run quickstart --serial --set device="$DEV" --results "$RES"
 step 120 generator_kmax $PY -m drift_sweeps.run generator_kmax --serial --set device="$DEV" --results "$RES"
 step 180 repro_annealed_2d $PY -m drift_sweeps.run repro_annealed_2d --serial --set device="$DEV" --results "$RES"
