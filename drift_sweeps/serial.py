@@ -84,9 +84,9 @@ def run_serial(space: SearchSpace, sweep: str, sweep_root: str, kept: dict[str, 
         row = results.trial_row(sweep=sweep, trial_id=tid, config=cfg.to_dict(), summary=summary, node=node,
                                 error=error, swept_axes=swept, variant=variant, versions=json.loads(versions),
                                 git_commit=commit)
+        results.write_trial(sweep_root, tid, row)
         results.write_curves(sweep_root, tid, reports)
         results.write_spectra(sweep_root, tid, reports)
         results.write_samples(sweep_root, tid, reports)
-        results.write_trial(sweep_root, tid, row)  # last: a trials row means the trial's files are all there
         say(_line(n, total, tid, params, row, time.perf_counter() - start) + (f" - {error}" if error else ""))
     return len(todo)

@@ -154,10 +154,10 @@ class ResultsWriter(tune.Callback):
             node=st.context.get("node"), attempts=attempts, error=error, swept_axes=self.swept, variant=variant,
             versions=json.loads(st.context.get("versions") or self.driver_versions), git_commit=self.git_commit,
         )
+        results.write_trial(self.sweep_root, trial.trial_id, row)
         results.write_curves(self.sweep_root, trial.trial_id, st.reports)
         results.write_spectra(self.sweep_root, trial.trial_id, st.reports)
         results.write_samples(self.sweep_root, trial.trial_id, st.reports)
-        results.write_trial(self.sweep_root, trial.trial_id, row)  # last: a trials row means the trial's files are all there
         self._state.pop(trial.trial_id, None)
         if self.progress is not None and not quiet:
             self.progress.trial_written(trial, row, note=note)
