@@ -130,7 +130,7 @@ class _Quality:
         out: dict[str, Any] = {k: None for k in ("sliced_w2", "mmd2", "frechet_distance", "class_coverage",
                                                 "class_kl", "class_max_deviation")}
         if xs.shape[0] > self.n_eval:  # many particles: the same random n_eval of them at every eval
-            if self._subset is None or self._subset.numel() != self.n_eval:
+            if self._subset is None:
                 gen = torch.Generator().manual_seed(self.metric_seed)
                 self._subset = torch.randperm(xs.shape[0], generator=gen)[: self.n_eval].to(xs.device)
             xs = xs[self._subset]

@@ -53,14 +53,19 @@ CASES = [  # (kernel, h, modes whose rate is large enough to measure in `steps` 
 @pytest.mark.parametrize("kernel,h,ks", CASES)
 def test_fixed_bandwidth_rates_match_lambda(kernel: str, h: float, ks: list[int]) -> None:
     dt, steps = 0.25, 12
-    traj = simulate(kernel, ks, dt, steps, h0=h)
+    _assert_rates(simulate(kernel, ks, dt, steps, h0=h), kernel, h, ks, dt, dim=1)
+
+
+def _assert_rates(traj: list[list[complex]], kernel: str, h: float, ks: list[int], dt: float, dim: int) -> None:
+    """Each mode's mean per-step decay over the trajectory within 5% of lambda_dim(k)."""
+    steps = len(traj) - 1
     for i, k in enumerate(ks):
         ratio = abs(traj[-1][i]) / abs(traj[0][i])
         measured = (1.0 - ratio ** (1.0 / steps)) / dt
-        predicted = theory.decay_rate(kernel, k, h, dim=1)
+        predicted = theory.decay_rate(kernel, k, h, dim=dim)
         rel = abs(measured - predicted) / predicted
-        print(f"{kernel} h={h} k={k}: measured {measured:.4f} predicted {predicted:.4f} rel.err {rel:.2%}")
-        assert rel < 0.05, (kernel, h, k, measured, predicted)
+        print(f"{dim}-D {kernel} h={h} k={k}: measured {measured:.4f} predicted {predicted:.4f} rel.err {rel:.2%}")
+        assert rel < 0.05, (dim, kernel, h, k, measured, predicted)
 
 
 def simulate_2d(kernel: str, ks: list[int], h: float, dt: float, steps: int, side: int = 40) -> list[list[complex]]:
@@ -92,14 +97,7 @@ CASES_2D = [  # (kernel, h, modes along the x axis)
 def test_fixed_bandwidth_rates_match_lambda_2d(kernel: str, h: float, ks: list[int]) -> None:
     """Axis modes on the 2-D torus decay at lambda_2(k) (the 2-D transform), within 5%."""
     dt, steps = 0.25, 12
-    traj = simulate_2d(kernel, ks, h, dt, steps)
-    for i, k in enumerate(ks):
-        ratio = abs(traj[-1][i]) / abs(traj[0][i])
-        measured = (1.0 - ratio ** (1.0 / steps)) / dt
-        predicted = theory.decay_rate(kernel, k, h, dim=2)
-        rel = abs(measured - predicted) / predicted
-        print(f"2-D {kernel} h={h} k={k}: measured {measured:.4f} predicted {predicted:.4f} rel.err {rel:.2%}")
-        assert rel < 0.05, (kernel, h, k, measured, predicted)
+    _assert_rates(simulate_2d(kernel, ks, h, dt, steps), kernel, h, ks, dt, dim=2)
 
 
 def test_exponential_schedule_follows_closed_form() -> None:
