@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from drift_sweeps.record import CONVERGED, DIVERGED, ERROR, converged
+from drift_sweeps.spine.record import CONVERGED, DIVERGED, ERROR, converged
 
 from .load import Sweep
 

@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from .formatting import display_frame
+from .importance import read_spec, search_view, smoke_caps
 from .labels import VARIANT, fmt, trial_label
 from .plots import default_heatmap_trials, parallel_data, spectrum_heatmap_data
 from .style import OKABE_ITO, colors
@@ -301,8 +302,6 @@ def trials_frame(analysis: Analysis) -> pd.DataFrame:
 def render_html(analysis: Analysis, spec: Optional[dict] = None, search: Optional[dict] = None,
                 heatmap_trials: Optional[Sequence[str]] = None) -> str:
     """The text of report.html."""
-    from .report import search_view, smoke_caps  # report imports this module lazily
-    from .importance import read_spec
 
     spec = spec if spec is not None else read_spec(analysis.sweep.root)
     search = search if search is not None else search_view(analysis, spec)

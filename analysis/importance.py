@@ -146,3 +146,22 @@ def param_importance(table: pd.DataFrame, params: list[str], mode: str = "min",
     note = (f"fANOVA on {'log10 ' if log_value else ''}objective over {len(rows)} trials "
             f"({int(rows['censored'].sum())} censored, at their lower bound)")
     return out, note
+
+
+def search_view(analysis: Analysis, spec: dict, seed: int = 0) -> dict:
+    """The searcher's view: objective per trial, metric/mode, fANOVA importances and their note."""
+    objective, metric, mode = objective_table(analysis, spec)
+    params = collapse_params(objective, param_columns(analysis))
+    importance, note = param_importance(objective, params, mode, seed=seed)
+    return {"objective": objective, "metric": metric, "mode": mode, "params": params, "importance": importance,
+            "importance_note": note, "search": spec.get("search", "grid")}
+
+
+def smoke_caps(analysis: Analysis, spec: dict) -> Optional[str]:
+    """'steps <= 40, n_samples <= 256' when the sweep ran with --smoke (sweep.json says so), else None."""
+    if not spec.get("smoke"):
+        return None
+    tr = analysis.sweep.trials
+    caps = [f"{c} <= {int(tr[c].max())}" for c in ("steps", "n_samples", "n_data", "n_eval")
+            if c in tr and len(tr) and pd.notna(tr[c].max())]
+    return ", ".join(caps) or "capped sizes"

@@ -18,15 +18,12 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from drift_sweeps.spine.axes import AXES
+
 VARIANT = "variant"
 
-VALUE_WORDS = {
-    "kernel": {"gaussian": "Gaussian", "laplacian": "Laplacian", "cauchy": "Cauchy"},
-    "operator": {"meanshift": "mean-shift", "deng": "Deng", "score": "score", "mmd": "MMD", "sinkhorn": "Sinkhorn"},
-    "schedule": {"constant": "fixed", "exponential": "annealed"},
-    "model": {"particles": "particles", "mlp": "MLP generator"},
-    "target": {"torus1d": "1-D torus", "torus2d": "2-D torus"},
-}
+# registry-backed keys: the labels of spine.axes (one table for the config, the torch registries and here)
+VALUE_WORDS = {key: {name: entry.label for name, entry in table.items()} for key, table in AXES.items()}
 BOOL_WORDS = {"stop_gradient": ("stop-grad", "no stop-grad"), "bandwidth_per_kmax": ("h/K", "h fixed in K")}
 SYMBOLS = {"bandwidth": "h", "rate": "r", "bandwidth_min": "h_min", "k_max": "K", "n_samples": "N",
            "n_data": "M", "dt": "dt", "eps": "eps", "lr": "lr", "sinkhorn_iters": "iters", "k_min": "k_min"}

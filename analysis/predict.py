@@ -15,11 +15,11 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from drift_sweeps.config import defaults
-from drift_sweeps.core.schedules import THEORY_FORM, initial_bandwidth as _h0
-from drift_sweeps.core.theory import SPECTRA, convergence_time, decay_rate, log_decay_exponential
-from drift_sweeps.core.torus import TORUS_DIMS, carries, mode_norms
-from drift_sweeps.core.torus import lowest_mode as _lowest_mode
+from drift_sweeps.spine.config import defaults
+from drift_sweeps.spine.schedules import THEORY_FORM, initial_bandwidth as _h0
+from drift_sweeps.spine.theory import SPECTRA, convergence_time, decay_rate, log_decay_exponential
+from drift_sweeps.spine.torus import TORUS_DIMS, carries, mode_norms
+from drift_sweeps.spine.torus import lowest_mode as _lowest_mode
 
 from .load import Sweep
 
@@ -54,7 +54,7 @@ def theory_status(cfg: Mapping) -> str:
 
 
 def active_mode_norms(target: str, k_min: int, k_max: int) -> list[float]:
-    """|k| of the modes a torus target carries (drift_sweeps.core.torus)."""
+    """|k| of the modes a torus target carries (drift_sweeps.spine.torus)."""
     return mode_norms(TORUS_DIMS[target], k_min, k_max)
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from .fits import CI_LEVEL, LAWS, N_BOOT
 from .formatting import markdown
 from .load import SweepFolderError, load_sweep
-from .importance import collapse_params, objective_table, param_columns, param_importance, read_spec
+from .importance import read_spec, search_view, smoke_caps
 from .plots import (ablation_data, decay_rate_data, default_heatmap_trials, draw_ablation, draw_decay_rates,
                     draw_error_curves, draw_history, draw_importance, draw_parallel, draw_scaling,
                     draw_scaling_by_group, draw_spectrum_heatmaps, error_curve_data, history_data, parallel_data,
@@ -41,15 +41,6 @@ def default_out_dir(sweep_root: str, name: str) -> str:
 
 
 SEARCHES_WITH_HISTORY = ("optuna", "random")
-
-
-def search_view(analysis: Analysis, spec: dict, seed: int = 0) -> dict:
-    """The searcher's view: objective per trial, metric/mode, fANOVA importances and their note."""
-    objective, metric, mode = objective_table(analysis, spec)
-    params = collapse_params(objective, param_columns(analysis))
-    importance, note = param_importance(objective, params, mode, seed=seed)
-    return {"objective": objective, "metric": metric, "mode": mode, "params": params, "importance": importance,
-            "importance_note": note, "search": spec.get("search", "grid")}
 
 
 def draw_all(analysis: Analysis, out_dir: str, heatmap_trials: Optional[Sequence[str]] = None,
@@ -78,16 +69,6 @@ def draw_all(analysis: Analysis, out_dir: str, heatmap_trials: Optional[Sequence
     figures["parallel"] = draw_parallel(parallel_data(search["objective"], search["params"], search["metric"]),
                                         os.path.join(fig_dir, "parallel"))
     return figures
-
-
-def smoke_caps(analysis: Analysis, spec: dict) -> Optional[str]:
-    """'steps <= 40, n_samples <= 256' when the sweep ran with --smoke (sweep.json says so), else None."""
-    if not spec.get("smoke"):
-        return None
-    tr = analysis.sweep.trials
-    caps = [f"{c} <= {int(tr[c].max())}" for c in ("steps", "n_samples", "n_data", "n_eval")
-            if c in tr and len(tr) and pd.notna(tr[c].max())]
-    return ", ".join(caps) or "capped sizes"
 
 
 def _fig(figures: dict[str, list[str]], name: str, out_dir: str, alt: str) -> str:

@@ -577,7 +577,7 @@ def run_sweep_comparison(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import torch
 
-    from drift_sweeps.config import TrialConfig
+    from drift_sweeps.spine.config import TrialConfig
     from drift_sweeps.spaces import load_space
     from drift_sweeps.trial import run_trial
 

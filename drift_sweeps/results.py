@@ -20,8 +20,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from . import record
-from .config import defaults, field_types
+from .spine import record
+from .spine.config import defaults, field_types
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def _arrow_fields(types: Mapping[str, Any]) -> list[pa.Field]:
     return [pa.field(name, _ARROW_OF_PY[tp]) for name, tp in types.items()]
 
 
-# Fixed columns of `trials`: identity, the summary record (drift_sweeps.record), provenance; every
+# Fixed columns of `trials`: identity, the summary record (drift_sweeps.spine.record), provenance; every
 # TrialConfig key is added as its own column after these.
 TRIAL_FIELDS: list[pa.Field] = [
     pa.field("schema_version", pa.int32(), nullable=False),

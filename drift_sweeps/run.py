@@ -29,8 +29,8 @@ from typing import Any, Optional, Sequence
 
 from . import results
 from .ray_compat import last_cluster_address
-from .config import ConfigError
-from .record import STATUSES
+from .spine.config import ConfigError
+from .spine.record import STATUSES
 from .spaces import (MAX_TRIALS, SearchSpace, SpaceError, check_gpus, check_name, list_spaces, load_space,
                      parse_overrides, spaces_dir)
 
@@ -579,7 +579,7 @@ def run_sweep(p: Plan, args: argparse.Namespace, interrupts: Optional["Interrupt
 
     from . import live
     from .progress import ProgressReporter
-    from .record import CURVE_METRICS
+    from .spine.record import CURVE_METRICS
     from .tune_adapter import make_trainable, scheduler, search_alg
     from .writer import ResultsWriter
 
@@ -726,7 +726,7 @@ def _grid_key(space: SearchSpace, config: dict[str, Any]) -> str:
 
 def _objective(space: SearchSpace, row: dict[str, Any]) -> float:
     """The searcher's value of a finished trial's row (what Optuna is told on resume)."""
-    from . import record
+    from .spine import record
 
     if space.metric == record.OBJECTIVE:
         value = record.objective(row, row["eps"], row["steps"] * row["dt"])

@@ -17,7 +17,8 @@ import time
 import traceback
 from typing import Any, Callable
 
-from . import record, results
+from . import results
+from .spine import record
 from .spaces import VARIANT_PARAM, SearchSpace, SpaceError, jsonable
 
 log = logging.getLogger(__name__)

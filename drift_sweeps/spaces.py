@@ -19,8 +19,8 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import yaml
 
-from . import record
-from .config import ConfigError, TrialConfig, defaults, field_types, type_name
+from .spine import record
+from .spine.config import ConfigError, TrialConfig, defaults, field_types, type_name
 
 SEARCHES = ("grid", "random", "optuna")
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint")

@@ -12,8 +12,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from . import record
-from .config import TrialConfig
+from .spine import record
+from .spine.config import TrialConfig
 from .core import quality
 from .core.digits import DigitsTarget, digits_classifier, digits_floors, digits_metrics
 from .core.generators import Generator, GeneratorSpec, build_generator
@@ -21,8 +21,9 @@ from .core.geometry import distance
 from .core.loss import drift_loss
 from .core.metrics import energy_distance, frequencies, spectrum_error
 from .core.operators import FieldSpec
-from .core.schedules import bandwidth_at
-from .core.targets import Target, TargetSpec, make_target
+from .spine.schedules import bandwidth_at
+from .core.catalog import make_target
+from .core.targets import Target, TargetSpec
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from typing import Any, Callable, Optional
 
 from ray import tune
 
-from . import __version__, record
+from . import __version__
+from .spine import record
 from .spaces import VARIANT_PARAM, SearchSpace
 from .trial import resolve_device, run_trial, versions
 

@@ -24,7 +24,8 @@ from typing import Any, Mapping, Optional
 from ray import tune
 from ray.tune.experiment import Trial
 
-from . import record, results
+from . import results
+from .spine import record
 from .progress import ProgressReporter
 from .spaces import VARIANT_PARAM, SearchSpace, jsonable
 from .tune_adapter import ATTEMPT_KEY, CONTEXT_KEYS, SUMMARY_KEY

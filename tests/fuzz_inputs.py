@@ -3,7 +3,7 @@
 Every generated case is invalid; the CLI must answer each with exit status 2 and a one-line
 `error: ...` message on stderr that names the problem, before Ray starts, within CASE_LIMIT_S.
 New config keys are fuzzed automatically: the float, int and list keys are read from
-`drift_sweeps.config.field_types()`.
+`drift_sweeps.spine.config.field_types()`.
 
 Used by tests/test_fuzz_inputs.py; also runnable against another checkout (e.g. an older commit
 in a git worktree) to count how each class of input was handled there:
@@ -76,7 +76,7 @@ def _text_with(doc: dict[str, Any], placeholder: str, yaml_text: str) -> bytes:
 
 def generate(seed: int = 0) -> list[Case]:
     """Every class of malformed input; deterministic for a seed (the seed picks random filler values)."""
-    from drift_sweeps.config import TrialConfig, field_types
+    from drift_sweeps.spine.config import TrialConfig, field_types
 
     rng = random.Random(seed)
     types = field_types()

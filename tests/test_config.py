@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drift_sweeps.config import ConfigError, TrialConfig
+from drift_sweeps.spine.config import ConfigError, TrialConfig
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_inputs  # noqa: E402
 
 from drift_sweeps import run as run_module  # noqa: E402
-from drift_sweeps.config import field_types  # noqa: E402
+from drift_sweeps.spine.config import field_types  # noqa: E402
 
 CLASSES = ("nonfinite", "int_bounds", "flags", "yaml", "types")
 

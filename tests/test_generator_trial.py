@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from drift_sweeps import record
-from drift_sweeps.config import ConfigError, TrialConfig
+from drift_sweeps.spine import record
+from drift_sweeps.spine.config import ConfigError, TrialConfig
 from drift_sweeps.core.generators import GENERATORS
 from drift_sweeps.core.loss import drift_loss, feature_scale, multi_bandwidth_drift
 from drift_sweeps.core.operators import OPERATORS, FieldSpec, drift

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drift_sweeps.config import TrialConfig
+from drift_sweeps.spine.config import TrialConfig
 from drift_sweeps.run import main
 from drift_sweeps.trial import run_trial
 

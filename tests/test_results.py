@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from drift_sweeps import results
-from drift_sweeps.config import TrialConfig
+from drift_sweeps.spine.config import TrialConfig
 
 def reports(n_evals: int, freqs=([1], [2])) -> list[dict]:
     """Reports shaped like run_trial's."""

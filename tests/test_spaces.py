@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from drift_sweeps import run as run_module
-from drift_sweeps.config import TrialConfig
+from drift_sweeps.spine.config import TrialConfig
 from drift_sweeps.run import main
 from drift_sweeps.spaces import (SearchSpace, SpaceError, find_space, list_spaces, load_space, parse_overrides,
                                  parse_space, spaces_dir)

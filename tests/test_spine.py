@@ -23,7 +23,7 @@ def _loaded_modules(code: str) -> list[str]:
     return done.stdout.split()
 
 
-@pytest.mark.parametrize("module", ["drift_sweeps.config", "drift_sweeps.record", "drift_sweeps.results",
+@pytest.mark.parametrize("module", ["drift_sweeps.spine.config", "drift_sweeps.spine.record", "drift_sweeps.results",
                                     "drift_sweeps.spaces", "drift_sweeps.run"])
 def test_spine_modules_import_without_torch_or_ray(module):
     loaded = _loaded_modules(f"import {module}")
@@ -40,7 +40,7 @@ def test_cli_help_imports_neither_torch_nor_ray():
 
 def test_config_field_types_drive_the_trials_schema():
     from drift_sweeps import results
-    from drift_sweeps.config import field_types
+    from drift_sweeps.spine.config import field_types
 
     schema = results.trials_schema()
     assert set(field_types()) <= set(schema.names)
@@ -49,7 +49,7 @@ def test_config_field_types_drive_the_trials_schema():
 
 
 def test_config_error_carries_the_key():
-    from drift_sweeps.config import ConfigError, TrialConfig
+    from drift_sweeps.spine.config import ConfigError, TrialConfig
 
     with pytest.raises(ConfigError) as err:
         TrialConfig.from_dict({"k_max": 2, "k_min": 3})
@@ -60,7 +60,8 @@ def test_config_error_carries_the_key():
 
 
 def test_summary_and_curve_names_are_one_record():
-    from drift_sweeps import record, results
+    from drift_sweeps import results
+    from drift_sweeps.spine import record
 
     assert results.CURVES_SCHEMA.names == ["trial_id", *record.CURVE_METRICS]
     trial_cols = [f.name for f in results.TRIAL_FIELDS]

@@ -22,9 +22,9 @@ import pyarrow.dataset as pads
 import pytest
 
 from drift_sweeps import results
-from drift_sweeps.config import TrialConfig
+from drift_sweeps.spine.config import TrialConfig
 from drift_sweeps.run import main
-from drift_sweeps.record import time_to_eps
+from drift_sweeps.spine.record import time_to_eps
 from drift_sweeps.trial import FAULT_ENV
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from drift_sweeps.config import TrialConfig
-from drift_sweeps.core import theory
-from drift_sweeps.record import CURVE_METRICS
+from drift_sweeps.spine.config import TrialConfig
+from drift_sweeps.spine import theory
+from drift_sweeps.spine.record import CURVE_METRICS
 from drift_sweeps.trial import FAULT_ENV, InjectedFailure, run_trial
 
 

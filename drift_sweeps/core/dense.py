@@ -17,7 +17,7 @@ import torch
 from .field import FieldSpec, Operator, sum_over_scales
 from .geometry import displacement, image_offsets
 from .kernels import log_kernel
-from .registry import Registry
+from ..spine.registry import Registry
 
 DENSE_OPERATORS: Registry[Operator] = Registry("operator")
 

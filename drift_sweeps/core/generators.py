@@ -33,7 +33,7 @@ from typing import Callable, Optional
 import torch
 
 from .geometry import TWO_PI, wrap
-from .registry import Registry
+from ..spine.registry import Registry
 
 
 @dataclass(frozen=True)

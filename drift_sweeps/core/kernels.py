@@ -18,7 +18,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from .registry import Registry
+from ..spine.registry import Registry
 
 LogKernel = Callable[[torch.Tensor, float, int], torch.Tensor]
 

@@ -1,4 +1,4 @@
-"""Per-frequency errors and a sample distance (the N-sample noise floor is `drift_sweeps.record.noise_floor`)."""
+"""Per-frequency errors and a sample distance (the N-sample noise floor is `drift_sweeps.spine.record.noise_floor`)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ import torch
 from . import spectral, streaming
 from .dense import DENSE_OPERATORS, sinkhorn_conditional, weighted_displacement
 from .field import BACKENDS, FieldSpec, Operator
-from .registry import Registry
+from ..spine.registry import Registry
 
 __all__ = [
     "BACKENDS", "DENSE_OPERATORS", "OPERATORS", "FieldSpec", "Operator", "drift", "needs_grad",

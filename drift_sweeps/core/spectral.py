@@ -44,7 +44,7 @@ from typing import Optional
 
 import torch
 
-from . import theory
+from ..spine import theory
 from .field import FieldSpec
 from .geometry import TWO_PI
 from .kernels import KERNELS

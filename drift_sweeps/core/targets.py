@@ -14,8 +14,8 @@ from typing import Callable, Optional
 import torch
 
 from .geometry import TWO_PI
-from .registry import Registry
-from .torus import TORUS_DIMS, lowest_mode, mode_vectors
+from ..spine.registry import Registry
+from ..spine.torus import TORUS_DIMS, lowest_mode, mode_vectors
 
 
 @dataclass(frozen=True)
@@ -271,12 +271,3 @@ def file_target(spec: TargetSpec) -> Target:
         return data[torch.randint(0, data.shape[0], (n,), generator=gen)]
 
     return PlaneTarget("file", sample, dim=data.shape[1])
-
-
-# more targets, registered into TARGETS on import: the 2-D toys and the bundled digits
-from . import digits, toys  # noqa: E402,F401  (after TARGETS exists: they import it)
-
-
-def make_target(name: str, spec: TargetSpec) -> Target:
-    """Build the registered target `name`."""
-    return TARGETS.get(name)(spec)

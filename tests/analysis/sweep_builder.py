@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Sequence
 
 from drift_sweeps import results
-from drift_sweeps.config import TrialConfig
+from drift_sweeps.spine.config import TrialConfig
 from drift_sweeps.trial import run_trial
 
 BASE = dict(steps=40, n_samples=128, n_data=128, n_eval=128, eval_every=5, device="cpu")

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from drift_sweeps.core import theory
+from drift_sweeps.spine import theory
 from drift_sweeps.core.kernels import KERNELS, log_kernel
 from drift_sweeps.core.metrics import empirical_fourier, frequencies
-from drift_sweeps.record import noise_floor
+from drift_sweeps.spine.record import noise_floor
 from drift_sweeps.core.operators import OPERATORS, FieldSpec, drift
-from drift_sweeps.core.schedules import SCHEDULES, bandwidth_at
-from drift_sweeps.core.targets import TARGETS, TargetSpec, make_target
+from drift_sweeps.spine.schedules import SCHEDULES, bandwidth_at
+from drift_sweeps.core.catalog import TARGETS, make_target
+from drift_sweeps.core.targets import TargetSpec
 
 
 @pytest.fixture(scope="module")

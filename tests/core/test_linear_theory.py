@@ -15,10 +15,10 @@ import math
 import pytest
 import torch
 
-from drift_sweeps.core import theory
+from drift_sweeps.spine import theory
 from drift_sweeps.core.geometry import wrap
 from drift_sweeps.core.operators import FieldSpec, drift
-from drift_sweeps.core.schedules import bandwidth_at
+from drift_sweeps.spine.schedules import bandwidth_at
 
 from .helpers import mode, quantile_particles, uniform_grid
 

@@ -10,7 +10,8 @@ import torch
 from drift_sweeps.core.kernels import KERNELS
 from drift_sweeps.core.loss import drift_loss
 from drift_sweeps.core.operators import OPERATORS, FieldSpec, drift, sinkhorn_conditional
-from drift_sweeps.core.targets import TargetSpec, make_target
+from drift_sweeps.core.catalog import make_target
+from drift_sweeps.core.targets import TargetSpec
 
 torch.set_default_dtype(torch.float32)
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from drift_sweeps.core import digits, toys  # noqa: F401  (registers the targets)
-from drift_sweeps.core.targets import TARGETS, TargetSpec, make_target
+from drift_sweeps.core.catalog import TARGETS, make_target
+from drift_sweeps.core.targets import TargetSpec
 
 TOYS = ["bimodal_between", "bimodal_far", "bimodal_collapsed", "eight_gaussians", "moons"]
 

@@ -1,7 +1,7 @@
 """The one validated trial configuration.  Every default is defined here, once.
 
-Imports no torch: registry names (kernels, operators, ...) are looked up when a value is
-validated, so argument parsing, `--help` and the analysis can use `TrialConfig` and its field
+Imports no torch: registry names (kernels, operators, ...) are looked up in the torch-free table
+`spine.axes`, so argument parsing, `--help` and the analysis can use `TrialConfig` and its field
 types without loading the math.
 """
 
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import json
 import math
 import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
-from .core.schedules import initial_bandwidth
-from .core.torus import TORUS_DIMS
+from . import axes
+from .schedules import initial_bandwidth
+from .torus import TORUS_DIMS
 
 
 class ConfigError(ValueError):
@@ -146,24 +146,13 @@ def type_name(tp: Any) -> str:
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", Optional[str]: "str or null",
                tuple[float, ...]: "list of floats"}
 
-# Registry-backed keys: (module, registry) looked up when a value is validated (imports torch then).
-_REGISTRIES = {
-    "target": ("drift_sweeps.core.targets", "TARGETS"),
-    "kernel": ("drift_sweeps.core.kernels", "KERNELS"),
-    "operator": ("drift_sweeps.core.operators", "OPERATORS"),
-    "schedule": ("drift_sweeps.core.schedules", "SCHEDULES"),
-    "model": ("drift_sweeps.core.generators", "GENERATORS"),
-}
-
-
 def registry_names(key: str) -> list[str]:
-    """The registered names allowed for a registry-backed key."""
-    module, attr = _REGISTRIES[key]
-    return getattr(importlib.import_module(module), attr).names()
+    """The names allowed for a registry-backed key (the torch-free table `spine.axes`)."""
+    return axes.names(key)
 
 
 _CHOICES = {
-    **{key: functools.partial(registry_names, key) for key in _REGISTRIES},
+    **{key: functools.partial(registry_names, key) for key in axes.AXES},
     "noise_sampler": lambda: ["stratified", "iid"],
     "phase": lambda: ["random", "zero"],
     "target_modes": lambda: ["band", "single"],

@@ -1,4 +1,7 @@
-"""A tiny name -> object registry shared by every axis (kernels, operators, schedules, targets)."""
+"""A tiny name -> object registry shared by every axis (kernels, operators, schedules, targets, models).
+
+A registry of an axis listed in `spine.axes.AXES` accepts only the names listed there, so the
+torch-free table and the implementations cannot drift apart."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ class Registry(Generic[T]):
     def __init__(self, axis: str) -> None:
         self.axis = axis
         self._entries: dict[str, T] = {}
+        self._allowed = _allowed(axis)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers `obj` under `name` (names are unique)."""
@@ -20,6 +24,8 @@ class Registry(Generic[T]):
         def wrap(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.axis} {name!r} is already registered")
+            if self._allowed is not None and name not in self._allowed:
+                raise ValueError(f"{self.axis} {name!r} is not in drift_sweeps/spine/axes.py; add its entry there")
             self._entries[name] = obj
             return obj
 
@@ -45,3 +51,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
+
+
+def _allowed(axis: str):
+    """The names `spine.axes` lists for this axis, or None for an axis without a table."""
+    from .axes import AXES, REGISTRY_AXIS
+
+    table = AXES.get(REGISTRY_AXIS.get(axis, axis))
+    return None if table is None else frozenset(table)
