@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Optional
 
-from . import axes
+from . import axes, metrics
 from .schedules import initial_bandwidth
 from .torus import TORUS_DIMS
 
@@ -77,7 +77,8 @@ class TrialConfig:
     fourier_features: int = 8  # fourier: harmonics per angle (torus) or random features (plane)
     steps: int = 2000  # step budget in steps (t = step * dt); the trial ends earlier when converged
     eval_every: int = 10  # steps between reports
-    eps: float = 0.1  # converged when the worst relative error <= eps
+    eps: float = 0.1  # converged when the metric `converge_on` <= eps
+    converge_on: str = "worst_rel_error"  # the metric convergence is defined on (any 'min' metric of spine.metrics)
     n_eval: int = 1024  # samples used for the sample distance and quality metrics (and their data floors)
     samples_kept: int = 256  # samples of the last evaluation stored in the `samples` table (0 = none)
     seed: int = 0  # seeds every random draw of the trial
@@ -158,6 +159,7 @@ _CHOICES = {
     "target_modes": lambda: ["band", "single"],
     "sampler": lambda: ["stratified", "iid"],
     "device": lambda: ["auto", "cpu", "cuda"],
+    "converge_on": metrics.quality_metrics,
 }
 
 # Bounds every value of a type respects, whatever the key (what Parquet, torch and JSON can hold).

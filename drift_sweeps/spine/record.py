@@ -10,37 +10,21 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional
 
-# Metrics of every evaluation, in report order, with their Python types.  The names are identical in
-# `tune.report`, the `curves` Parquet table and the plot labels.
-CURVE_METRICS: dict[str, type] = {
-    "step": int,  # optimisation steps taken
-    "t": float,  # continuous time t = step * dt (what the schedules and the theory use)
-    "bandwidth": float,  # h(t) used for this step's field
-    "loss": float,  # the drift loss E|V|^2 (stop-gradient form)
-    "drift_rms": float,  # sqrt(E|V|^2) of this step's field
-    "worst_rel_error": float,  # the convergence measure (see `converged`)
-    "sample_distance": float,  # energy distance between the samples and a fixed data draw
-    # sample quality of plane targets (null on the torus); each has a data-vs-data floor in the summary
-    "sliced_w2": float,  # squared sliced Wasserstein-2 to the fixed data draw (128 directions)
-    "mmd2": float,  # squared MMD to the fixed data draw, Gaussian kernels at 0.25-4 x the data's RMS scale
-    "frechet_distance": float,  # digits: Frechet distance to the held-out split in the classifier's features
-    "class_coverage": float,  # digits: share of classes predicted for >= 10% of their uniform share
-    "class_kl": float,  # digits: KL(predicted class histogram || uniform), nats
-    "class_max_deviation": float,  # digits: max_c |share_c - 1/10|
-}
+from .metrics import DEFAULT_CONVERGE_ON, FINAL_PREFIX, FLOOR_SUFFIX, METRICS
+
+# Metrics of every evaluation, in report order, with their Python types (the table is `spine.metrics`).
+# The names are identical in `tune.report`, the `curves` Parquet table and the plot labels.
+CURVE_METRICS: dict[str, type] = {m.name: m.type for m in METRICS}
 
 # Columns added after SCHEMA_VERSION 1 was first written: files without them still read (as null).
-QUALITY_METRICS = ("sliced_w2", "mmd2", "frechet_distance", "class_coverage", "class_kl", "class_max_deviation")
+QUALITY_METRICS = tuple(m.name for m in METRICS if m.since_v1)
 
 # Reference values measured once per trial, before training (summary fields, null where they do not
-# apply): each quality metric between two independent data draws of n_eval samples (`_floor`; for the
+# apply): each metric with a floor between two independent data draws of n_eval samples (`_floor`; for the
 # digits: n_eval training images against the held-out split), and two digit baselines: a Gaussian
 # fitted to the training split (`_gaussian`) and independent per-pixel Gaussian noise (`_noise`).
 FLOOR_FIELDS: dict[str, type] = {
-    "sample_distance_floor": float,
-    "sliced_w2_floor": float,
-    "mmd2_floor": float,
-    "frechet_distance_floor": float,
+    **{m.name + FLOOR_SUFFIX: float for m in METRICS if m.floor},
     "frechet_distance_gaussian": float,
     "frechet_distance_noise": float,
     "classifier_accuracy": float,  # digits: the feature classifier's accuracy on the held-out split
@@ -58,25 +42,16 @@ STATUSES = (CONVERGED, CENSORED, DIVERGED, ERROR)
 # The summary record of a finished trial (the `trials` table's measured columns), with types.
 SUMMARY_FIELDS: dict[str, type] = {
     "status": str,  # one of STATUSES
-    "convergence_time": float,  # first t with worst_rel_error <= eps; None unless converged
+    "convergence_time": float,  # first t with <converge_on> <= eps; None unless converged
     "steps_run": int,
     "t_final": float,
-    "final_loss": float,
-    "final_drift_rms": float,
-    "final_worst_rel_error": float,
-    "final_sample_distance": float,
+    **{FINAL_PREFIX + m.name: m.type for m in METRICS if m.final and not m.since_v1},
     "noise_floor": float,  # 1/sqrt(n_samples): the error level sampling noise alone leaves
     "wall_time_s": float,  # the trial's own run time
     "device_used": str,  # cpu, cuda, ... (the config's `device` is the request)
-    "final_sliced_w2": float,
-    "final_mmd2": float,
-    "final_frechet_distance": float,
-    "final_class_coverage": float,
-    "final_class_kl": float,
-    "final_class_max_deviation": float,
+    **{FINAL_PREFIX + m.name: m.type for m in METRICS if m.final and m.since_v1},
     **FLOOR_FIELDS,
 }
-FINAL_PREFIX = "final_"  # final_<metric> is the metric at the trial's last evaluation
 ADDED_LATER = frozenset({*QUALITY_METRICS, *(FINAL_PREFIX + m for m in QUALITY_METRICS), *FLOOR_FIELDS})
 
 # The searcher objective (Tune's `metric`): the convergence time, extrapolated while not converged.
@@ -85,7 +60,8 @@ NO_PROGRESS_FACTOR = 10.0  # the objective of a trial without progress: this x i
 
 
 def converged(step: Any, worst_rel_error: Any, eps: Any) -> Any:
-    """The convergence rule: an evaluation after the start with worst_rel_error <= eps.
+    """The convergence rule: an evaluation after the start with the convergence metric (`converge_on`,
+    by default worst_rel_error) <= eps.
 
     Works on scalars and, element-wise, on pandas Series / numpy arrays.
     """
@@ -135,9 +111,10 @@ def summary(status: str, last: Mapping[str, Any], *, convergence_time: Optional[
     return out
 
 
-def objective(summary_record: Mapping[str, Any], eps: float, t_budget: float) -> float:
+def objective(summary_record: Mapping[str, Any], eps: float, t_budget: float,
+              converge_on: str = DEFAULT_CONVERGE_ON) -> float:
     """The searcher objective of a finished trial (its convergence time, else the extrapolation)."""
     if summary_record.get("status") == CONVERGED:
         return float(summary_record["convergence_time"])
     t = summary_record.get("t_final")
-    return time_to_eps(t if t is not None else 0.0, summary_record.get("final_worst_rel_error"), eps, t_budget)
+    return time_to_eps(t if t is not None else 0.0, summary_record.get(FINAL_PREFIX + converge_on), eps, t_budget)

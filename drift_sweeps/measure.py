@@ -1,0 +1,162 @@
+"""What a trial measures at an evaluation: one measurer per metric source of `spine.metrics`.
+
+`Evaluation(cfg, target, device, eval_gen)` is built once per trial, before the model (it draws the fixed
+evaluation data and the quality floors from `eval_gen`, in that order); calling it on samples returns every
+curve metric it can compute (the others stay None) plus the per-frequency errors.  A new metric source is
+one `MEASURERS` entry: a factory `(cfg, target, ctx) -> Optional[callable(xs) -> dict]` returning None
+where the source does not apply to the target.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import torch
+
+from .core import quality
+from .core.digits import DigitsTarget, digits_classifier, digits_floors, digits_metrics
+from .core.geometry import distance
+from .core.metrics import energy_distance, frequencies, spectrum_error
+from .core.targets import Target
+from .spine import record
+from .spine.config import TrialConfig
+from .spine.metrics import DEFAULT_CONVERGE_ON
+
+Measurer = Callable[[torch.Tensor], dict[str, Any]]
+
+
+class Context:
+    """What the measurers share: the fixed evaluation data, the metric seed, floors found so far."""
+
+    def __init__(self, cfg: TrialConfig, target: Target, eval_data: torch.Tensor, gen: torch.Generator) -> None:
+        self.cfg, self.target, self.eval_data, self.gen = cfg, target, eval_data, gen
+        self.metric_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))  # one set of directions
+        self.floors: dict[str, Any] = {}
+        self.spectrum_k: list = []  # the frequencies of the per-frequency errors (torus targets)
+
+
+def _spectrum(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
+    """Torus targets: per-frequency errors, the worst relative error over the target's modes and the energy
+    distance on the torus (relative to its first value where the target has no spectrum)."""
+    if not target.periodic:
+        return None
+    freqs = frequencies(target.dim, cfg.k_max)
+    exact = target.fourier(freqs)
+    if exact is None:
+        freqs = None
+    active = _active_index(target, freqs)
+    # per-mode error scale: |phi_p(k)|, the error of the uniform law.  Particles start uniform, so
+    # this is e_k(0); a generator starts far from uniform (a near point mass has e_k(0) ~ 1), and
+    # dividing by e_k(0) would call it converged as soon as it spreads out, before any mode is fitted.
+    scale = exact.abs().clamp_min(1e-300) if exact is not None else None
+    spectrum_k = ctx.spectrum_k = freqs.tolist() if freqs is not None else []
+    first: list[float] = []
+
+    def measure(xs: torch.Tensor) -> dict[str, Any]:
+        dist = energy_distance(xs, ctx.eval_data, True)
+        if not first:
+            first.append(dist)
+        out = {"sample_distance": dist, "spectrum_k": spectrum_k, "spectrum_error": []}
+        if freqs is not None:
+            err = spectrum_error(xs, freqs, exact)
+            out["spectrum_error"] = err.tolist()
+            if active is not None and active.numel() > 0:
+                out["worst_rel_error"] = float((err[active] / scale[active]).max())
+                return out
+        out["worst_rel_error"] = dist / first[0] if first[0] > 0 else math.nan
+        return out
+
+    return measure
+
+
+def _plane(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
+    """Plane targets: energy distance, sliced W2 and MMD to the fixed data draw, their data-vs-data floors, and
+    the worst relative error as the energy distance's excess over its floor in units of the data's mean
+    pairwise distance, max(d - floor, 0) / E|Y - Y'| (independent of where the model starts)."""
+    if target.periodic:
+        return None
+    data = ctx.eval_data
+    n = min(data.shape[0], 1024)
+    unit = float(distance(data[:n], data[:n], False).sum()) / (n * (n - 1))
+    scale = quality.rms_scale(data) / math.sqrt(2.0) + 1e-12
+
+    def metrics(xs: torch.Tensor) -> dict[str, Any]:
+        gen = torch.Generator().manual_seed(ctx.metric_seed)
+        out = quality.plane_metrics(xs, data, scale, gen)
+        return {"sample_distance": out["energy_distance"], "sliced_w2": out["sliced_w2"], "mmd2": out["mmd2"]}
+
+    other = target.sample(cfg.n_eval, ctx.gen).to(data.device)
+    ctx.floors.update({f"{k}_floor": v for k, v in metrics(other).items()})
+    floor = ctx.floors["sample_distance_floor"]
+
+    def measure(xs: torch.Tensor) -> dict[str, Any]:
+        out = metrics(xs)
+        out["worst_rel_error"] = max(out["sample_distance"] - floor, 0.0) / unit if unit else math.nan
+        return out
+
+    return measure
+
+
+def _digits(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
+    """Digits: Frechet distance and class coverage in a small classifier's features, with three references."""
+    if not isinstance(target, DigitsTarget):
+        return None
+    floors = digits_floors(cfg.n_eval, ctx.gen)
+    ctx.floors.update({k: floors[k] for k in ("frechet_distance_floor", "frechet_distance_gaussian",
+                                              "frechet_distance_noise")})
+    ctx.floors["classifier_accuracy"] = digits_classifier().test_accuracy
+    return digits_metrics
+
+
+# metric source -> factory; run in this order (the plane floors draw from the evaluation generator first)
+MEASURERS: dict[str, Callable[[TrialConfig, Target, Context], Optional[Measurer]]] = {
+    "spectrum": _spectrum,
+    "plane": _plane,
+    "digits": _digits,
+}
+
+
+class Evaluation:
+    """Every metric of an evaluation; `floors` holds the trial's FLOOR_FIELDS values."""
+
+    def __init__(self, cfg: TrialConfig, target: Target, device: torch.device, gen: torch.Generator) -> None:
+        eval_data = target.sample(cfg.n_eval, gen).to(device)
+        self.ctx = Context(cfg, target, eval_data, gen)
+        self.measurers = [m for m in (f(cfg, target, self.ctx) for f in MEASURERS.values()) if m is not None]
+        self.floors = self.ctx.floors
+        self.n_eval = cfg.n_eval
+        self.converge_on = getattr(cfg, "converge_on", DEFAULT_CONVERGE_ON)
+        self._subset: Optional[torch.Tensor] = None
+
+    def __call__(self, xs: torch.Tensor) -> dict[str, Any]:
+        """Curve metrics (None where they do not apply) and the spectrum keys of samples xs."""
+        if xs.shape[0] > self.n_eval:  # many particles: the same random n_eval of them at every eval
+            if self._subset is None:
+                gen = torch.Generator().manual_seed(self.ctx.metric_seed)
+                self._subset = torch.randperm(xs.shape[0], generator=gen)[: self.n_eval].to(xs.device)
+            xs = xs[self._subset]
+        out: dict[str, Any] = {"spectrum_k": self.ctx.spectrum_k, "spectrum_error": []}
+        for measure in self.measurers:
+            out.update(measure(xs))
+        return out
+
+    def failed(self) -> dict[str, Any]:
+        """The metrics of an evaluation whose samples are not finite."""
+        spectrum_k = self.ctx.spectrum_k
+        return {"worst_rel_error": math.nan, "sample_distance": math.nan, "spectrum_k": spectrum_k,
+                "spectrum_error": [math.nan] * len(spectrum_k)}
+
+    def done(self, metrics: dict[str, Any]) -> bool:
+        """The convergence rule on this trial's `converge_on` metric."""
+        value = metrics.get(self.converge_on)
+        return value is not None and bool(record.converged(metrics["step"], value, self.ctx.cfg.eps))
+
+
+def _active_index(target: Target, freqs: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Indices into freqs of the modes the target carries (where relative error is defined)."""
+    modes = target.active_modes()
+    if freqs is None or modes is None:
+        return None
+    hit = (freqs.unsqueeze(1) == modes.unsqueeze(0)).all(-1).any(1)  # (F,)
+    return torch.nonzero(hit).squeeze(1)

@@ -1,0 +1,63 @@
+"""The metric registry (spine.metrics) is the one table: every entry is produced by a real trial of a target it
+applies to, the Parquet and Tune names derive from it, and `converge_on` stops a trial on any 'min' metric."""
+
+from __future__ import annotations
+
+import pytest
+
+from drift_sweeps import measure
+from drift_sweeps.spine import metrics, record
+from drift_sweeps.spine.config import ConfigError, TrialConfig
+from drift_sweeps.trial import run_trial
+
+# one small trial per metric source: the target it applies to
+SOURCE_TRIALS = {
+    "loop": dict(target="torus1d"),
+    "spectrum": dict(target="torus1d"),
+    "plane": dict(target="eight_gaussians"),
+    "digits": dict(target="digits", model="conv", hidden=8, n_samples=32, n_data=32),
+}
+SMALL = dict(steps=2, eval_every=1, n_samples=64, n_data=64, n_eval=64)
+
+
+def test_every_metric_source_has_a_measurer_and_a_trial():
+    sources = {m.source for m in metrics.METRICS}
+    assert sources - {"loop"} <= set(measure.MEASURERS), sources
+    assert sources <= set(SOURCE_TRIALS)
+
+
+@pytest.mark.parametrize("source", sorted({m.source for m in metrics.METRICS}))
+def test_every_metric_is_produced_where_it_applies(source):
+    reports = []
+    run_trial(TrialConfig.from_dict({**SMALL, **SOURCE_TRIALS[source]}), reports.append)
+    last = reports[-1]
+    assert set(record.CURVE_METRICS) <= set(last)
+    missing = [name for name in metrics.by_source(source) if last[name] is None]
+    assert not missing, f"{source}: not produced: {missing}"
+
+
+def test_record_names_derive_from_the_table():
+    assert list(record.CURVE_METRICS) == [m.name for m in metrics.METRICS]
+    for m in metrics.METRICS:
+        assert (metrics.FINAL_PREFIX + m.name in record.SUMMARY_FIELDS) == m.final
+        assert (m.name + metrics.FLOOR_SUFFIX in record.FLOOR_FIELDS) == m.floor
+
+
+def test_converge_on_any_min_metric():
+    base = dict(target="torus1d", k_max=1, steps=300, eval_every=5, n_samples=256, n_data=256, n_eval=256, dt=0.5)
+    by_error = []
+    default = run_trial(TrialConfig.from_dict(base), by_error.append)
+    assert default["status"] == record.CONVERGED and by_error[-1]["worst_rel_error"] <= 0.1
+    eps = 0.06  # the drift's RMS falls below this before the worst relative error reaches 0.1
+    curves = []
+    other = run_trial(TrialConfig.from_dict({**base, "converge_on": "drift_rms", "eps": eps}), curves.append)
+    assert other["status"] == record.CONVERGED and len(curves) < len(by_error)
+    assert curves[-1]["drift_rms"] <= eps < min([c["drift_rms"] for c in curves[1:-1]], default=1.0)
+    assert curves[-1]["worst_rel_error"] > 0.1
+    assert other["convergence_time"] == curves[-1]["t"]
+
+
+def test_converge_on_rejects_names_that_are_not_min_metrics():
+    for bad in ("step", "class_coverage", "nope"):
+        with pytest.raises(ConfigError, match="converge_on"):
+            TrialConfig.from_dict({"converge_on": bad})
