@@ -34,6 +34,7 @@ class Context:
         self.metric_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))  # one set of directions
         self.floors: dict[str, Any] = {}
         self.spectrum_k: list = []  # the frequencies of the per-frequency errors (torus targets)
+        self.other: Optional[torch.Tensor] = None  # plane: a second data draw (the data-vs-data floors)
 
 
 def _spectrum(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
@@ -86,7 +87,7 @@ def _plane(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]
         out = quality.plane_metrics(xs, data, scale, gen)
         return {"sample_distance": out["energy_distance"], "sliced_w2": out["sliced_w2"], "mmd2": out["mmd2"]}
 
-    other = target.sample(cfg.n_eval, ctx.gen).to(data.device)
+    other = ctx.other = target.sample(cfg.n_eval, ctx.gen).to(data.device)
     ctx.floors.update({f"{k}_floor": v for k, v in metrics(other).items()})
     floor = ctx.floors["sample_distance_floor"]
 
@@ -109,11 +110,32 @@ def _digits(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer
     return digits_metrics
 
 
+OT_SAMPLES = 1000  # exact OT is O(n^3): the first 1000 samples of each side (the published toy protocol's size)
+
+
+def exact_w2(xs: torch.Tensor, ys: torch.Tensor) -> float:
+    """Exact squared W2 between the empirical laws of xs and ys (uniform weights, network simplex of POT)."""
+    import ot  # imported here: only plane trials need it
+
+    a = xs[:OT_SAMPLES].detach().to("cpu", torch.float64).numpy()
+    b = ys[:OT_SAMPLES].detach().to("cpu", torch.float64).numpy()
+    return float(ot.emd2([], [], ot.dist(a, b), numItermax=10**7))
+
+
+def _ot(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
+    """Plane targets: exact W2^2 to the fixed data draw, and its floor between two data draws."""
+    if target.periodic or ctx.other is None:
+        return None
+    ctx.floors["w2_exact_floor"] = exact_w2(ctx.other, ctx.eval_data)
+    return lambda xs: {"w2_exact": exact_w2(xs, ctx.eval_data)}
+
+
 # metric source -> factory; run in this order (the plane floors draw from the evaluation generator first)
 MEASURERS: dict[str, Callable[[TrialConfig, Target, Context], Optional[Measurer]]] = {
     "spectrum": _spectrum,
     "plane": _plane,
     "digits": _digits,
+    "ot": _ot,
 }
 
 

@@ -15,6 +15,7 @@ SOURCE_TRIALS = {
     "loop": dict(target="torus1d"),
     "spectrum": dict(target="torus1d"),
     "plane": dict(target="eight_gaussians"),
+    "ot": dict(target="moons"),
     "digits": dict(target="digits", model="conv", hidden=8, n_samples=32, n_data=32),
 }
 SMALL = dict(steps=2, eval_every=1, n_samples=64, n_data=64, n_eval=64)
@@ -61,3 +62,14 @@ def test_converge_on_rejects_names_that_are_not_min_metrics():
     for bad in ("step", "class_coverage", "nope"):
         with pytest.raises(ConfigError, match="converge_on"):
             TrialConfig.from_dict({"converge_on": bad})
+
+
+def test_exact_w2_against_closed_forms():
+    import torch
+
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    assert abs(measure.exact_w2(x, x + torch.tensor([0.0, 2.0])) - 4.0) < 1e-12  # a translation by 2
+    assert abs(measure.exact_w2(x, x.flip(0))) < 1e-12  # the same set in another order
+    # two points each: the optimal matching pairs nearest neighbours, cost (0.1^2 + 0.2^2) / 2
+    y = torch.tensor([[1.2, 0.0], [0.1, 0.0]], dtype=torch.float64)
+    assert abs(measure.exact_w2(x, y) - 0.025) < 1e-12

@@ -19,7 +19,8 @@ class Metric:
     direction  "min" (smaller is better: a quality or error, usable as `converge_on`), "max", or "" (a
                coordinate such as the step, not a quality).
     source     which measurement produces it: "loop" (the trial loop itself), "spectrum" (torus targets),
-               "plane" (plane targets), "digits", "modes" (targets with known modes), "jacobian" (d >= 2).
+               "plane" (plane targets), "digits", "ot" (exact optimal transport, plane targets), "modes" (targets
+               with known modes), "jacobian" (d >= 2).
     floor      the summary has `<name>_floor`: its value between two independent data draws.
     final      the summary has `final_<name>`: its value at the last evaluation.
     since_v1   absent from sweep files of schema version 1 (those read it as null).
@@ -55,6 +56,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("class_kl", float, "digits: KL(predicted class histogram || uniform), nats", source="digits",
            since_v1=True),
     Metric("class_max_deviation", float, "digits: max_c |share_c - 1/10|", source="digits", since_v1=True),
+    Metric("w2_exact", float, "plane: exact squared Wasserstein-2 to the fixed data draw (optimal transport, POT), "
+           "on the first 1000 samples of each", source="ot", floor=True, since_v1=True),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
