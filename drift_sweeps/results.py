@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -147,8 +148,15 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
         pass  # never written, or already gone
 
 
+# A compacted file holds the rows of many trials (`compaction.compact`); every other file is one trial's,
+# named after it.  A trial in a compacted file shadows a per-trial file of the same id (left by a compaction
+# that stopped between writing the part and deleting what it merged), so no row is ever read twice.
+PART_PREFIX = "part-"  # not "_" or ".": pyarrow and pandas skip such names
+
+
 def _safe_name(trial_id: str) -> str:
-    if not trial_id or any(c in trial_id for c in "/\\?#") or trial_id.startswith("."):
+    if (not trial_id or any(c in trial_id for c in "/\\?#") or trial_id.startswith(".")
+            or trial_id.startswith(PART_PREFIX)):
         raise ValueError(f"trial_id {trial_id!r} is not usable as a file name")
     return trial_id
 
@@ -239,17 +247,46 @@ def _is_table_file(path: str) -> bool:
     return base.endswith(".parquet") and not base.startswith(".")  # hidden names are writers' temporaries
 
 
-def table_files(sweep_root: str, table: str) -> tuple[pafs.FileSystem, list[str]]:
-    """(filesystem, paths) of one table's Parquet files, sorted; no paths when the folder is absent."""
+def is_part(path: str) -> bool:
+    """True for a compacted file (the rows of many trials)."""
+    return posixpath.basename(path).startswith(PART_PREFIX)
+
+
+def _part_ids(fs: pafs.FileSystem, parts: Sequence[str]) -> dict[str, list[str]]:
+    """Compacted file -> the trial ids it holds."""
+    out = {}
+    for path in parts:
+        try:
+            out[path] = sorted(set(pq.read_table(path, filesystem=fs, columns=["trial_id"]).column("trial_id")
+                                   .to_pylist()))
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            raise _damaged(path, f"unreadable ({' '.join(str(err).split())[:200]})") from None
+    return out
+
+
+def _listing(sweep_root: str, table: str) -> tuple[pafs.FileSystem, dict[str, list[str]], dict[str, str]]:
+    """(filesystem, compacted file -> its trial ids, trial id -> its per-trial file not shadowed by a part)."""
     fs, folder = resolve(table_uri(sweep_root, table))
     if fs.get_file_info(folder).type != pafs.FileType.Directory:
-        return fs, []
-    return fs, sorted(f.path for f in fs.get_file_info(pafs.FileSelector(folder)) if f.is_file and _is_table_file(f.path))
+        return fs, {}, {}
+    paths = sorted(f.path for f in fs.get_file_info(pafs.FileSelector(folder)) if f.is_file and _is_table_file(f.path))
+    parts = _part_ids(fs, [p for p in paths if is_part(p)])
+    in_parts = {tid for ids in parts.values() for tid in ids}
+    singles = {posixpath.basename(p)[: -len(".parquet")]: p for p in paths if not is_part(p)}
+    return fs, parts, {tid: p for tid, p in singles.items() if tid not in in_parts}
+
+
+def table_files(sweep_root: str, table: str) -> tuple[pafs.FileSystem, list[str]]:
+    """(filesystem, paths) of one table's Parquet files, sorted (compacted files, then per-trial files that no
+    compacted file shadows); no paths when the folder is absent."""
+    fs, parts, singles = _listing(sweep_root, table)
+    return fs, sorted(parts) + sorted(singles.values())
 
 
 def trial_ids(sweep_root: str, table: str = "trials") -> set[str]:
-    """Trial ids that already have a file in `table` (empty if the folder does not exist)."""
-    return {posixpath.basename(p)[: -len(".parquet")] for p in table_files(sweep_root, table)[1]}
+    """Trial ids that already have rows in `table` (empty if the folder does not exist)."""
+    _, parts, singles = _listing(sweep_root, table)
+    return set(singles) | {tid for ids in parts.values() for tid in ids}
 
 
 def _subfolders(fs: pafs.FileSystem, path: str) -> list[str]:
@@ -301,6 +338,8 @@ def _check_files(fs: pafs.FileSystem, files: Sequence[str], table: str) -> None:
     if table != "trials":
         return
     for path in files:
+        if is_part(path):
+            continue  # a compacted file's ids are checked when it is written (one row per trial)
         try:
             ids = pq.read_table(path, filesystem=fs, columns=["trial_id"]).column("trial_id").to_pylist()
         except (pa.ArrowException, OSError, ValueError, KeyError) as err:
@@ -426,10 +465,20 @@ def remove_trials(sweep_root: str, which: Callable[[str], bool]) -> set[str]:
     fs, root = resolve(sweep_root)
     removed: set[str] = set()
     for table in (*TABLES, *OPTIONAL_TABLES):
-        for tid in trial_ids(sweep_root, table):
+        _, parts, singles = _listing(sweep_root, table)
+        for tid, path in singles.items():
             if which(tid):
-                fs.delete_file(f"{root}/{table}/{tid}.parquet")
+                fs.delete_file(path)
                 removed.add(tid)
+        for path, ids in parts.items():
+            gone = [tid for tid in ids if which(tid)]
+            if gone:  # rewrite the compacted file without them (the new file first, then the old one goes)
+                kept = pq.read_table(path, filesystem=fs)
+                kept = kept.filter(pc.invert(pc.is_in(kept.column("trial_id"), pa.array(gone))))
+                if kept.num_rows:
+                    _write_atomic(kept, table_uri(sweep_root, table), f"{PART_PREFIX}{uuid.uuid4().hex}")
+                fs.delete_file(path)
+                removed.update(gone)
     configs = f"{root}/configs"
     if fs.get_file_info(configs).type == pafs.FileType.Directory:
         for f in fs.get_file_info(pafs.FileSelector(configs)):

@@ -153,3 +153,62 @@ def test_s3_results_on_a_local_endpoint(s3_endpoint, monkeypatch, form):
     assert "results/sweep/trials/t0.parquet" in keys and not [k for k in keys if "/.tmp-" in k]
     assert results.sweep_uri("s3://drift/results?endpoint_override=x", "q") == "s3://drift/results/q?endpoint_override=x"
     assert not math.isnan(results.read_table(root, "curves")["loss"].iloc[0])
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    keys = [c for c in ("trial_id", "step", "k_vec") if c in df.columns]
+    return df.sort_values(keys).reset_index(drop=True)
+
+
+def test_compaction_merges_files_and_reads_the_same(tmp_path):
+    from drift_sweeps.compaction import compact
+
+    root = str(tmp_path / "sweep")
+    for i in range(6):
+        write_one(root, f"t{i}", seed=i, n_evals=2 + i % 3)
+    before = {t: _sorted(results.read_table(root, t)) for t in results.TABLES}
+    merged = compact(root)
+    assert merged == {"trials": 6, "curves": 6, "spectra": 6, "samples": 0}
+    for table in results.TABLES:
+        files = os.listdir(f"{root}/{table}")
+        assert len(files) == 1 and files[0].startswith(results.PART_PREFIX), files
+        pd.testing.assert_frame_equal(_sorted(results.read_table(root, table)), before[table])
+        n = len(before[table])
+        assert pads.dataset(f"{root}/{table}", format="parquet").count_rows() == n
+        assert duckdb.sql(f"select count(*) from read_parquet('{root}/{table}/*.parquet')").fetchall()[0][0] == n
+    assert results.trial_ids(root) == {f"t{i}" for i in range(6)}
+    results.check_sweep_folder(root)
+    # new trials after compaction, then a second compaction: still every row once
+    write_one(root, "t6", seed=6)
+    assert results.trial_ids(root, "curves") == {f"t{i}" for i in range(7)}
+    assert compact(root)["trials"] == 0 and len(results.read_table(root, "trials")) == 7  # one file: nothing to do
+    write_one(root, "t7", seed=7)
+    assert compact(root)["trials"] == 2 and len(results.read_table(root, "trials")) == 8
+
+
+def test_a_compaction_stopped_before_its_deletions_reads_each_row_once(tmp_path, monkeypatch):
+    from drift_sweeps import compaction
+
+    root = str(tmp_path / "sweep")
+    for i in range(3):
+        write_one(root, f"t{i}", seed=i)
+    monkeypatch.setattr(results, "_delete_quietly", lambda fs, path: None)  # the process dies before deleting
+    compaction.compact(root)
+    monkeypatch.undo()
+    assert len(os.listdir(f"{root}/curves")) == 4  # the compacted file and the three it merged
+    assert len(results.read_table(root, "trials")) == 3 and len(results.read_table(root, "curves")) == 9
+    assert results.trial_ids(root) == {"t0", "t1", "t2"}
+
+
+def test_removing_trials_from_a_compacted_table(tmp_path):
+    from drift_sweeps.compaction import compact
+
+    root = str(tmp_path / "sweep")
+    for i in range(4):
+        write_one(root, f"t{i}", seed=i)
+    compact(root)
+    assert results.remove_trials(root, lambda tid: tid in ("t1", "t3")) == {"t1", "t3"}
+    assert results.trial_ids(root) == {"t0", "t2"}
+    assert sorted(results.read_table(root, "curves")["trial_id"].unique()) == ["t0", "t2"]
+    with pytest.raises(ValueError, match="not usable"):
+        results.write_trial(root, results.PART_PREFIX + "x", {})
