@@ -69,6 +69,13 @@ COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transfor
 COST_MODE = 2e-8  # NUFFT: one fine-grid mode per transform, with the coefficient products around it
 COST_CALL = 2e-3  # NUFFT: fixed cost of one spectral evaluation (plans, conversions)
 COST_NEAR = 1.2e-7  # Ewald: one cell-list candidate pair (gathers, exp, index_add in torch)
+# planning a new bandwidth (truncation search, coefficients) is not free: 2-170 ms per bandwidth measured
+# (1-2-D, the three kernels, N = 512-4096), while a call at N = 512 costs 2-20 ms.  An annealed schedule
+# asks for a new bandwidth at every step, so a plan is built only once what streaming has cost beyond the
+# spectral call's fixed cost, at this bandwidth, reaches the build cost (ski rental: never more than twice
+# the better choice).  A fixed bandwidth, or a large N, builds it at once or after a few calls.
+PLAN_BUILD_S = 0.05
+_SEEN: dict[tuple[str, float, int], int] = {}  # (kernel, bandwidth, dim) -> calls so far (bounded below)
 
 
 @dataclass(frozen=True)
@@ -302,7 +309,15 @@ def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: in
     if not field.periodic or device.type != "cpu" or not nufft_available():
         return Plan("stream")
     images = (2 * field.shells(bandwidth, dim) + 1) ** dim
-    return _plan_cached(field.kernel, float(bandwidth), dim, n, m, k, images, torch.get_num_threads())
+    threads = torch.get_num_threads()
+    stream = _stream_cost(images, n, m, k) / threads
+    key = (field.kernel, float(bandwidth), dim)
+    if len(_SEEN) > 4096:
+        _SEEN.clear()
+    seen = _SEEN[key] = _SEEN.get(key, 0) + 1
+    if seen * (stream - COST_CALL / threads) < PLAN_BUILD_S:
+        return Plan("stream", cost_s=stream, stream_cost_s=stream)  # building a plan would not pay yet
+    return _plan_cached(field.kernel, float(bandwidth), dim, n, m, k, images, threads)
 
 
 def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int) -> Plan:

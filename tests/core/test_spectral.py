@@ -13,7 +13,8 @@ import math
 import pytest
 import torch
 
-from drift_sweeps.core import spectral, theory
+from drift_sweeps.core import spectral
+from drift_sweeps.spine import theory
 from drift_sweeps.core.field import FieldSpec
 from drift_sweeps.core.kernels import KERNELS
 from drift_sweeps.core.operators import OPERATORS, drift
