@@ -18,6 +18,7 @@ from .core import quality
 from .core.digits import DigitsTarget, digits_classifier, digits_floors, digits_metrics
 from .core.geometry import distance
 from .core.metrics import energy_distance, frequencies, spectrum_error
+from .core.modes import mode_metrics
 from .core.targets import Target
 from .spine import record
 from .spine.config import TrialConfig
@@ -130,12 +131,24 @@ def _ot(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
     return lambda xs: {"w2_exact": exact_w2(xs, ctx.eval_data)}
 
 
+def _modes(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
+    """Targets with known modes (`Target.mixture`): modes covered, high-quality share, mode-mass error, JS of the
+    mode histogram (core/modes.py), and their values for a second data draw (the floors)."""
+    mixture = getattr(target, "mixture", None)
+    if mixture is None:
+        return None
+    if ctx.other is not None:
+        ctx.floors.update({f"{k}_floor": v for k, v in mode_metrics(ctx.other, mixture).items()})
+    return lambda xs: mode_metrics(xs, mixture)
+
+
 # metric source -> factory; run in this order (the plane floors draw from the evaluation generator first)
 MEASURERS: dict[str, Callable[[TrialConfig, Target, Context], Optional[Measurer]]] = {
     "spectrum": _spectrum,
     "plane": _plane,
     "digits": _digits,
     "ot": _ot,
+    "modes": _modes,
 }
 
 

@@ -16,6 +16,7 @@ SOURCE_TRIALS = {
     "spectrum": dict(target="torus1d"),
     "plane": dict(target="eight_gaussians"),
     "ot": dict(target="moons"),
+    "modes": dict(target="mixture", dim=3, n_modes=4, layout="ring", separation=2.0, mode_std=0.2),
     "digits": dict(target="digits", model="conv", hidden=8, n_samples=32, n_data=32),
 }
 SMALL = dict(steps=2, eval_every=1, n_samples=64, n_data=64, n_eval=64)

@@ -8,7 +8,7 @@ it from here.  A new entry module is one import line below; `spine.axes` lists i
 from __future__ import annotations
 
 from ..spine.schedules import SCHEDULES
-from . import digits, generators, kernels, operators, targets, toys  # noqa: F401  (each registers its entries)
+from . import digits, generators, kernels, mixture, operators, targets, toys  # noqa: F401  (each registers its entries)
 from .targets import Target, TargetSpec
 
 KERNELS = kernels.KERNELS

@@ -1,7 +1,9 @@
 """Target distributions: one registry of factories, one `Target` interface.
 
 Factory signature: ``factory(spec: TargetSpec) -> Target``.  Torus targets live on
-[0, 2pi)^D with exact Fourier coefficients; plane targets on R^2 have none.
+[0, 2pi)^D with exact Fourier coefficients; plane targets on R^D have none.  Targets that are Gaussian
+mixtures with known modes expose them as `Target.mixture` (centres, std, weights) for the mode metrics
+(`core.modes`); the mixture family itself is `core.mixture`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Callable, Optional
 import torch
 
 from .geometry import TWO_PI
+from .modes import Mixture
 from ..spine.registry import Registry
 from ..spine.torus import TORUS_DIMS, lowest_mode, mode_vectors
 
@@ -29,6 +32,15 @@ class TargetSpec:
     target_seed: int = 0
     path: Optional[str] = None  # for `file`
     modes: str = "band"  # torus: "band" carries k_min..k_max, "single" only k_max
+    # the mixture family (core.mixture); spine/config.py defines and documents each key
+    dim: int = 2
+    n_modes: int = 2
+    layout: str = "line"
+    separation: float = 3.0
+    mode_std: float = 0.35
+    mode_weights: tuple[float, ...] = ()
+    init: str = "default"
+    init_weights: tuple[float, ...] = ()
 
 
 class Target:
@@ -39,6 +51,7 @@ class Target:
     periodic: bool = False
     image_side: int = 0  # square images: side length (dim = side^2); 0 otherwise
     init_loc: Optional[tuple[float, ...]] = None  # where a model starts (a generator's output offset), None: origin
+    mixture: Optional[Mixture] = None  # the target as a Gaussian mixture with known modes, None otherwise
 
     def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """n exact i.i.d. samples.  -> (n, D)."""
@@ -51,7 +64,7 @@ class Target:
     def init(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """Initial particles / generator noise law: uniform on the torus, N(0, I) on the plane."""
         if self.periodic:
-            return TWO_PI * _stratified_unit(n, self.dim, gen)
+            return TWO_PI * stratified_unit(n, self.dim, gen)
         return torch.randn(n, self.dim, generator=gen)
 
     def active_modes(self) -> Optional[torch.Tensor]:
@@ -71,7 +84,7 @@ TargetFactory = Callable[[TargetSpec], Target]
 TARGETS: Registry[TargetFactory] = Registry("target")
 
 
-def _stratified_unit(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+def stratified_unit(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
     """Low-discrepancy points in [0,1)^dim: jittered strata in 1-D, scrambled Sobol otherwise."""
     if dim == 1:
         u = (torch.arange(n, dtype=torch.float64) + torch.rand(n, generator=gen, dtype=torch.float64)) / n
@@ -119,13 +132,13 @@ class PeriodicTarget(Target):
         return torch.cat(out)[:n].float()
 
     def sample_stratified(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        """Rosenblatt transform of low-discrepancy uniforms through closed-form CDFs."""
-        u = _stratified_unit(n, self.dim, gen)  # (n, D)
-        x1 = self._invert(lambda s: self._cdf_first(s), u[:, 0])
-        if self.dim == 1:
-            return x1.unsqueeze(1).float()
-        x2 = self._invert(lambda s: self._cdf_second(x1, s), u[:, 1])
-        return torch.stack([x1, x2], 1).float()
+        """Rosenblatt transform of low-discrepancy uniforms through closed-form conditional CDFs."""
+        u = stratified_unit(n, self.dim, gen)  # (n, D)
+        xs: list[torch.Tensor] = []
+        for j in range(self.dim):
+            prefix = torch.stack(xs, 1) if xs else u.new_zeros(n, 0)  # (n, j): the coordinates drawn so far
+            xs.append(self._invert(lambda s: self._cdf_conditional(prefix, s), u[:, j]))
+        return torch.stack(xs, 1).float()
 
     @staticmethod
     def _invert(cdf: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor) -> torch.Tensor:
@@ -136,23 +149,19 @@ class PeriodicTarget(Target):
             lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
         return 0.5 * (lo + hi)
 
-    def _cdf_first(self, s: torch.Tensor) -> torch.Tensor:
-        """Marginal CDF of x_1 (only modes with m_2 = 0 survive the marginalisation)."""
-        keep = self.modes[:, 1] == 0 if self.dim == 2 else torch.ones(len(self.modes), dtype=torch.bool)
-        m, a, ph = self.modes[keep, 0], self.amps[keep], self.phases[keep]  # (F',)
-        arg = s.unsqueeze(1) * m + ph  # (n, F')
-        return (s + ((torch.sin(arg) - torch.sin(ph)) * (a / m)).sum(1)) / TWO_PI
-
-    def _cdf_second(self, x1: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Conditional CDF of x_2 given x_1."""
-        m1, m2 = self.modes[:, 0], self.modes[:, 1]  # (F,)
-        base = x1.unsqueeze(1) * m1 + self.phases  # (n, F)
-        flat = m2 == 0
-        safe_m2 = torch.where(flat, torch.ones_like(m2), m2)
+    def _cdf_conditional(self, prefix: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """CDF at s of coordinate j = prefix.shape[1] given the earlier ones (prefix (n, j)); only the modes
+        with m_{j+1..D} = 0 survive the marginalisation over the later coordinates."""
+        j = prefix.shape[1]
+        keep = (self.modes[:, j + 1:] == 0).all(1)  # (F,)
+        m_j, a = self.modes[keep, j], self.amps[keep]  # (F',)
+        base = prefix @ self.modes[keep, :j].T + self.phases[keep]  # (n, F')
+        flat = m_j == 0
+        safe = torch.where(flat, torch.ones_like(m_j), m_j)
         along = torch.where(flat, s.unsqueeze(1) * torch.cos(base),
-                            (torch.sin(base + s.unsqueeze(1) * m2) - torch.sin(base)) / safe_m2)  # (n, F)
-        num = s + (self.amps * along).sum(1)
-        den = TWO_PI + (self.amps * torch.where(flat, TWO_PI * torch.cos(base), torch.zeros_like(base))).sum(1)
+                            (torch.sin(base + s.unsqueeze(1) * m_j) - torch.sin(base)) / safe)  # (n, F')
+        num = s + (a * along).sum(1)
+        den = TWO_PI + (a * torch.where(flat, TWO_PI * torch.cos(base), torch.zeros_like(base))).sum(1)
         return num / den
 
 
@@ -176,12 +185,13 @@ for _name, _dim in TORUS_DIMS.items():
 
 
 class PlaneTarget(Target):
-    """A 2-D set on the plane given by an exact sampler."""
+    """A set on the plane R^D (2-D unless said) given by an exact sampler, with its modes where known."""
 
     periodic = False
 
-    def __init__(self, name: str, sampler: Callable[[int, torch.Generator], torch.Tensor], dim: int = 2) -> None:
-        self.name, self._sampler, self.dim = name, sampler, dim
+    def __init__(self, name: str, sampler: Callable[[int, torch.Generator], torch.Tensor], dim: int = 2,
+                 mixture: Optional[Mixture] = None) -> None:
+        self.name, self._sampler, self.dim, self.mixture = name, sampler, dim, mixture
 
     def sample(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return self._sampler(n, gen).float()
@@ -217,7 +227,8 @@ def gaussian_grid(spec: TargetSpec) -> Target:
         idx = torch.randint(0, grid.shape[0], (n,), generator=gen)
         return grid[idx] + std * torch.randn(n, 2, generator=gen)
 
-    return PlaneTarget("gaussian_grid", sample)
+    weights = torch.full((grid.shape[0],), 1.0 / grid.shape[0], dtype=torch.float64)
+    return PlaneTarget("gaussian_grid", sample, mixture=Mixture(grid.to(torch.float64), std, weights))
 
 
 @TARGETS.register("swiss_roll")

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .modes import Mixture
 from .targets import TARGETS, PlaneTarget, Target, TargetSpec
 
 BIMODAL_CENTERS = ((-1.5, 0.0), (1.5, 0.0))
@@ -29,14 +30,20 @@ class ToyTarget(PlaneTarget):
     """A plane target whose model starts at `init_loc` (None: the standard normal law at the origin)."""
 
     def __init__(self, name: str, sampler: Callable[[int, torch.Generator], torch.Tensor],
-                 init_loc: Optional[tuple[float, ...]] = None) -> None:
-        super().__init__(name, sampler, dim=2)
+                 init_loc: Optional[tuple[float, ...]] = None, mixture: Optional[Mixture] = None) -> None:
+        super().__init__(name, sampler, dim=2, mixture=mixture)
         self.init_loc = init_loc
 
     def init(self, n: int, gen: torch.Generator) -> torch.Tensor:
         if self.init_loc is None:
             return super().init(n, gen)
         return torch.tensor(self.init_loc) + INIT_STD * torch.randn(n, 2, generator=gen)
+
+
+def equal_mixture(centers: torch.Tensor, std: float) -> Mixture:
+    """The equal-weight mixture of `mixture_sampler` as the mode metrics see it."""
+    k = centers.shape[0]
+    return Mixture(centers.to(torch.float64), std, torch.full((k,), 1.0 / k, dtype=torch.float64))
 
 
 def mixture_sampler(centers: torch.Tensor, std: float) -> Callable[[int, torch.Generator], torch.Tensor]:
@@ -51,8 +58,9 @@ def mixture_sampler(centers: torch.Tensor, std: float) -> Callable[[int, torch.G
 
 def _bimodal(init: str) -> Callable[[TargetSpec], Target]:
     def make(spec: TargetSpec) -> Target:
-        return ToyTarget(f"bimodal_{init}", mixture_sampler(torch.tensor(BIMODAL_CENTERS), BIMODAL_STD),
-                         BIMODAL_INITS[init])
+        centers = torch.tensor(BIMODAL_CENTERS)
+        return ToyTarget(f"bimodal_{init}", mixture_sampler(centers, BIMODAL_STD), BIMODAL_INITS[init],
+                         equal_mixture(centers, BIMODAL_STD))
 
     make.__doc__ = f"Two Gaussian modes at (+-1.5, 0), std {BIMODAL_STD}; the model starts {init} (Figure 3)."
     return make
@@ -67,7 +75,7 @@ def eight_gaussians(spec: TargetSpec) -> Target:
     """Eight Gaussian modes of std 0.08 on the circle of radius 2."""
     angles = torch.arange(8, dtype=torch.float32) * (2.0 * math.pi / 8)
     centers = 2.0 * torch.stack([angles.cos(), angles.sin()], 1)  # (8, 2)
-    return ToyTarget("eight_gaussians", mixture_sampler(centers, 0.08))
+    return ToyTarget("eight_gaussians", mixture_sampler(centers, 0.08), mixture=equal_mixture(centers, 0.08))
 
 
 @TARGETS.register("moons")

@@ -58,6 +58,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("class_max_deviation", float, "digits: max_c |share_c - 1/10|", source="digits", since_v1=True),
     Metric("w2_exact", float, "plane: exact squared Wasserstein-2 to the fixed data draw (optimal transport, POT), "
            "on the first 1000 samples of each", source="ot", floor=True, since_v1=True),
+    # targets with known modes (Target.mixture; core/modes.py defines each, the GAN papers' protocol)
+    Metric("modes_covered", float, "modes holding >= 20% of the samples within 3 sigma the target puts there", "max",
+           source="modes", floor=True, since_v1=True),
+    Metric("high_quality_share", float, "share of samples within 3 sigma of their nearest mode", "max",
+           source="modes", floor=True, since_v1=True),
+    Metric("mode_mass_error", float, "max_j |q_j - p_j|, q_j the share of samples nearest to mode j", source="modes",
+           floor=True, since_v1=True),
+    Metric("mode_js", float, "Jensen-Shannon divergence (nats) of the nearest-mode histogram from the weights",
+           source="modes", floor=True, since_v1=True),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
