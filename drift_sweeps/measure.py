@@ -22,7 +22,7 @@ from .core.modes import mode_metrics
 from .core.targets import Target
 from .spine import record
 from .spine.config import TrialConfig
-from .spine.metrics import DEFAULT_CONVERGE_ON
+from .spine.metrics import sources_for
 
 Measurer = Callable[[torch.Tensor], dict[str, Any]]
 
@@ -158,10 +158,12 @@ class Evaluation:
     def __init__(self, cfg: TrialConfig, target: Target, device: torch.device, gen: torch.Generator) -> None:
         eval_data = target.sample(cfg.n_eval, gen).to(device)
         self.ctx = Context(cfg, target, eval_data, gen)
-        self.measurers = [m for m in (f(cfg, target, self.ctx) for f in MEASURERS.values()) if m is not None]
+        wanted = sources_for(cfg.metrics, cfg.converge_on)
+        self.measurers = [m for m in (f(cfg, target, self.ctx) for source, f in MEASURERS.items() if source in wanted)
+                          if m is not None]
         self.floors = self.ctx.floors
         self.n_eval = cfg.n_eval
-        self.converge_on = getattr(cfg, "converge_on", DEFAULT_CONVERGE_ON)
+        self.converge_on = cfg.converge_on
         self._subset: Optional[torch.Tensor] = None
 
     def __call__(self, xs: torch.Tensor) -> dict[str, Any]:

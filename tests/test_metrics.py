@@ -74,3 +74,14 @@ def test_exact_w2_against_closed_forms():
     # two points each: the optimal matching pairs nearest neighbours, cost (0.1^2 + 0.2^2) / 2
     y = torch.tensor([[1.2, 0.0], [0.1, 0.0]], dtype=torch.float64)
     assert abs(measure.exact_w2(x, y) - 0.025) < 1e-12
+
+
+def test_metrics_key_limits_what_an_evaluation_computes():
+    cfg = dict(SMALL, **SOURCE_TRIALS["modes"], converge_on="mode_js")
+    reports = []
+    run_trial(TrialConfig.from_dict({**cfg, "metrics": "modes_covered"}), reports.append)
+    last = reports[-1]
+    assert last["modes_covered"] is not None and last["mode_js"] is not None  # asked for, and converge_on's
+    assert last["w2_exact"] is None and last["sample_distance"] is not None  # not asked for; always measured
+    with pytest.raises(ConfigError, match="unknown metric"):
+        TrialConfig.from_dict({"metrics": "modes_covered,nope"})

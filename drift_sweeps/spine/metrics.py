@@ -83,3 +83,18 @@ def quality_metrics() -> list[str]:
 def by_source(source: str) -> list[str]:
     """The names a measurement `source` produces, in table order."""
     return [m.name for m in METRICS if m.source == source]
+
+
+ALWAYS = ("loop", "spectrum", "plane")  # sources every evaluation runs (they define the default convergence measure)
+
+
+def unknown(names: str) -> list[str]:
+    """The names of a comma-separated `metrics` value that are not metrics."""
+    return [n.strip() for n in names.split(",") if n.strip() not in BY_NAME]
+
+
+def sources_for(names: str, converge_on: str = DEFAULT_CONVERGE_ON) -> set[str]:
+    """The measurement sources an evaluation runs for a `metrics` value ('all' or comma-separated names)."""
+    if names == "all":
+        return {*ALWAYS, *(m.source for m in METRICS)}
+    return {*ALWAYS, BY_NAME[converge_on].source, *(BY_NAME[n.strip()].source for n in names.split(","))}
