@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from drift_sweeps.spine.metrics import DEFAULT_CONVERGE_ON
 from drift_sweeps.spine.record import CONVERGED, DIVERGED, ERROR, converged
 
 from .load import Sweep
@@ -51,13 +52,29 @@ def add_group_labels(df: pd.DataFrame, keys: Sequence[str], column: str = "group
     return out
 
 
-def first_crossing(curves: pd.DataFrame, eps: Union[float, pd.Series], interpolate: bool = False) -> pd.DataFrame:
-    """Per trial: `time` of the first eval (step > 0) with worst_rel_error <= eps (NaN if none), `t_last`.
+def convergence_measure(curves: pd.DataFrame, converge_on: Optional[pd.Series] = None) -> pd.Series:
+    """Per curve row: the value of its trial's convergence metric (`converge_on`, a Series indexed by trial_id;
+    worst_rel_error where absent, as in sweeps written before the key existed)."""
+    out = curves["worst_rel_error"].astype(float)
+    if converge_on is None:
+        return out
+    names = curves["trial_id"].map(converge_on).fillna(DEFAULT_CONVERGE_ON)
+    for name in set(names) - {DEFAULT_CONVERGE_ON}:
+        rows = names == name
+        out = out.where(~rows, pd.to_numeric(curves[name], errors="coerce") if name in curves else np.nan)
+    return out
+
+
+def first_crossing(curves: pd.DataFrame, eps: Union[float, pd.Series], interpolate: bool = False,
+                   converge_on: Optional[pd.Series] = None) -> pd.DataFrame:
+    """Per trial: `time` of the first eval (step > 0) whose convergence metric (`converge_on` per trial, default
+    worst_rel_error) is <= eps (NaN if none), `t_last`.
 
     `eps` is one threshold or a Series indexed by trial_id.  With `interpolate`, the crossing is placed
-    between the two evaluations around it, linearly in log(worst_rel_error).
+    between the two evaluations around it, linearly in the log of the metric.
     """
-    c = curves[["trial_id", "step", "t", "worst_rel_error"]].sort_values(["trial_id", "step"], kind="stable")
+    c = curves[["trial_id", "step", "t"]].assign(worst_rel_error=convergence_measure(curves, converge_on))
+    c = c.sort_values(["trial_id", "step"], kind="stable")
     c = c[np.isfinite(c["worst_rel_error"])].reset_index(drop=True)
     c["eps"] = (c["trial_id"].map(eps) if isinstance(eps, pd.Series) else float(eps))
     c["eps"] = c["eps"].astype(float)
@@ -88,13 +105,14 @@ def convergence_times(sweep: Sweep, eps: Optional[float] = None, interpolate: bo
     failed trials.  eps=None uses each trial's own configured eps.
     """
     tr = sweep.trials
-    keys = list(sweep.axes)
+    keys = list(sweep.axes) + ([sweep.scaling_axis] if sweep.scaling_axis else [])  # a derived axis is no swept key
     cols = ["trial_id", *keys, "seed", "status", "convergence_time", "t_final", "final_worst_rel_error",
             "noise_floor", "eps"]
     out = tr[[c for c in dict.fromkeys(cols) if c in tr.columns]].copy()
     out = out.rename(columns={"convergence_time": "recorded_time", "eps": "run_eps"})
     out["eps"] = out["run_eps"] if eps is None else float(eps)
-    cross = first_crossing(sweep.curves, out.set_index("trial_id")["eps"], interpolate)
+    converge_on = tr.set_index("trial_id")["converge_on"] if "converge_on" in tr.columns else None
+    cross = first_crossing(sweep.curves, out.set_index("trial_id")["eps"], interpolate, converge_on)
     time = out["trial_id"].map(cross["time"])
     t_last = out["trial_id"].map(cross["t_last"]).fillna(out["t_final"])
     out["failed"] = out["status"].isin(FAILED)

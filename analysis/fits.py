@@ -1,12 +1,13 @@
-"""Scaling laws of convergence time T against K_max, fitted with right-censoring (Tobit).
+"""Scaling laws of convergence time T against K_max (or any axis x), fitted with right-censoring (Tobit).
 
+`LAWS` are the K_max study's three laws; `AXIS_LAWS` the four laws for any other axis (`laws_for`).
 Each law is linear in (a, b) after transforming T and K; the noise is Gaussian in the law's response
 (log T or T).  A censored trial (T > c) contributes log P(Y > g(c)) to the likelihood instead of a
 density, so it enters as a lower bound (Tobit model), never deleted and never taken at face value.
 Log-likelihoods are compared in T units (the log-response laws carry the Jacobian -sum log T over
-observed points), so AIC/BIC across laws are comparable.  Confidence intervals: percentile
-bootstrap over seeds (every trial of a drawn seed is kept), or over trials within each K when the
-group has fewer than `MIN_SEEDS_FOR_SEED_BOOTSTRAP` seeds.
+observed points), so AIC/BIC across laws are comparable.  CIs: bootstrap over seeds (every trial of a
+drawn seed kept; over trials within each K below `MIN_SEEDS_FOR_SEED_BOOTSTRAP` seeds), percentile or
+expanded percentile (`ci_tail`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 from scipy import special
+from scipy.stats import t as student_t
+
+from .tobit import tobit_fit, wald_se
 
 MIN_SEEDS_FOR_SEED_BOOTSTRAP = 3
 N_BOOT = 200  # bootstrap replicates per group
 CI_LEVEL = 0.95
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+CI_METHODS = ("percentile", "expanded")  # see ci_tail; k_max keeps "percentile" (its pinned output)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Law:
     formula: str
     log_response: bool  # True: Gaussian noise on log T; False: on T
     regressor: Callable[[np.ndarray], np.ndarray]
+    positive: bool = True  # the regressor needs K > 0 (log K); a group with K <= 0 gets no fit of this law
 
     def response(self, t: np.ndarray) -> np.ndarray:
         """g(T): log T or T."""
@@ -50,6 +55,25 @@ LAWS: dict[str, Law] = {
     "power": Law("power", "log T = a + b log K", True, np.log),
     "log": Law("log", "T = a + b log K", False, np.log),
 }
+
+# any other axis x: the same fits, with the exponential law in x itself added (x may then be <= 0)
+AXIS_LAWS: dict[str, Law] = {
+    "exp_lin": Law("exp_lin", "log T = a + b x", True, lambda x: x, positive=False),
+    "exp_x2": Law("exp_x2", "log T = a + b x^2", True, lambda x: x ** 2, positive=False),
+    "power": Law("power", "log T = a + b log x", True, np.log),
+    "log": Law("log", "T = a + b log x", False, np.log),
+}
+ALL_LAWS: dict[str, Law] = {**AXIS_LAWS, **LAWS}  # by name, for evaluating a fitted row (power/log agree)
+
+
+def laws_for(axis: Optional[str]) -> dict[str, Law]:
+    """The laws fitted against `axis`: the K_max study's three for k_max (so its output stays), else all four."""
+    return LAWS if axis in (None, "k_max") else AXIS_LAWS
+
+
+def ci_for(axis: Optional[str]) -> str:
+    """The bootstrap interval for `axis`: "percentile" for k_max (its output is pinned), else "expanded"."""
+    return "percentile" if axis in (None, "k_max") else "expanded"
 
 
 @dataclass
@@ -71,134 +95,27 @@ class FitResult:
     reason: str = ""
 
 
-_GAMMA_SCALE = 1e3  # soft cap on 1/sigma (standardised units): a perfect fit keeps a finite likelihood
-
-
-def _loglik(theta: np.ndarray, x: np.ndarray, y: np.ndarray, cens: np.ndarray, derivs: bool = True):
-    """Tobit log-likelihood in Olsen's parameters theta = (a/sigma, b/sigma, 1/sigma), where it is concave.
-
-    Observed y: log gamma - (gamma y - delta.x)^2 / 2 (dropping -log(2 pi)/2); right-censored at y:
-    log Phi(delta.x - gamma y).  Returns (value, gradient, Hessian) or the value alone.
-    """
-    da, db, g = theta
-    obs = ~cens
-    r = g * y[obs] - da - db * x[obs]
-    w = da + db * x[cens] - g * y[cens]
-    log_cdf = special.log_ndtr(w)
-    val = obs.sum() * math.log(g) - 0.5 * np.sum(r ** 2) + np.sum(log_cdf) - 0.5 * (g / _GAMMA_SCALE) ** 2
-    if not derivs:
-        return val
-    m = np.exp(-0.5 * w ** 2 - _HALF_LOG_2PI - log_cdf)  # pdf / cdf (inverse Mills ratio)
-    q = m * (w + m)
-    xo, yo, xc, yc = x[obs], y[obs], x[cens], y[cens]
-    grad = np.array([
-        np.sum(r) + np.sum(m),
-        np.sum(r * xo) + np.sum(m * xc),
-        obs.sum() / g - np.sum(r * yo) - np.sum(m * yc) - g / _GAMMA_SCALE ** 2,
-    ])
-    h = np.empty((3, 3))
-    h[0, 0] = -obs.sum() - np.sum(q)
-    h[0, 1] = h[1, 0] = -np.sum(xo) - np.sum(q * xc)
-    h[1, 1] = -np.sum(xo ** 2) - np.sum(q * xc ** 2)
-    h[0, 2] = h[2, 0] = np.sum(yo) + np.sum(q * yc)
-    h[1, 2] = h[2, 1] = np.sum(xo * yo) + np.sum(q * xc * yc)
-    h[2, 2] = -obs.sum() / g ** 2 - np.sum(yo ** 2) - np.sum(q * yc ** 2) - 1.0 / _GAMMA_SCALE ** 2
-    return val, grad, h
-
-
-def _newton(theta: np.ndarray, x: np.ndarray, y: np.ndarray, cens: np.ndarray, iters: int = 200) -> np.ndarray:
-    """Damped Newton ascent of the concave Tobit log-likelihood, keeping 1/sigma > 0."""
-    val, grad, h = _loglik(theta, x, y, cens)
-    for _ in range(iters):
-        try:
-            step = -np.linalg.solve(h - 1e-12 * np.eye(3), grad)
-        except np.linalg.LinAlgError:
-            step = grad
-        t = 1.0
-        while t > 1e-10:
-            cand = theta + t * step
-            if cand[2] > 0:
-                cv = _loglik(cand, x, y, cens, derivs=False)
-                if np.isfinite(cv) and cv >= val - 1e-12:
-                    break
-            t *= 0.5
-        else:
-            break
-        theta = cand
-        new_val, grad, h = _loglik(theta, x, y, cens)
-        done = (abs(new_val - val) < 1e-10 * (1 + abs(val))
-                and np.max(np.abs(t * step)) < 1e-8 * (1 + np.max(np.abs(theta))))
-        val = new_val
-        if done:
-            break
-    return theta
-
-
-def tobit_fit(x: np.ndarray, y: np.ndarray, censored: np.ndarray) -> tuple[float, float, float, float]:
-    """Max-likelihood (a, b, sigma, loglik) of y = a + b x + N(0, sigma^2), y right-censored where `censored`."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    cens = np.asarray(censored, dtype=bool)
-    mx, sx = x.mean(), x.std() or 1.0
-    my, sy = y.mean(), y.std() or 1.0
-    xs, ys = (x - mx) / sx, (y - my) / sy  # standardised for conditioning
-    b0, a0 = np.polyfit(xs, ys, 1)
-    s0 = max(float(np.std(ys - a0 - b0 * xs)), 0.05)
-    da, db, g = _newton(np.array([a0 / s0, b0 / s0, 1.0 / s0]), xs, ys, cens)
-    a_s, b_s, s_s = da / g, db / g, 1.0 / g
-    b = b_s * sy / sx
-    a = my + sy * a_s - b * mx
-    sigma = s_s * sy
-    # exact log-likelihood of y (with the constant and the standardisation's Jacobian, without the soft cap)
-    loglik = _loglik(np.array([da, db, g]), xs, ys, cens, derivs=False) + 0.5 * (g / _GAMMA_SCALE) ** 2
-    loglik += -(~cens).sum() * (_HALF_LOG_2PI + math.log(sy))
-    return float(a), float(b), float(sigma), float(loglik)
-
-
-def _loglik_ab(theta: np.ndarray, x: np.ndarray, y: np.ndarray, cens: np.ndarray) -> float:
-    """Tobit log-likelihood of y in the usual parameters (a, b, log sigma)."""
-    a, b, log_s = theta
-    s = math.exp(log_s)
-    z = (y - a - b * x) / s
-    return float(np.sum(-0.5 * z[~cens] ** 2 - _HALF_LOG_2PI - log_s) + np.sum(special.log_ndtr(-z[cens])))
-
-
-def wald_se(x: np.ndarray, y: np.ndarray, cens: np.ndarray, a: float, b: float, sigma: float) -> tuple[float, float]:
-    """Standard errors of (a, b) from the observed information (central-difference Hessian) at the MLE."""
-    theta = np.array([a, b, math.log(sigma)])
-    h = 1e-4 * (1.0 + np.abs(theta))
-    hess = np.empty((3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            ei, ej = np.eye(3)[i] * h[i], np.eye(3)[j] * h[j]
-            f = [_loglik_ab(theta + si * ei + sj * ej, x, y, cens) for si, sj in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
-            hess[i, j] = hess[j, i] = (f[0] - f[1] - f[2] + f[3]) / (4 * h[i] * h[j])
-    try:
-        cov = np.linalg.inv(-hess)
-    except np.linalg.LinAlgError:
-        return math.nan, math.nan
-    d = np.diag(cov)
-    if not np.all(np.isfinite(d[:2])) or np.any(d[:2] <= 0):
-        return math.nan, math.nan
-    return float(math.sqrt(d[0])), float(math.sqrt(d[1]))
-
-
-def fit_law(law: Law, k: Sequence[float], t: Sequence[float], event: Sequence[bool], se: bool = False) -> FitResult:
+def fit_law(law: Law, k: Sequence[float], t: Sequence[float], event: Sequence[bool], se: bool = False,
+            symbol: str = "K") -> FitResult:
     """Fit one law to points (K, T, event); event False means T is a censoring time (T_true > T).
 
-    With `se`, also the Wald standard errors of a and b (the bootstrap skips them).
+    With `se`, also the Wald standard errors of a and b (the bootstrap skips them).  `symbol` names the
+    axis in the reason a fit was not made.
     """
     k = np.asarray(k, dtype=float)
     t = np.asarray(t, dtype=float)
     ev = np.asarray(event, dtype=bool)
-    keep = np.isfinite(k) & np.isfinite(t) & (k > 0) & (t > 0)
+    keep = np.isfinite(k) & np.isfinite(t) & (t > 0)
     k, t, ev = k[keep], t[keep], ev[keep]
     out = FitResult(law=law.name, n=int(k.size), n_censored=int((~ev).sum()))
+    if law.positive and np.any(k <= 0):  # fitting the rest would make its AIC incomparable with the others'
+        out.reason = f"needs {symbol} > 0"
+        return out
     if k.size < 3 or np.unique(k).size < 2:
-        out.reason = "fewer than 3 points or 2 distinct K"
+        out.reason = f"fewer than 3 points or 2 distinct {symbol}"
         return out
     if np.unique(k[ev]).size < 2:  # else the slope is not identified (the likelihood has no maximum)
-        out.reason = "converged trials at fewer than 2 distinct K"
+        out.reason = f"converged trials at fewer than 2 distinct {symbol}"
         return out
     x, y = law.regressor(k), law.response(t)
     with warnings.catch_warnings():
@@ -217,6 +134,8 @@ def fit_law(law: Law, k: Sequence[float], t: Sequence[float], event: Sequence[bo
 
 def per_doubling(law: Law, a: float, b: float, k_ref: float) -> tuple[float, float]:
     """(T(2 K_ref) - T(K_ref), T(2 K_ref) / T(K_ref)) under the law: what one doubling of K_max costs."""
+    if not k_ref > 0:  # doubling a non-positive axis value is not a step up the axis
+        return math.nan, math.nan
     t1, t2 = law.predict(a, b, np.array([k_ref, 2 * k_ref]))
     return float(t2 - t1), float(t2 / t1) if t1 > 0 else math.nan
 
@@ -229,29 +148,56 @@ def select_law(fits: Sequence[FitResult], criterion: str = "aic") -> Optional[st
     return min(ok, key=lambda f: getattr(f, criterion)).law
 
 
-def _resample(points: pd.DataFrame, rng: np.random.Generator, unit: str) -> pd.DataFrame:
+def ci_tail(method: str, n_units: int, level: float = CI_LEVEL) -> float:
+    """Lower tail probability of the bootstrap quantile that bounds a `level` interval.
+
+    percentile: (1 - level) / 2.  expanded (Hesterberg's expanded percentile interval): the tail at
+    z = sqrt(n / (n - 1)) t_{n-1, 1-(1-level)/2}, which undoes the two ways a bootstrap over n units runs
+    short (its variance is (n - 1)/n of the truth's, and normal tails are thinner than Student's); with
+    n < 2 units the tail is 0 (the interval is the replicates' range).
+    """
+    alpha = (1.0 - level) / 2
+    if method == "percentile":
+        return alpha
+    if method != "expanded":
+        raise ValueError(f"ci method {method!r}; methods: {', '.join(CI_METHODS)}")
+    if n_units < 2:
+        return 0.0
+    return float(special.ndtr(-math.sqrt(n_units / (n_units - 1)) * student_t.ppf(1 - alpha, n_units - 1)))
+
+
+def _resample_units(points: pd.DataFrame, unit: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(unit values, row indices of each unit): seeds in first-seen order, or the rows at each K (sorted)."""
     if unit == "seed":
         seeds = points["seed"].unique()
-        draw = rng.choice(seeds, size=seeds.size, replace=True)
-        return pd.concat([points[points["seed"] == s] for s in draw], ignore_index=True)
-    parts = []
-    for _, g in points.groupby("K"):
-        parts.append(g.iloc[rng.integers(0, len(g), size=len(g))])
-    return pd.concat(parts, ignore_index=True)
+        col = points["seed"].to_numpy()
+        return seeds, [np.flatnonzero(col == s) for s in seeds]
+    return np.array([]), [np.asarray(ix) for _, ix in sorted(points.groupby("K").indices.items())]
+
+
+def _resample(units: tuple[np.ndarray, list[np.ndarray]], rng: np.random.Generator, unit: str) -> np.ndarray:
+    """Row indices of one bootstrap replicate: drawn seeds with all their trials, or trials within each K."""
+    values, rows = units
+    if unit == "seed":
+        draw = rng.choice(np.arange(values.size), size=values.size, replace=True)
+        return np.concatenate([rows[i] for i in draw])
+    return np.concatenate([ix[rng.integers(0, len(ix), size=len(ix))] for ix in rows])
 
 
 def fit_group(points: pd.DataFrame, laws: Optional[dict[str, Law]] = None, n_boot: int = N_BOOT, seed: int = 0,
-              criterion: str = "aic", k_ref: Optional[float] = None) -> pd.DataFrame:
+              criterion: str = "aic", k_ref: Optional[float] = None, symbol: str = "K",
+              ci: str = "percentile") -> pd.DataFrame:
     """Fit every law to one group's points (columns K, T, event, seed); one row per law.
 
     Columns: law, formula, a, b, sigma, loglik, a_se, b_se (Wald), aic, bic, delta_aic, weight (Akaike), n, n_censored,
     ok, reason, best, k_ref, dT_per_doubling, ratio_per_doubling, their bootstrap CIs (`_lo`/`_hi`),
-    `boot_unit` and `best_support` (the fraction of bootstrap replicates selecting this law).
+    `boot_unit` and `best_support` (the fraction of bootstrap replicates selecting this law).  `ci`: the
+    bootstrap interval, "percentile" or "expanded" (`ci_tail`).
     """
     laws = laws or LAWS
     points = points[["K", "T", "event", "seed"]].dropna(subset=["K", "T"]).reset_index(drop=True)
     k_ref = float(points["K"].max()) if k_ref is None and len(points) else k_ref
-    fits = [fit_law(law, points["K"], points["T"], points["event"], se=True) for law in laws.values()]
+    fits = [fit_law(law, points["K"], points["T"], points["event"], se=True, symbol=symbol) for law in laws.values()]
     best = select_law(fits, criterion)
     rows = []
     for f in fits:
@@ -269,12 +215,13 @@ def fit_group(points: pd.DataFrame, laws: Optional[dict[str, Law]] = None, n_boo
     table["best"] = table["law"] == best
     unit = "seed" if points["seed"].nunique() >= MIN_SEEDS_FOR_SEED_BOOTSTRAP else "trial"
     table["boot_unit"] = unit
-    _bootstrap(table, points, laws, n_boot, seed, criterion, k_ref, unit)
+    n_units = points["seed"].nunique() if unit == "seed" else int(points.groupby("K").size().min())
+    _bootstrap(table, points, laws, n_boot, seed, criterion, k_ref, unit, ci_tail(ci, n_units))
     return table
 
 
 def _bootstrap(table: pd.DataFrame, points: pd.DataFrame, laws: dict[str, Law], n_boot: int, seed: int,
-               criterion: str, k_ref: float, unit: str) -> None:
+               criterion: str, k_ref: float, unit: str, alpha: float) -> None:
     """Add percentile CIs of a, b, dT_per_doubling and the best-law support to `table` (in place)."""
     stats_cols = ("a", "b", "dT_per_doubling")
     for c in stats_cols:
@@ -286,14 +233,15 @@ def _bootstrap(table: pd.DataFrame, points: pd.DataFrame, laws: dict[str, Law], 
     rng = np.random.default_rng(seed)
     draws: dict[str, list[tuple[float, float, float]]] = {name: [] for name in laws}
     chosen: list[Optional[str]] = []
+    units = _resample_units(points, unit)
+    k, t, ev = (points[c].to_numpy() for c in ("K", "T", "event"))
     for _ in range(n_boot):
-        sample = _resample(points, rng, unit)
-        fits = [fit_law(law, sample["K"], sample["T"], sample["event"]) for law in laws.values()]
+        ix = _resample(units, rng, unit)
+        fits = [fit_law(law, k[ix], t[ix], ev[ix]) for law in laws.values()]
         chosen.append(select_law(fits, criterion))
         for f in fits:
             if f.ok:
                 draws[f.law].append((f.a, f.b, per_doubling(laws[f.law], f.a, f.b, k_ref)[0]))
-    alpha = (1.0 - CI_LEVEL) / 2
     for i, name in enumerate(table["law"]):
         d = np.array(draws[name])
         if len(d) >= max(10, n_boot // 4):
@@ -303,18 +251,23 @@ def _bootstrap(table: pd.DataFrame, points: pd.DataFrame, laws: dict[str, Law], 
 
 
 def fit_scaling(times: pd.DataFrame, keys: Sequence[str], axis: str = "k_max", laws: Optional[dict[str, Law]] = None,
-                n_boot: int = N_BOOT, seed: int = 0, criterion: str = "aic") -> pd.DataFrame:
+                n_boot: int = N_BOOT, seed: int = 0, criterion: str = "aic",
+                ci: Optional[str] = None) -> pd.DataFrame:
     """Fit every law per group of `keys` to a convergence_times() table; one row per group x law.
 
-    Failed trials (diverged/error) are left out; censored ones enter as lower bounds.
+    Failed trials (diverged/error) are left out; censored ones enter as lower bounds.  `laws` defaults to
+    `laws_for(axis)`, `ci` to `ci_for(axis)`.
     """
+    ci = ci or ci_for(axis)
+    laws = laws or laws_for(axis)
+    symbol = "K" if axis == "k_max" else "x"
     ok = times[~times["failed"]]
     rows = []
     grouped = ok.groupby(list(keys), sort=True, dropna=False) if keys else [((), ok)]
     for name, g in grouped:
         name = name if isinstance(name, tuple) else (name,)
         pts = pd.DataFrame({"K": g[axis].astype(float), "T": g["time"], "event": g["event"], "seed": g["seed"]})
-        fit = fit_group(pts, laws, n_boot, seed, criterion)
+        fit = fit_group(pts, laws, n_boot, seed, criterion, symbol=symbol, ci=ci)
         for k, v in zip(keys, name):
             fit[k] = [v] * len(fit)
         fit["group"] = g["group"].iloc[0]
@@ -328,7 +281,7 @@ def fit_scaling(times: pd.DataFrame, keys: Sequence[str], axis: str = "k_max", l
 
 def law_curve(fits: pd.DataFrame, k_grid: np.ndarray, laws: Optional[dict[str, Law]] = None) -> pd.DataFrame:
     """Long table (group, law, best, K, T) of the fitted laws evaluated on `k_grid`, for plotting."""
-    laws = laws or LAWS
+    laws = laws or ALL_LAWS
     rows = []
     for _, f in fits[fits["ok"]].iterrows():
         t = laws[f["law"]].predict(f["a"], f["b"], k_grid)

@@ -27,7 +27,7 @@ from .importance import read_spec, search_view, smoke_caps
 from .labels import VARIANT, fmt, trial_label
 from .plots import default_heatmap_trials, parallel_data, spectrum_heatmap_data
 from .style import OKABE_ITO, colors
-from .tables import Analysis, comparison_display
+from .tables import Analysis, comparison_display, stats_display
 
 FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=12)
 
@@ -153,10 +153,12 @@ def times_figure(analysis: Analysis) -> go.Figure:
 
 
 def scaling_figure(analysis: Analysis) -> Optional[go.Figure]:
-    """T against k_max per trial with the linear theory (dotted), log-log."""
+    """T against the scaling axis (k_max or an expression) per trial with the linear theory (dotted), log-log
+    (linear in the axis when it takes values <= 0)."""
     axis = analysis.sweep.scaling_axis
     if not axis:
         return None
+    sym = "K" if axis == "k_max" else axis
     t = analysis.times[~analysis.times["failed"]]
     cfg, pal, labels = _config_text(analysis), _palette(analysis), analysis.labels
     fig = go.Figure()
@@ -169,15 +171,17 @@ def scaling_figure(analysis: Analysis) -> Optional[go.Figure]:
             legendgroup=g, marker=dict(color=pal.get(g), size=8,
                                        symbol=["circle" if e else "triangle-up-open" for e in p["event"]]),
             customdata=[cfg.get(i, "") for i in p["trial_id"]], text=p["trial_id"].tolist(),
-            hovertemplate="<b>%{text}</b><br>%{customdata}<br>K=%{x}<br>T=%{y:.3g}<extra></extra>"))
+            hovertemplate="<b>%{text}</b><br>%{customdata}<br>" + sym + "=%{x}<br>T=%{y:.3g}<extra></extra>"))
         th = analysis.theory[(analysis.theory["group"] == g) & np.isfinite(analysis.theory["T_theory"])]
         if len(th):
             fig.add_trace(go.Scatter(x=th["K"].tolist(), y=th["T_theory"].tolist(), mode="lines", legendgroup=g,
                                      line=dict(color=pal.get(g), dash="dot"), showlegend=False,
-                                     hovertemplate=f"{labels.get(g, g)}<br>theory T(K=%{{x}})=%{{y:.3g}}<extra></extra>"))
-    fig.update_xaxes(type="log", title="k_max")
+                                     hovertemplate=f"{labels.get(g, g)}<br>theory T({sym}=%{{x}})=%{{y:.3g}}"
+                                                   "<extra></extra>"))
+    positive = bool((pd.to_numeric(t[axis], errors="coerce") > 0).all())
+    fig.update_xaxes(type="log" if positive else "linear", title=axis)
     fig.update_yaxes(type="log", title="convergence time T")
-    return _layout(fig, "T against k_max (dotted: linear theory)", legend=dict(orientation="h", y=-0.2))
+    return _layout(fig, f"T against {axis} (dotted: linear theory)", legend=dict(orientation="h", y=-0.2))
 
 
 def parallel_figure(search: dict) -> Optional[go.Figure]:
@@ -299,6 +303,17 @@ def trials_frame(analysis: Analysis) -> pd.DataFrame:
     return out
 
 
+def _stats_html(analysis: Analysis) -> str:
+    """The group statistics table with a one-paragraph key (docs/analysis.md, Statistics for ablations)."""
+    if analysis.stats.empty:
+        return '<p class="note">No group statistics.</p>'
+    return _table_html(stats_display(analysis.stats, analysis.labels)) + (
+        '<p class="note">Geometric mean of T over each group\'s cells (values of the scaling axis), with bootstrap '
+        "intervals over seeds within cells and over cells then seeds; ratio to the reference group paired by cell; "
+        "equivalent within: the largest factor the data do not exclude when the interval includes 1; seeds needed "
+        "per cell and group to detect the observed ratio (5% two-sided, 80% power).</p>")
+
+
 def render_html(analysis: Analysis, spec: Optional[dict] = None, search: Optional[dict] = None,
                 heatmap_trials: Optional[Sequence[str]] = None) -> str:
     """The text of report.html."""
@@ -309,7 +324,7 @@ def render_html(analysis: Analysis, spec: Optional[dict] = None, search: Optiona
     caps = smoke_caps(analysis, spec)
     title = f"Sweep {sw.name}" + (" (SMOKE RUN)" if caps else "")
     status = ", ".join(f"{n} {s}" for s, n in sw.trials["status"].value_counts().items())
-    comp = comparison_display(analysis.comparison, sw.group_keys).copy()
+    comp = comparison_display(analysis.comparison, sw.group_keys, analysis.axis).copy()
     comp.insert(0, "group", analysis.comparison["group"].map(lambda g: analysis.labels.get(g, g)))
     sections = [
         ("comparison", "Comparison", _table_html(comp) +
@@ -325,6 +340,7 @@ def render_html(analysis: Analysis, spec: Optional[dict] = None, search: Optiona
                                                                                        "fig-history")
          + (_div(importance_figure(search), "fig-importance") or
             f'<p class="note">No parameter importance: {html.escape(search["importance_note"])}.</p>')),
+        ("stats", "Group statistics", _stats_html(analysis)),
         ("rates", "Decay rates", _div(decay_figure(analysis), "fig-rates") or
          '<p class="note">No usable measured decay rate.</p>'),
         ("spectra", "Per-frequency error",

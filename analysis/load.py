@@ -28,16 +28,22 @@ class Sweep:
     curves: pd.DataFrame
     spectra: pd.DataFrame
     axes: list[str] = field(default_factory=list)  # swept keys, without `seed`
+    axis: str = SCALING_AXIS  # what laws are fitted against: k_max or an expression (analysis.axis.apply_axis)
+    axis_keys: tuple[str, ...] = (SCALING_AXIS,)  # the config keys the axis reads
+    axis_varies: bool = False  # for an expression: whether it takes two or more values (k_max: swept or not)
 
     @property
     def scaling_axis(self) -> Optional[str]:
-        """`k_max` when the sweep varied it, else None (no scaling-law fits)."""
-        return SCALING_AXIS if SCALING_AXIS in self.axes else None
+        """The axis laws are fitted against (a trials column) when the sweep varied it, else None (no fits)."""
+        if self.axis == SCALING_AXIS:
+            return SCALING_AXIS if SCALING_AXIS in self.axes else None
+        return self.axis if self.axis_varies else None
 
     @property
     def group_keys(self) -> list[str]:
-        """The axes that define a fit group: every swept axis except `seed` and the scaling axis."""
-        return [a for a in self.axes if a != self.scaling_axis]
+        """The axes that define a fit group: every swept axis except `seed` and the keys the scaling axis reads."""
+        axis = self.scaling_axis
+        return [a for a in self.axes if a != axis and not (axis and a in self.axis_keys)]
 
     @property
     def name(self) -> str:

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import style  # noqa: E402
+from .axis import axis_grid, axis_label  # noqa: E402
 from .fits import law_curve  # noqa: E402
 from .labels import fmt, labels_for  # noqa: E402
 from .load import Sweep  # noqa: E402
@@ -87,8 +88,7 @@ def scaling_data(analysis: Analysis) -> dict:
     t = analysis.times[~analysis.times["failed"]]
     points = pd.DataFrame({"group": t["group"], "K": t[axis] if axis else np.nan, "T": t["time"], "event": t["event"],
                            "seed": t["seed"], "trial_id": t["trial_id"]})
-    k_max = float(points["K"].max()) if axis and len(points) else 1.0
-    grid = np.geomspace(1.0, max(k_max, 2.0), 120)
+    grid = axis_grid(points["K"], analysis.axis)
     laws = (law_curve(analysis.fits, grid) if len(analysis.fits)
             else pd.DataFrame(columns=["group", "law", "best", "K", "T"]))
     theory = analysis.theory[np.isfinite(analysis.theory["T_theory"])] if len(analysis.theory) else analysis.theory
@@ -98,10 +98,17 @@ def scaling_data(analysis: Analysis) -> dict:
     fits = analysis.fits[["group", "law", "formula", "ok", "best", "delta_aic", "reason"]] if len(analysis.fits) else \
         pd.DataFrame(columns=["group", "law", "formula", "ok", "best", "delta_aic", "reason"])
     return {"points": points, "medians": medians, "laws": laws, "theory": theory, "labels": labels, "fits": fits,
-            "legend_title": "", "eps": common_eps(analysis), "axis": axis, "order": analysis.group_order}
+            "legend_title": "", "eps": common_eps(analysis), "axis": axis, "order": analysis.group_order,
+            "axis_label": axis_label(analysis.axis), "log_x": bool(len(grid) and grid.min() > 0),
+            "not_varied": _not_varied(analysis.axis)}
 
 
-_LAW_STYLES = {"exp_k2": "--", "power": "-.", "log": (0, (5, 1, 1, 1, 1, 1))}
+def _not_varied(axis: str) -> str:
+    return ("the sweep did not vary k_max: no T-vs-K_max figure" if axis == "k_max" else
+            f"{axis} takes fewer than two values: no T-vs-{axis} figure")
+
+
+_LAW_STYLES = {"exp_k2": "--", "exp_x2": "--", "exp_lin": (0, (1, 1)), "power": "-.", "log": (0, (5, 1, 1, 1, 1, 1))}
 
 
 def _scaling_panel(ax: plt.Axes, data: dict, groups: Sequence[str], pal: dict, all_laws: bool) -> None:
@@ -127,17 +134,21 @@ def _scaling_panel(ax: plt.Axes, data: dict, groups: Sequence[str], pal: dict, a
         th = data["theory"][data["theory"]["group"] == g] if len(data["theory"]) else data["theory"]
         if len(th):
             ax.plot(th["K"], th["T_theory"], color="0.15" if all_laws else c, ls=":", lw=1.2, zorder=2)
-    ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ks = sorted(pts["K"].dropna().unique())
     finite_t = pts["T"][np.isfinite(pts["T"]) & (pts["T"] > 0)]
     if len(finite_t):
         ax.set_ylim(finite_t.min() / 1.6, finite_t.max() * 2.5)
-    if ks:
-        ax.set_xlim(min(ks) / 1.25, max(ks) * 1.25)
-    log_ticks(ax, "x", ks if len(ks) <= 10 else [k for k in ks if math.log2(k).is_integer()] or ks[::2])
+    if data.get("log_x", True):
+        ax.set_xscale("log", base=2)
+        if ks:
+            ax.set_xlim(min(ks) / 1.25, max(ks) * 1.25)
+        log_ticks(ax, "x", ks if len(ks) <= 10 else [k for k in ks if math.log2(k).is_integer()] or ks[::2])
+    elif ks:  # an axis with values <= 0: linear
+        pad = 0.06 * (max(ks) - min(ks) or 1.0)
+        ax.set_xlim(min(ks) - pad, max(ks) + pad)
     log_ticks(ax, "y")
-    ax.set_xlabel(r"$K_{\max}$")
+    ax.set_xlabel(data.get("axis_label", r"$K_{\max}$"))
 
 
 def _scaling_groups(data: dict) -> list[str]:
@@ -160,7 +171,7 @@ def draw_scaling(data: dict, path_stem: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(style.COLUMN, 2.5 + 0.16 * min(len(groups), style.MAX_LEGEND)),
                            layout="constrained")
     if not groups:
-        empty_panel(ax, "the sweep did not vary k_max: no T-vs-K_max figure")
+        empty_panel(ax, data.get("not_varied", _not_varied("k_max")))
         return save_figure(fig, path_stem)
     pal = _palette(data, groups)
     _scaling_panel(ax, data, groups, pal, all_laws=False)
@@ -188,7 +199,7 @@ def draw_scaling_by_group(data: dict, path_stem: str, ncols: int = 3) -> list[st
     ncols = min(ncols, max(len(groups), 1))
     fig, axes = _panel_grid(len(groups), ncols, style.TEXT / ncols, 2.5)
     if not groups:
-        empty_panel(axes[0, 0], "the sweep did not vary k_max: no T-vs-K_max figure")
+        empty_panel(axes[0, 0], data.get("not_varied", _not_varied("k_max")))
         return save_figure(fig, path_stem)
     pal = _palette(data, groups)
     fits = data.get("fits", pd.DataFrame())
@@ -361,28 +372,7 @@ def draw_decay_rates(data: dict, path_stem: str) -> list[str]:
     groups = list(dict.fromkeys(list(r["group"]) + list(curves["group"]) + list(annealed["group"])))
     groups = [g for g in data.get("order", []) if g in groups] + [g for g in groups if g not in data.get("order", [])]
     pal = _palette(data, groups)
-    both = r[np.isfinite(r["rate_predicted"]) & (r["rate_predicted"] > 0) & (r["rate_measured"] > 0)] if len(r) else r
-    if len(both):
-        for g, p in both.groupby("group", sort=False):
-            ax1.scatter(p["rate_predicted"], p["rate_measured"], color=pal[g], s=10, alpha=0.85, lw=0)
-        lim = [min(both["rate_predicted"].min(), both["rate_measured"].min()) / 1.5,
-               max(both["rate_predicted"].max(), both["rate_measured"].max()) * 1.5]
-        ax1.plot(lim, lim, color="0.3", lw=0.8, ls="--")
-        ax1.text(0.97, 0.03, "measured = predicted", transform=ax1.transAxes, ha="right", va="bottom", fontsize=6,
-                 color="0.3")
-        ax1.set_xscale("log")
-        ax1.set_yscale("log")
-        ax1.set_xlim(lim)
-        ax1.set_ylim(lim)
-        log_ticks(ax1, "x")
-        log_ticks(ax1, "y")
-        ax1.set_xlabel("predicted rate (linear theory, same window)")
-        ax1.set_ylabel(r"measured rate $-d\log e_k/dt$")
-        ax1.set_title(f"{len(both)} of {data['n_total']} (trial, mode) pairs above the noise threshold")
-    else:
-        empty_panel(ax1, "no (trial, mode) with 3+ evaluations above\n"
-                         "floor_factor x noise_floor and a theory prediction\n"
-                         "(try a lower --floor-factor)")
+    _measured_vs_predicted(ax1, r, pal, data["n_total"])
     for g, c in curves.groupby("group", sort=False):
         ax2.plot(c["k"], c["rate"], color=pal.get(g, "0.3"), lw=1.2)
     for g, c in annealed.groupby("group", sort=False):
@@ -417,6 +407,32 @@ def draw_decay_rates(data: dict, path_stem: str) -> list[str]:
     return save_figure(fig, path_stem)
 
 
+def _measured_vs_predicted(ax1: plt.Axes, r: pd.DataFrame, pal: dict, n_total: int) -> None:
+    """The decay-rate figure's left panel: measured against predicted rate per (trial, mode), y = x dashed."""
+    both = r[np.isfinite(r["rate_predicted"]) & (r["rate_predicted"] > 0) & (r["rate_measured"] > 0)] if len(r) else r
+    if len(both):
+        for g, p in both.groupby("group", sort=False):
+            ax1.scatter(p["rate_predicted"], p["rate_measured"], color=pal[g], s=10, alpha=0.85, lw=0)
+        lim = [min(both["rate_predicted"].min(), both["rate_measured"].min()) / 1.5,
+               max(both["rate_predicted"].max(), both["rate_measured"].max()) * 1.5]
+        ax1.plot(lim, lim, color="0.3", lw=0.8, ls="--")
+        ax1.text(0.97, 0.03, "measured = predicted", transform=ax1.transAxes, ha="right", va="bottom", fontsize=6,
+                 color="0.3")
+        ax1.set_xscale("log")
+        ax1.set_yscale("log")
+        ax1.set_xlim(lim)
+        ax1.set_ylim(lim)
+        log_ticks(ax1, "x")
+        log_ticks(ax1, "y")
+        ax1.set_xlabel("predicted rate (linear theory, same window)")
+        ax1.set_ylabel(r"measured rate $-d\log e_k/dt$")
+        ax1.set_title(f"{len(both)} of {n_total} (trial, mode) pairs above the noise threshold")
+    else:
+        empty_panel(ax1, "no (trial, mode) with 3+ evaluations above\n"
+                         "floor_factor x noise_floor and a theory prediction\n"
+                         "(try a lower --floor-factor)")
+
+
 # --------------------------------------------------------------------------- ablation
 
 
@@ -428,7 +444,8 @@ def ablation_data(analysis: Analysis, k: Optional[float] = None) -> dict:
     if axis and k is not None:
         t, pk = t[t[axis] == k], pk[pk[axis] == k]
     return {"trials": t[~t["failed"]], "summary": pk, "labels": group_labels(analysis), "legend_title": "",
-            "k": k, "eps": common_eps(analysis), "baseline": analysis.baseline, "order": analysis.group_order}
+            "k": k, "eps": common_eps(analysis), "baseline": analysis.baseline, "order": analysis.group_order,
+            "axis_label": axis_label(analysis.axis)}
 
 
 def draw_ablation(data: dict, path_stem: str) -> list[str]:
@@ -482,7 +499,7 @@ def draw_ablation(data: dict, path_stem: str) -> list[str]:
         ax1.set_xlim(0, times.max() * 1.08)
     ax1.set_xlabel(f"convergence time T ({_eps_text(data['eps'])})")
     k = data["k"]
-    ax1.set_title((f"at $K_{{\\max}}$ = {fmt(k)}; " if k is not None else "")
+    ax1.set_title((f"at {data.get('axis_label', axis_label(None))} = {fmt(k)}; " if k is not None else "")
                   + "bar: median, line: 95% CI, open >: censored")
     ax2.set_xlim(0, 1.2)
     ax2.set_xticks([0, 0.5, 1.0], ["0", "50%", "100%"])
@@ -513,7 +530,8 @@ def error_curve_data(analysis: Analysis) -> dict:
         band = band.rename(columns={axis: "K"})
     eps_vals = sorted(t["eps"].dropna().unique())
     return {"band": band, "curves": c, "labels": group_labels(analysis), "order": analysis.group_order,
-            "axis": axis, "eps": eps_vals, "n_seeds": int(t.groupby("group")["seed"].nunique().max()) if len(t) else 0}
+            "axis": axis, "eps": eps_vals, "n_seeds": int(t.groupby("group")["seed"].nunique().max()) if len(t) else 0,
+            "symbol": "K" if analysis.axis == "k_max" else analysis.axis}
 
 
 def draw_error_curves(data: dict, path_stem: str, ncols: int = 3) -> list[str]:
@@ -542,7 +560,8 @@ def draw_error_curves(data: dict, path_stem: str, ncols: int = 3) -> list[str]:
         for k, kb in (gb.groupby("K", sort=True) if by_group else [(None, gb)]):
             col = kcol[k] if by_group else pal[g]
             ax.fill_between(kb["t"], kb["lo"], kb["hi"], color=col, alpha=0.2, lw=0)
-            ax.plot(kb["t"], kb["median"], color=col, lw=1.1, label=(f"K={fmt(k)}" if by_group else None))
+            ax.plot(kb["t"], kb["median"], color=col, lw=1.1,
+                    label=(f"{data.get('symbol', 'K')}={fmt(k)}" if by_group else None))
         if by_group:
             panel_title(ax, data["labels"].get(g, g), style.TEXT / ncols)
             if len(ks) <= 6 or i == 0:

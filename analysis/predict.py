@@ -122,7 +122,12 @@ def _group_configs(trials: pd.DataFrame) -> pd.DataFrame:
 
 def theory_times(times: pd.DataFrame, trials: pd.DataFrame, axis: Optional[str], eps: Optional[float] = None,
                  k_grid: Optional[Sequence[int]] = None) -> pd.DataFrame:
-    """Theory T per group over integer K (1..max measured K, or `k_grid`): columns group, K, T_theory, status."""
+    """Theory T per group over integer K (1..max measured K, or `k_grid`): columns group, K, T_theory, status.
+
+    For an axis other than k_max, the theory at each measured axis value instead (`theory_at_cells`).
+    """
+    if axis is not None and axis != "k_max":
+        return theory_at_cells(times, trials, axis, eps)
     tr = trials.merge(times[["trial_id", "group"]], on="trial_id")
     rows = []
     for group, cfg in _group_configs(tr).iterrows():
@@ -133,6 +138,23 @@ def theory_times(times: pd.DataFrame, trials: pd.DataFrame, axis: Optional[str],
         for k in ks:
             t = predicted_time(cfg, k, eps) if not status else math.nan
             rows.append({"group": group, "K": k, "T_theory": t, "theory_status": status or "ok"})
+    return pd.DataFrame(rows, columns=["group", "K", "T_theory", "theory_status"])
+
+
+def theory_at_cells(times: pd.DataFrame, trials: pd.DataFrame, axis: str, eps: Optional[float] = None) -> pd.DataFrame:
+    """Theory T per group x value of `axis` (any trials column): the median of the cell's trials' own predictions.
+
+    Trials of one cell can differ in the keys the axis combines (separation 2, bandwidth 1 and 4, 2 share
+    x = 2); each is predicted at its own configuration.  Columns group, K (the axis value), T_theory, status.
+    """
+    tr = trials.drop(columns=["group"], errors="ignore").merge(times[["trial_id", "group"]], on="trial_id")
+    tr = tr[np.isfinite(pd.to_numeric(tr[axis], errors="coerce").astype(float))]
+    status = {g: theory_status(cfg.to_dict()) for g, cfg in _group_configs(tr).iterrows()}
+    rows = []
+    for (group, k), cell in tr.groupby(["group", axis], sort=True):
+        t = [predicted_time(cfg, None, eps) for cfg in cell.to_dict("records")] if not status[group] else []
+        rows.append({"group": group, "K": float(k), "T_theory": float(np.median(t)) if t else math.nan,
+                     "theory_status": status[group] or "ok"})
     return pd.DataFrame(rows, columns=["group", "K", "T_theory", "theory_status"])
 
 

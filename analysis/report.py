@@ -19,8 +19,9 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .fits import CI_LEVEL, LAWS, N_BOOT
+from .fits import CI_LEVEL, CI_METHODS, N_BOOT
 from .formatting import markdown
+from .axis import parse_axis
 from .load import SweepFolderError, load_sweep
 from .importance import read_spec, search_view, smoke_caps
 from .plots import (ablation_data, decay_rate_data, default_heatmap_trials, draw_ablation, draw_decay_rates,
@@ -28,7 +29,7 @@ from .plots import (ablation_data, decay_rate_data, default_heatmap_trials, draw
                     draw_scaling_by_group, draw_spectrum_heatmaps, error_curve_data, history_data, parallel_data,
                     scaling_data, spectrum_heatmap_data)
 from .predict import FLOOR_FACTOR
-from .tables import Analysis, analyse_sweep, comparison_display, write_tables
+from .tables import Analysis, analyse_sweep, comparison_display, stats_display, write_tables
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +111,19 @@ def _fits_display(analysis: Analysis) -> pd.DataFrame:
     return out
 
 
-def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dict[str, str], out_dir: str,
-                  spec: Optional[dict] = None, search: Optional[dict] = None) -> str:
-    """The text of report.md."""
-    spec = spec if spec is not None else read_spec(analysis.sweep.root)
-    sw = analysis.sweep
-    tr = sw.trials
-    keys = sw.group_keys
+def _header(analysis: Analysis, spec: dict) -> list[str]:
+    """Title, smoke-run warning and the run's metadata."""
+    sw, tr = analysis.sweep, analysis.sweep.trials
     status = ", ".join(f"{n} {s}" for s, n in tr["status"].value_counts().items())
     eps = f"{analysis.eps:g} (recomputed post hoc from the curves)" if analysis.eps is not None else \
         "each trial's own eps (" + ", ".join(f"{e:g}" for e in sorted(tr["eps"].unique())) + ")"
     commits = ", ".join(sorted({str(c) for c in tr["git_commit"].dropna().unique()})) or "unknown"
     versions = sorted({v for v in tr["versions"].dropna().unique() if v not in ("", "{}")})
     caps = smoke_caps(analysis, spec)
-    lines = [
+    fitted = (f", fitted against {sw.scaling_axis}" if sw.scaling_axis else "") + (
+        f" (the axis `{sw.axis}`, computed per trial from the config keys {', '.join(sw.axis_keys)})"
+        if sw.axis != "k_max" else "")
+    return [
         (f"# SMOKE RUN of sweep `{sw.name}` ({caps}): a quick look, not a measurement" if caps else
          f"# Sweep `{sw.name}`: convergence-time report"),
         "",
@@ -132,8 +132,8 @@ def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dic
         f"- folder: `{sw.root}`",
         f"- trials: {len(tr)} ({status})",
         f"- convergence threshold eps: {eps}",
-        f"- swept axes: {', '.join(sw.axes) or 'none'} (+ seed); groups are {', '.join(keys) or 'the whole sweep'}"
-        + (f", fitted against {sw.scaling_axis}" if sw.scaling_axis else ""),
+        f"- swept axes: {', '.join(sw.axes) or 'none'} (+ seed); groups are "
+        f"{', '.join(sw.group_keys) or 'the whole sweep'}" + fitted,
         f"- reference group for speed-ups: {analysis.labels.get(analysis.baseline, analysis.baseline)} "
         f"(`{analysis.baseline}`)",
         f"- search: {spec.get('search', 'unknown')}" + (f", metric {spec['metric']} ({spec.get('mode', 'min')})"
@@ -141,76 +141,118 @@ def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dic
         f"- git commit(s): {commits}" + (f"; versions: `{versions[0]}`" if len(versions) == 1 else ""),
         f"- generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by `python -m analysis.report`",
         "",
+    ]
+
+
+def _comparison_section(analysis: Analysis, figures: dict[str, list[str]], out_dir: str) -> list[str]:
+    ax = "k_max" if analysis.axis == "k_max" else analysis.axis
+    ref = "K_ref" if ax == "k_max" else f"{ax} (ref)"
+    lines = [
         "## Comparison",
         "",
-        (f"One row per group at k_max = {analysis.k_ref:g} (the largest k_max every group ran). " if analysis.k_ref
+        (f"One row per group at {ax} = {analysis.k_ref:g} (the largest {ax} every group ran). " if analysis.k_ref
          is not None else "One row per group. ")
         + "`median_T` is the Kaplan-Meier median convergence time over seeds (censored trials count as "
-        "'not yet converged'; `>x` means fewer than half converged by x) at K_ref, with a "
+        f"'not yet converged'; `>x` means fewer than half converged by x) at {ref}, with a "
         f"{int(CI_LEVEL * 100)}% bootstrap "
         "interval; `T_theory` is the linear theory (docs/theory.md#convergence-time); `best_law` is the scaling law with the "
-        "lowest AIC, `a`, `b` its coefficients with bootstrap CIs, `dT_per_doubling` what doubling k_max from K_ref "
+        f"lowest AIC, `a`, `b` its coefficients with bootstrap CIs, `dT_per_doubling` what doubling {ax} from {ref} "
         "adds to T under it, `law_support` the fraction of bootstrap replicates choosing that law; `speedup` is the "
         "reference group's median T over the row's (`>`/`<`: bound, because one median is censored). `trials`, "
-        "`failed` (diverged or error, left out of times and fits) and `frac_converged` count all k_max of the group.",
+        f"`failed` (diverged or error, left out of times and fits) and `frac_converged` count all {ax} of the group.",
         "",
-        markdown(comparison_display(analysis.comparison, keys)),
+        markdown(comparison_display(analysis.comparison, analysis.sweep.group_keys, analysis.axis)),
         "",
     ]
-    if sw.scaling_axis:
+    if analysis.sweep.scaling_axis:
         lines += [
-            _fig(figures, "scaling", out_dir, "T against k_max"),
+            _fig(figures, "scaling", out_dir, f"T against {ax}"),
             "",
-            "Convergence time against k_max: dots are converged trials, open triangles censored trials drawn at "
+            f"Convergence time against {ax}: dots are converged trials, open triangles censored trials drawn at "
             "the time they were last seen unconverged (true T is above), solid lines each group's best law, "
             "dotted the linear theory. Every law per group is drawn under Scaling-law fits.",
             "",
         ]
-    if sw.scaling_axis:
-        per_k = analysis.per_k.drop(columns=["group"])
-        lines += ["## Times per k_max", "", markdown(per_k), ""]
-        lines += ["## Scaling-law fits", "",
-                  "Censored regression (Tobit): censored trials enter the likelihood as lower bounds. Likelihoods "
-                  "are in units of T, so AIC/BIC compare across laws; `weight` is the Akaike weight, `support` the "
-                  f"bootstrap selection frequency; CIs from {analysis.n_boot} bootstrap replicates over "
-                  "seeds (over trials within each k_max when a group has fewer than 3 seeds); `b_se` is the Wald "
-                  "standard error of b (from the fit's curvature, so it reflects the scatter about the law). Laws: "
-                  + "; ".join(f"`{law.formula}`" for law in LAWS.values()) + ".", "",
-                  markdown(_fits_display(analysis)), "",
-                  _fig(figures, "scaling_by_group", out_dir, "all laws per group"), "",
-                  "Each group with all three laws (best solid; dAIC = AIC minus the best law's) and the linear "
-                  "theory (black dotted).", ""]
-    lines += ["## Error against time", "",
-              "worst_rel_error against t: the line is the median over seeds, the band their range (min to max), "
-              "the dotted line eps" + (" ; one panel per group, one line per k_max." if sw.scaling_axis else "."),
-              "", _fig(figures, "error_curves", out_dir, "worst relative error against t"), ""]
+    return lines
+
+
+_WORDS = {3: "three", 4: "four"}
+
+
+def _fits_section(analysis: Analysis, figures: dict[str, list[str]], out_dir: str) -> list[str]:
+    if not analysis.sweep.scaling_axis:
+        return []
+    ax = "k_max" if analysis.axis == "k_max" else analysis.axis
+    laws = analysis.laws
+    per_k = analysis.per_k.drop(columns=["group"])
+    defined = "" if ax == "k_max" else f" Here x = {ax}."
+    return [f"## Times per {ax}", "", markdown(per_k), "",
+            "## Scaling-law fits", "",
+            "Censored regression (Tobit): censored trials enter the likelihood as lower bounds. Likelihoods "
+            "are in units of T, so AIC/BIC compare across laws; `weight` is the Akaike weight, `support` the "
+            f"bootstrap selection frequency; CIs from {analysis.n_boot} bootstrap replicates over "
+            f"seeds (over trials within each {ax} when a group has fewer than 3 seeds)"
+            + ("" if analysis.ci == "percentile" else ", expanded percentile intervals (widened for the number of "
+               "seeds, docs/analysis.md#scaling-laws)") + "; `b_se` is the Wald "
+            "standard error of b (from the fit's curvature, so it reflects the scatter about the law). Laws: "
+            + "; ".join(f"`{law.formula}`" for law in laws.values()) + "." + defined, "",
+            markdown(_fits_display(analysis)), "",
+            _fig(figures, "scaling_by_group", out_dir, "all laws per group"), "",
+            f"Each group with all {_WORDS.get(len(laws), len(laws))} laws (best solid; dAIC = AIC minus the "
+            "best law's) and the linear theory (black dotted).", ""]
+
+
+def _curves_and_rates(analysis: Analysis, figures: dict[str, list[str]], out_dir: str) -> list[str]:
+    ax = "k_max" if analysis.axis == "k_max" else analysis.axis
     ds = decay_summary(analysis)
     ds["group"] = ds["group"].map(analysis.labels)
-    lines += [
-        "## Per-mode decay rates",
-        "",
+    return [
+        "## Error against time", "",
+        "worst_rel_error against t: the line is the median over seeds, the band their range (min to max), "
+        "the dotted line eps" + (f" ; one panel per group, one line per {ax}." if analysis.sweep.scaling_axis
+                                 else "."),
+        "", _fig(figures, "error_curves", out_dir, "worst relative error against t"), "",
+        "## Per-mode decay rates", "",
         f"Slope of log e_k(t) against t for each active mode of each trial, over the window from t = 0 until the "
         f"error first falls below {FLOOR_FACTOR:g} x the trial's `noise_floor`; the prediction is the linear "
-        "theory's average rate over the same window (lambda(k) for a constant bandwidth).",
-        "",
-        markdown(ds.rename(columns={"median_measured_over_predicted": "measured/predicted (median)"})),
-        "",
-        _fig(figures, "decay_rates", out_dir, "measured vs predicted decay rates"),
-        "",
-        "## Per-frequency error",
-        "",
-        "log10 of e_k(t)/e_k(0) for one trial per group (largest k_max, lowest seed): red above eps, blue "
-        "below, black contour at eps, cyan dashed line at the convergence time.",
-        "",
-        _fig(figures, "spectrum_heatmaps", out_dir, "per-frequency error heatmaps"),
-        "",
-        "## Ablation view",
-        "",
-        _fig(figures, "ablation", out_dir, "T and fraction converged per group"),
-        "",
+        "theory's average rate over the same window (lambda(k) for a constant bandwidth).", "",
+        markdown(ds.rename(columns={"median_measured_over_predicted": "measured/predicted (median)"})), "",
+        _fig(figures, "decay_rates", out_dir, "measured vs predicted decay rates"), "",
+        "## Per-frequency error", "",
+        f"log10 of e_k(t)/e_k(0) for one trial per group (largest {ax}, lowest seed): red above eps, blue "
+        "below, black contour at eps, cyan dashed line at the convergence time.", "",
+        _fig(figures, "spectrum_heatmaps", out_dir, "per-frequency error heatmaps"), "",
+        "## Ablation view", "",
+        _fig(figures, "ablation", out_dir, "T and fraction converged per group"), "",
     ]
-    lines += _search_section(figures, out_dir, search)
-    lines += ["## Notes", ""]
+
+
+def _stats_section(analysis: Analysis) -> list[str]:
+    if analysis.stats.empty:
+        return []
+    cell = "k_max" if analysis.axis == "k_max" else analysis.axis
+    cell = f"value of {cell}" if analysis.sweep.scaling_axis else "group (the sweep has no scaling axis)"
+    return ["## Group statistics", "",
+            f"Geometric mean of T per group over its cells (one cell per {cell}, each weighted equally; censored "
+            "trials at their lower bound, so a group with censored trials is understated) with two "
+            f"{int(CI_LEVEL * 100)}% bootstrap intervals: `[seeds]` resamples seeds within cells (these exact "
+            "conditions), `[cells+seeds]` resamples cells, then seeds within them (conditions like these; slightly "
+            "conservative). `ratio`: the row's geometric mean T over the reference group's, paired by shared cells, "
+            "with its cells+seeds interval; when that includes 1, `equivalent within` is the largest factor the data "
+            "do not exclude. `seeds needed`: seeds per cell and group for a two-sided 5% test with 80% power to "
+            "detect the observed ratio at the observed spread of log T (normal approximation; "
+            "docs/analysis.md#statistics-for-ablations).", "",
+            markdown(stats_display(analysis.stats, analysis.labels)), ""]
+
+
+def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dict[str, str], out_dir: str,
+                  spec: Optional[dict] = None, search: Optional[dict] = None) -> str:
+    """The text of report.md."""
+    spec = spec if spec is not None else read_spec(analysis.sweep.root)
+    tr = analysis.sweep.trials
+    lines = _header(analysis, spec) + _comparison_section(analysis, figures, out_dir)
+    lines += _fits_section(analysis, figures, out_dir) + _curves_and_rates(analysis, figures, out_dir)
+    lines += _stats_section(analysis) + _search_section(figures, out_dir, search)
     notes = list(analysis.notes) + [
         "No figure of generated samples over the target density: the Parquet tables hold no samples.",
         "Measured times are the first evaluation at or below eps, so they can exceed a continuous-time "
@@ -219,7 +261,7 @@ def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dic
     if analysis.eps is not None and analysis.eps < tr["eps"].max():
         notes.append("A trial stops when it reaches its own eps; at a stricter post-hoc eps such a trial is "
                      "censored at its stopping time.")
-    lines += [f"- {n}" for n in notes]
+    lines += ["## Notes", ""] + [f"- {n}" for n in notes]
     lines += ["", "## Files", ""] + [f"- [{name}]({os.path.relpath(p, out_dir)})" for name, p in sorted(tables.items())]
     return "\n".join(lines) + "\n"
 
@@ -252,12 +294,16 @@ def write_report(sweep_root: str, out_dir: Optional[str] = None, eps: Optional[f
                  baseline: Optional[str] = None, n_boot: int = N_BOOT, k_ref: Optional[float] = None,
                  heatmap_trials: Optional[Sequence[str]] = None, interpolate: bool = False,
                  criterion: str = "aic", floor_factor: float = FLOOR_FACTOR, seed: int = 0,
-                 html: bool = True) -> tuple[Analysis, str]:
-    """Analyse a sweep folder and write report.md, figures and tables into out_dir; returns (analysis, report path)."""
+                 html: bool = True, axis: Optional[str] = None, ci: Optional[str] = None) -> tuple[Analysis, str]:
+    """Analyse a sweep folder and write report.md, figures and tables into out_dir; returns (analysis, report path).
+
+    `axis`: what the laws are fitted against (default k_max), see `analysis.axis`."""
+    if axis is not None:
+        parse_axis(axis)  # a malformed expression fails before the sweep is read
     sweep = load_sweep(sweep_root)
     out_dir = out_dir or default_out_dir(sweep_root, sweep.name)
     analysis = analyse_sweep(sweep, eps=eps, baseline=baseline, n_boot=n_boot, seed=seed, interpolate=interpolate,
-                             criterion=criterion, k_ref=k_ref, floor_factor=floor_factor)
+                             criterion=criterion, k_ref=k_ref, floor_factor=floor_factor, axis=axis, ci=ci)
     tables = write_tables(analysis, out_dir)
     spec = read_spec(sweep_root)
     search = search_view(analysis, spec, seed)
@@ -272,7 +318,8 @@ def write_report(sweep_root: str, out_dir: Optional[str] = None, eps: Optional[f
     with open(os.path.join(out_dir, "report_args.json"), "w") as fh:
         json.dump({"sweep": sweep_root, "eps": eps, "baseline": analysis.baseline, "n_boot": n_boot,
                    "k_ref": analysis.k_ref, "interpolate": interpolate, "criterion": criterion,
-                   "floor_factor": floor_factor, "seed": seed}, fh, indent=2, default=str)
+                   "floor_factor": floor_factor, "seed": seed, "axis": analysis.axis,
+                   "ci": analysis.ci}, fh, indent=2, default=str)
     return analysis, path
 
 
@@ -285,11 +332,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--baseline", help="reference group, e.g. 'schedule=constant' or "
                                       "'kernel=gaussian,schedule=constant' "
                                       "(default: the first group)")
-    p.add_argument("--k-ref", type=float, help="k_max at which groups are compared (default: largest common k_max)")
+    p.add_argument("--axis", help="what T is fitted against: a config key or an expression of config keys, e.g. "
+                                  "separation/bandwidth, log(n_samples), k_max*bandwidth (default: k_max)")
+    p.add_argument("--k-ref", type=float, help="axis value at which groups are compared (default: the largest value "
+                                               "every group ran)")
     p.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap replicates (default {N_BOOT})")
     p.add_argument("--trials", help="comma-separated trial ids for the per-frequency heatmaps")
     p.add_argument("--interpolate", action="store_true", help="interpolate crossing times between evaluations")
     p.add_argument("--criterion", choices=("aic", "bic"), default="aic", help="law selection criterion")
+    p.add_argument("--ci", choices=CI_METHODS, help="the fits' bootstrap interval (default: percentile for k_max, "
+                                                    "expanded for any other axis)")
     p.add_argument("--floor-factor", type=float, default=FLOOR_FACTOR,
                    help=f"decay rates are fitted while error > this x noise_floor (default {FLOOR_FACTOR:g})")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the fANOVA forest")
@@ -302,11 +354,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         analysis, path = write_report(
             args.sweep, args.out, args.eps, args.baseline, args.n_boot, args.k_ref,
             args.trials.split(",") if args.trials else None, args.interpolate, args.criterion, args.floor_factor,
-            args.seed, html=not args.no_html)
+            args.seed, html=not args.no_html, axis=args.axis, ci=args.ci)
     except (SweepFolderError, ValueError, OSError) as err:  # a damaged file is named by drift_sweeps.results
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    print(markdown(comparison_display(analysis.comparison, analysis.sweep.group_keys)))
+    print(markdown(comparison_display(analysis.comparison, analysis.sweep.group_keys, analysis.axis)))
     print(f"\nreport: {path}")
     return 0
 

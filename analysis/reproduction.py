@@ -168,35 +168,9 @@ def build(results: str, out: str, notes: Optional[str] = None, timings: Optional
     if "overview" in note_text:
         lines[6:6] = [note_text["overview"], ""]
     for study in STUDIES:
-        root = os.path.join(results, study.name)
-        if not os.path.isdir(root):
-            body += [f"## {study.title}", "", f"*not run: no folder {root}*", ""]
-            continue
-        out_dir = os.path.join(out, "reproduction", study.name)
-        analysis, _ = write_report(root, out_dir, baseline=study.baseline, n_boot=n_boot,
-                                   floor_factor=study.floor_factor, html=False, **study.report_kwargs)
-        for other in glob.glob(os.path.join(out_dir, "figures", "*.svg")) + \
-                glob.glob(os.path.join(out_dir, "figures", "*.pdf")):
-            os.remove(other)  # the docs keep PNG only (and no report.html: 5 MB each)
-        tr = analysis.sweep.trials
-        counts = tr["status"].value_counts()
-        secs = wall.get(study.name)
-        lines.append(f"| [{study.name}](#{_anchor(study.title)}) | {len(tr)} | {counts.get('converged', 0)} | "
-                     f"{counts.get('censored', 0)} | {counts.get('diverged', 0)} | {counts.get('error', 0)} | "
-                     f"{_minutes(secs)} | {_minutes(float(tr['wall_time_s'].sum()))} |")
-        body += [f"## {study.title}", "", f"Sweep `{study.name}` "
-                 f"([space](../search_spaces/{study.name}.yaml), [full report](reproduction/{study.name}/report.md)).",
-                 ""]
-        if study.name in note_text:
-            body += [note_text[study.name], ""]
-        body += ["### Comparison", "", markdown(comparison_display(analysis.comparison, analysis.sweep.group_keys)),
-                 ""]
-        if study.checks is not None:
-            body += ["### Against the theory", ""] + study.checks(analysis)
-        for fig in study.figures:
-            png = os.path.join(out_dir, "figures", f"{fig}.png")
-            if os.path.exists(png):
-                body += [f"![{fig}](reproduction/{study.name}/figures/{fig}.png)", ""]
+        row, section = _study_section(study, results, out, n_boot, note_text, wall)
+        lines += [row] if row else []
+        body += section
     if "appendix" in note_text:  # hand-written sections after the generated ones
         body += [note_text["appendix"], ""]
     lines += [""] + body
@@ -204,6 +178,37 @@ def build(results: str, out: str, notes: Optional[str] = None, timings: Optional
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     return path
+
+
+def _study_section(study: Study, results: str, out: str, n_boot: int, note_text: dict,
+                   wall: dict) -> tuple[Optional[str], list[str]]:
+    """One study: write its report; return (its row of the overview table, or None when not run; its section)."""
+    root = os.path.join(results, study.name)
+    if not os.path.isdir(root):
+        return None, [f"## {study.title}", "", f"*not run: no folder {root}*", ""]
+    out_dir = os.path.join(out, "reproduction", study.name)
+    analysis, _ = write_report(root, out_dir, baseline=study.baseline, n_boot=n_boot,
+                               floor_factor=study.floor_factor, html=False, **study.report_kwargs)
+    for other in glob.glob(os.path.join(out_dir, "figures", "*.svg")) + \
+            glob.glob(os.path.join(out_dir, "figures", "*.pdf")):
+        os.remove(other)  # the docs keep PNG only (and no report.html: 5 MB each)
+    tr = analysis.sweep.trials
+    counts = tr["status"].value_counts()
+    row = (f"| [{study.name}](#{_anchor(study.title)}) | {len(tr)} | {counts.get('converged', 0)} | "
+           f"{counts.get('censored', 0)} | {counts.get('diverged', 0)} | {counts.get('error', 0)} | "
+           f"{_minutes(wall.get(study.name))} | {_minutes(float(tr['wall_time_s'].sum()))} |")
+    body = [f"## {study.title}", "", f"Sweep `{study.name}` "
+            f"([space](../search_spaces/{study.name}.yaml), [full report](reproduction/{study.name}/report.md)).", ""]
+    if study.name in note_text:
+        body += [note_text[study.name], ""]
+    body += ["### Comparison", "", markdown(comparison_display(analysis.comparison, analysis.sweep.group_keys)), ""]
+    if study.checks is not None:
+        body += ["### Against the theory", ""] + study.checks(analysis)
+    for fig in study.figures:
+        png = os.path.join(out_dir, "figures", f"{fig}.png")
+        if os.path.exists(png):
+            body += [f"![{fig}](reproduction/{study.name}/figures/{fig}.png)", ""]
+    return row, body
 
 
 def _anchor(title: str) -> str:

@@ -14,13 +14,15 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from .axis import apply_axis
 from .convergence import convergence_times, group_summary, km_median, speedup_with_bounds
-from .fits import CI_LEVEL, LAWS, N_BOOT, fit_group, fit_scaling
-from .formatting import latex, markdown
+from .fits import CI_LEVEL, N_BOOT, Law, ci_for, fit_group, fit_scaling, laws_for
+from .formatting import display_frame, latex, markdown
 from .labels import VARIANT, group_table, labels_for
 from .load import Sweep, load_sweep
 from .predict import FLOOR_FACTOR, measured_decay_rates, theory_times
 from .select import select_group
+from .stats import N_BOOT as STATS_N_BOOT, group_statistics
 
 
 @dataclass
@@ -39,6 +41,18 @@ class Analysis:
     k_ref: Optional[float] = None
     n_boot: int = N_BOOT
     notes: list[str] = field(default_factory=list)
+    stats: pd.DataFrame = field(default_factory=pd.DataFrame)  # group statistics (analysis.stats.group_statistics)
+    ci: str = "percentile"  # the fits' bootstrap interval (analysis.fits.ci_tail)
+
+    @property
+    def axis(self) -> str:
+        """The axis laws are fitted against: `k_max` or an expression of config keys."""
+        return self.sweep.axis
+
+    @property
+    def laws(self) -> dict[str, Law]:
+        """The laws fitted against that axis."""
+        return laws_for(self.sweep.axis)
 
     @property
     def group_order(self) -> list[str]:
@@ -90,7 +104,9 @@ def per_k_table(times: pd.DataFrame, sweep: Sweep, theory: pd.DataFrame, n_boot:
     table["median_T_lo"], table["median_T_hi"] = lo, hi
     if sweep.scaling_axis and len(theory):
         th = theory.set_index(["group", "K"])["T_theory"]
-        table["T_theory"] = [th.get((g, int(k)), math.nan) for g, k in zip(table["group"], table[sweep.scaling_axis])]
+        exact = sweep.scaling_axis != "k_max"  # the K_max theory is tabulated on integer K
+        table["T_theory"] = [th.get((g, k if exact else int(k)), math.nan)
+                             for g, k in zip(table["group"], table[sweep.scaling_axis])]
     else:
         table["T_theory"] = (theory.set_index("group")["T_theory"].reindex(table["group"]).to_numpy()
                              if len(theory) else math.nan)
@@ -152,45 +168,60 @@ def comparison_table(per_k: pd.DataFrame, fits: pd.DataFrame, sweep: Sweep, base
 
 def analyse_sweep(sweep: Union[str, Sweep], eps: Optional[float] = None, baseline: Optional[str] = None,
                   n_boot: int = N_BOOT, seed: int = 0, interpolate: bool = False, criterion: str = "aic",
-                  k_ref: Optional[float] = None, floor_factor: float = FLOOR_FACTOR) -> Analysis:
-    """Compute every table of the report for a sweep folder (or a loaded Sweep)."""
+                  k_ref: Optional[float] = None, floor_factor: float = FLOOR_FACTOR,
+                  axis: Optional[str] = None, ci: Optional[str] = None) -> Analysis:
+    """Compute every table of the report for a sweep folder (or a loaded Sweep), laws fitted against `axis`
+    (default k_max; any expression of config keys, see `analysis.axis`) with `ci` intervals (default
+    `ci_for(axis)`)."""
     sweep = load_sweep(sweep) if isinstance(sweep, str) else sweep
+    sweep = apply_axis(sweep, axis)
     times = convergence_times(sweep, eps, interpolate)
     axis = sweep.scaling_axis
     theory = theory_times(times, sweep.trials, axis, eps)
     per_k = per_k_table(times, sweep, theory, n_boot, seed)
-    fits = fit_scaling(times, sweep.group_keys, axis, LAWS, n_boot, seed, criterion) if axis else pd.DataFrame()
+    ci = ci or ci_for(sweep.axis)
+    fits = fit_scaling(times, sweep.group_keys, axis, laws_for(axis), n_boot, seed, criterion, ci) if axis else \
+        pd.DataFrame()
     comparison, base_label, k_ref = comparison_table(per_k, fits, sweep, baseline, k_ref)
     named = group_table(times, sweep.trials, sweep.group_keys)
     if named[VARIANT].notna().any() and VARIANT not in comparison:  # the space's variant names, when stored
         comparison.insert(0, VARIANT, comparison["group"].map(dict(zip(named["group"], named[VARIANT]))))
     rates = measured_decay_rates(sweep, times, floor_factor)
-    notes = []
+    stats = group_statistics(times, axis, list(comparison["group"]), base_label, STATS_N_BOOT if n_boot > 0 else 0,
+                             seed)
+    return Analysis(sweep=sweep, eps=eps, times=times, per_k=per_k, fits=fits, comparison=comparison, rates=rates,
+                    theory=theory, baseline=base_label, k_ref=k_ref, n_boot=n_boot,
+                    notes=analysis_notes(sweep, times, fits, theory), stats=stats, ci=ci)
+
+
+def analysis_notes(sweep: Sweep, times: pd.DataFrame, fits: pd.DataFrame, theory: pd.DataFrame) -> list[str]:
+    """The report's notes: failed trials, fits that cannot tell the laws apart, groups without theory."""
+    axis, notes = sweep.scaling_axis, []
     failed = times[times["failed"]]
     if len(failed):
         counts = ", ".join(f"{n} {s}" for s, n in failed["status"].value_counts().items())
         notes.append(f"{len(failed)} trial(s) failed ({counts}) "
                      "and are left out of times and fits: " + ", ".join(failed["trial_id"].head(10)))
     if not axis:
-        notes.append("the sweep did not vary k_max: no scaling-law fits")
+        notes.append("the sweep did not vary k_max: no scaling-law fits" if sweep.axis == "k_max" else
+                     f"the axis {sweep.axis} takes fewer than two values in this sweep: no scaling-law fits")
     elif len(fits):
-        ok_times = times[times["event"]]
-        spans = ok_times.groupby("group")[axis].nunique()
+        name = "k_max" if axis == "k_max" else axis
+        spans = times[times["event"]].groupby("group")[axis].nunique()
         for g in fits.loc[fits["ok"], "group"].unique():
             if spans.get(g, 0) < 3:
-                notes.append(f"{g}: converged trials at only {spans.get(g, 0)} k_max values, too few to tell "
+                notes.append(f"{g}: converged trials at only {spans.get(g, 0)} {name} values, too few to tell "
                              "the laws apart reliably")
         best = fits[fits["best"] & fits["ok"]]
         flat = best[(best["b_hi"] - best["b_lo"]).abs() <= 1e-9 * (1 + best["b"].abs())]
         for g in flat["group"]:
             notes.append(f"{g}: every bootstrap resample gave the same fit (the seeds' times coincide at each "
-                         "k_max), so the bootstrap CIs have zero width; the Wald `b_se` in the fits table reflects "
+                         f"{name}), so the bootstrap CIs have zero width; the Wald `b_se` in the fits table reflects "
                          "the scatter about the law instead")
     for group, status in theory.drop_duplicates("group")[["group", "theory_status"]].itertuples(index=False):
         if status != "ok":
             notes.append(f"no linear-theory prediction for {group}: {status}")
-    return Analysis(sweep=sweep, eps=eps, times=times, per_k=per_k, fits=fits, comparison=comparison, rates=rates,
-                    theory=theory, baseline=base_label, k_ref=k_ref, n_boot=n_boot, notes=notes)
+    return notes
 
 
 def fit_columns(keys: Sequence[str]) -> list[str]:
@@ -200,24 +231,42 @@ def fit_columns(keys: Sequence[str]) -> list[str]:
     return [*keys, "group", "law", *[c for c in cols if c != "law"]]
 
 
-def comparison_display(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """The comparison table with the columns a reader wants, in reading order (the raw table stays in CSV)."""
+def comparison_display(table: pd.DataFrame, keys: Sequence[str], axis: Optional[str] = None) -> pd.DataFrame:
+    """The comparison table with the columns a reader wants, in reading order (the raw table stays in CSV);
+    `K_ref` is named after the axis when that is not k_max."""
     want = [*([VARIANT] if VARIANT not in keys else []), *keys, "trials", "failed", "frac_converged", "K_ref",
             "median_T", "median_T_lo", "median_T_hi",
             "median_T_lower_bound", "T_theory", "best_law", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
             "dT_per_doubling", "dT_per_doubling_lo", "dT_per_doubling_hi", "law_support", "speedup",
             "speedup_lower_bound", "speedup_upper_bound"]
-    return table[[c for c in want if c in table.columns]]
+    shown = table[[c for c in want if c in table.columns]]
+    return shown.rename(columns={"K_ref": f"{axis} (ref)"}) if axis not in (None, "k_max") else shown
+
+
+def stats_display(stats: pd.DataFrame, labels: Optional[dict] = None) -> pd.DataFrame:
+    """The group statistics as text columns for the report: T with both CIs, ratio with CI, equivalence, seeds."""
+    if stats.empty:
+        return stats
+    s = stats.rename(columns={"T_geo_cells_lo": "Tc_lo", "T_geo_cells_hi": "Tc_hi"}).assign(Tc=stats["T_geo"])
+    s = s.assign(equivalence_factor=s["equivalence_factor"].map(lambda f: f"x{f:.3g}" if np.isfinite(f) else "-"))
+    text = display_frame(s[["group", "cells", "trials", "censored", "T_geo", "T_geo_lo", "T_geo_hi", "Tc", "Tc_lo",
+                            "Tc_hi", "ratio", "ratio_lo", "ratio_hi", "equivalence_factor", "seeds_needed"]])
+    text["group"] = stats["group"].map(lambda g: (labels or {}).get(g, g))
+    return text.rename(columns={"T_geo": "geo-mean T [seeds]", "Tc": "geo-mean T [cells+seeds]",
+                                "ratio": "ratio to reference", "equivalence_factor": "equivalent within",
+                                "seeds_needed": "seeds needed"})
 
 
 def write_tables(analysis: Analysis, out_dir: str) -> dict[str, str]:
-    """Write comparison.{md,tex,csv}, per_k.csv, fits.csv, decay_rates.csv, times.csv; returns name -> path."""
+    """Write comparison.{md,tex,csv}, per_k.csv, fits.csv, decay_rates.csv, times.csv, stats.csv; returns
+    name -> path."""
     os.makedirs(out_dir, exist_ok=True)
     keys = analysis.sweep.group_keys
-    shown = comparison_display(analysis.comparison, keys)
+    shown = comparison_display(analysis.comparison, keys, analysis.axis)
     paths = {}
+    at = "K_max" if analysis.axis == "k_max" else analysis.axis
     caption = (f"Sweep {analysis.sweep.name}: convergence time T (eps = "
-               f"{analysis.eps if analysis.eps is not None else 'per trial'}) at K_max = {analysis.k_ref}, "
+               f"{analysis.eps if analysis.eps is not None else 'per trial'}) at {at} = {analysis.k_ref}, "
                f"best scaling law with {int(CI_LEVEL * 100)}% bootstrap CIs, speed-up over {analysis.baseline}.")
     texts = {"comparison.md": markdown(shown) + "\n", "comparison.tex": latex(shown, caption=caption,
                                                                               label=f"tab:{analysis.sweep.name}")}
@@ -226,7 +275,7 @@ def write_tables(analysis: Analysis, out_dir: str) -> dict[str, str]:
         with open(paths[name], "w") as fh:
             fh.write(text)
     frames = {"comparison.csv": analysis.comparison, "per_k.csv": analysis.per_k, "fits.csv": analysis.fits,
-              "decay_rates.csv": analysis.rates, "times.csv": analysis.times}
+              "decay_rates.csv": analysis.rates, "times.csv": analysis.times, "stats.csv": analysis.stats}
     if frames["fits.csv"].empty:  # no k_max axis: a header-only file that pandas reads as an empty table
         frames["fits.csv"] = pd.DataFrame(columns=fit_columns(keys))
     for name, df in frames.items():

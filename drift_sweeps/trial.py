@@ -80,7 +80,9 @@ def resolve_device(name: str) -> torch.device:
 def build_target(cfg: TrialConfig) -> Target:
     """The trial's target distribution."""
     spec = TargetSpec(cfg.k_max, cfg.k_min, cfg.amplitude, cfg.phase, cfg.target_seed, cfg.target_path,
-                      cfg.target_modes)
+                      cfg.target_modes, dim=cfg.dim, n_modes=cfg.n_modes, layout=cfg.layout,
+                      separation=cfg.separation, mode_std=cfg.mode_std, mode_weights=cfg.mode_weights,
+                      init=cfg.init, init_weights=cfg.init_weights)
     return make_target(cfg.target, spec)
 
 

@@ -17,6 +17,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import importlib
 import io
 import json
 import os
@@ -310,6 +311,15 @@ def _alarm(seconds: float) -> Iterator[None]:
 OUTCOMES = ("ok", "accepted", "traceback", "hang", "not_one_line", "wrong_status", "unnamed")
 
 
+def _ray_entry(run_module: Any) -> Any:
+    """The module whose `connect` joins or starts Ray: drift_sweeps.tune.session (before the sweep package:
+    the CLI module itself)."""
+    try:
+        return importlib.import_module("drift_sweeps.tune.session")
+    except ImportError:
+        return run_module
+
+
 def run_case(case: Case, folder: Path, run_module: Any) -> tuple[str, str, float]:
     """Run one case through `run_module.main` in this process; (outcome, detail, seconds)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -322,12 +332,13 @@ def run_case(case: Case, folder: Path, run_module: Any) -> tuple[str, str, float
     if not any(a == "--results" for a in argv):
         argv += ["--results", str(folder / "res")]
     out, err = io.StringIO(), io.StringIO()
-    real_connect = getattr(run_module, "connect")
+    ray_entry = _ray_entry(run_module)
+    real_connect = getattr(ray_entry, "connect")
 
     def refuse(*a: Any, **k: Any) -> None:
         raise _RayWouldStart()
 
-    setattr(run_module, "connect", refuse)
+    setattr(ray_entry, "connect", refuse)
     start = time.monotonic()
     outcome, detail = "ok", ""
     try:
@@ -360,7 +371,7 @@ def run_case(case: Case, folder: Path, run_module: Any) -> tuple[str, str, float
         else:
             detail = lines[0]
     finally:
-        setattr(run_module, "connect", real_connect)
+        setattr(ray_entry, "connect", real_connect)
     return outcome, detail, time.monotonic() - start
 
 

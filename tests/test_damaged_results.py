@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from drift_sweeps import results
-from drift_sweeps.run import finished_rows
+from drift_sweeps.sweep.folder import SweepFolder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "analysis"))
 from sweep_builder import tiny_configs, write_sweep  # noqa: E402
@@ -63,5 +63,5 @@ def test_a_damaged_file_is_named_and_refused(pristine, tmp_path, capsys, table, 
     text = capsys.readouterr().err.strip()
     assert rc == 2 and len(text.splitlines()) == 1 and text.startswith("error: ") and named in text, text
     if table == "trials" and damage is not _duplicate:
-        rows, bad = finished_rows(str(root), quiet=True)
+        rows, bad = SweepFolder(str(root)).finished_rows(quiet=True)
         assert tid not in rows and any(named in b for b in bad)  # --resume runs it again

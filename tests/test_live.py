@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from drift_sweeps import live
+from drift_sweeps.tune import live
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drift_sweeps import run as run_module
+from drift_sweeps.sweep import cli, plan as sweep_plan
+from drift_sweeps.tune import session
 from drift_sweeps.spine.config import TrialConfig
 from drift_sweeps.run import main
 from drift_sweeps.spaces import (SearchSpace, SpaceError, find_space, list_spaces, load_space, parse_overrides,
@@ -27,11 +28,11 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> list:
     """Make any attempt to connect to Ray fail the test; returns the list of attempts."""
     calls: list = []
 
-    def refuse(args):
+    def refuse(*args, **kwargs):
         calls.append(args)
         raise AssertionError("Ray was started although the input is invalid")
 
-    monkeypatch.setattr(run_module, "connect", refuse)
+    monkeypatch.setattr(session, "connect", refuse)
     return calls
 
 
@@ -183,6 +184,53 @@ def test_invalid_spaces_and_overrides_fail_before_ray_starts(tmp_path, make_spac
     assert not no_ray
 
 
+def _target_files(folder: Path) -> dict[str, Path]:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = {name: folder / name for name in ("good.npy", "one_row.npy", "nan.npy", "words.npy", "text.npy",
+                                               "labels.parquet", "cube.npy")}
+    np.save(files["good.npy"], np.random.default_rng(0).normal(size=(64, 2)))
+    np.save(files["one_row.npy"], np.zeros((1, 2)))
+    np.save(files["nan.npy"], np.array([[0.0, 1.0], [np.nan, 2.0]]))
+    np.save(files["words.npy"], np.array(["a", "b"]))
+    np.save(files["cube.npy"], np.zeros((4, 2, 2)))
+    files["text.npy"].write_text("not an array")
+    pq.write_table(pa.table({"label": ["a", "b", "c"]}), files["labels.parquet"])
+    return files
+
+
+def test_target_files_are_checked_before_ray(tmp_path, make_space, capsys, no_ray):
+    files = _target_files(tmp_path)
+    good = make_space("file_target", axes={"seed": [0, 1]})
+    cases = [
+        (str(tmp_path / "missing.npy"), "no such file"),
+        ("/etc/passwd", "expected a .npy or .parquet file"),
+        (str(tmp_path), "a folder"),
+        (str(files["one_row.npy"]), "N >= 2, got shape (1, 2)"),
+        (str(files["cube.npy"]), "got shape (4, 2, 2)"),
+        (str(files["nan.npy"]), "non-finite"),
+        (str(files["words.npy"]), "not a numeric array"),
+        (str(files["text.npy"]), "unreadable"),
+        (str(files["labels.parquet"]), "no numeric columns"),
+    ]
+    for path, expected in cases:
+        argv = [str(good), "--set", "target=file", "--set", f"target_path={path}", "--results", str(tmp_path / "r")]
+        for extra in ([], ["--serial"]):
+            assert main(argv + extra) == 2, (path, extra)
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"target_path {path!r}: " in err[0] and expected in err[0], (path, err)
+    # a target file swept as an axis is checked value by value
+    swept = make_space("file_axis", base_extra={"target": "file"},
+                       axes={"target_path": [str(files["good.npy"]), str(tmp_path / "gone.npy")]})
+    assert main([str(swept), "--dry-run"]) == 2
+    assert "gone.npy" in capsys.readouterr().err
+    argv = [str(good), "--set", "target=file", "--set", f"target_path={files['good.npy']}", "--dry-run"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert not no_ray and not (tmp_path / "r").exists()
+
+
 def test_cli_error_in_a_subprocess_names_the_file():
     done = subprocess.run([sys.executable, "-m", "drift_sweeps.run", "quickstart", "--set", "kernel=gaussian"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -271,8 +319,9 @@ def test_a_folder_holding_only_a_killed_writers_temporaries_starts_afresh(tmp_pa
     folder = tmp_path / "res" / "fresh"
     folder.mkdir(parents=True)
     (folder / ".tmp-sweep.json-0123abcd").write_text("{")
-    args = run_module.build_parser().parse_args([str(space), "--results", str(tmp_path / "res")])
-    assert run_module.plan(args).mode == "new"
+    args = cli.build_parser().parse_args([str(space), "--results", str(tmp_path / "res")])
+    p = sweep_plan.plan(args)
+    assert sweep_plan.settle(p, args).mode == "new"
     (folder / "sweep.json").write_text("{not json")
     with pytest.raises(SpaceError, match="sweep.json: unreadable"):
-        run_module.plan(args)
+        sweep_plan.settle(p, args)

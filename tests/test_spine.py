@@ -24,7 +24,8 @@ def _loaded_modules(code: str) -> list[str]:
 
 
 @pytest.mark.parametrize("module", ["drift_sweeps.spine.config", "drift_sweeps.spine.record", "drift_sweeps.results",
-                                    "drift_sweeps.spaces", "drift_sweeps.run"])
+                                    "drift_sweeps.spaces", "drift_sweeps.run", "drift_sweeps.sweep.driver",
+                                    "drift_sweeps.sweep.serial", "drift_sweeps.tune.session"])
 def test_spine_modules_import_without_torch_or_ray(module):
     loaded = _loaded_modules(f"import {module}")
     assert not [m for m in loaded if m.split(".")[0] in ("torch", "ray")], module
@@ -93,16 +94,21 @@ def test_a_sweep_written_before_the_refactor_is_analysed_identically():
 
 
 def test_the_ray_internals_we_use_still_exist():
-    """Fails loudly when a Ray upgrade moves what drift_sweeps.ray_compat relies on."""
+    """Fails loudly when a Ray upgrade moves what drift_sweeps.tune.ray_compat relies on."""
     import inspect
 
     from ray import tune
     from ray._private import services
 
-    from drift_sweeps.ray_compat import last_cluster_address
+    from drift_sweeps.tune.ray_compat import connected_dashboard_url, dashboard_dependency_error, last_cluster_address
 
     assert "temp_dir" in inspect.signature(services.canonicalize_bootstrap_address).parameters
     assert last_cluster_address(temp_dir="/nonexistent-ray-tmp") is None or isinstance(
         last_cluster_address(temp_dir="/nonexistent-ray-tmp"), str)
+    assert dashboard_dependency_error() is None or isinstance(dashboard_dependency_error(), str)
+    assert callable(connected_dashboard_url)
+    from ray._private.worker import get_dashboard_url  # what connected_dashboard_url calls
+
+    assert callable(get_dashboard_url)
     tuner = tune.Tuner(lambda config: None)
     assert hasattr(tuner, "_local_tuner") and hasattr(tuner._local_tuner, "get_run_config")

@@ -5,18 +5,30 @@ torus), so memory is O(N M).  This is the definition the streaming operators in
 `streaming.py` are tested against, and the path used when gradients must flow through V
 (the no-stop-gradient ablation): everything here is differentiable torch code.
 Signature: ``operator(x, pos, neg, field) -> V`` as documented in `operators.py`.
+
+Normalisation (`field.normalization`, meanshift and deng): how the kernel weights k(x_i, y_j) of
+one side are normalised before they weight the displacements y_j - x_i:
+- per_side: a softmax over the data and one over the negatives, V = E_p[k (y-x)]/E_p[k] -
+  E_q[k (y-x)]/E_q[k] (mean-shift's own);
+- joint: the original algorithm's row-and-column softmax over data and negatives together (deng's own);
+- none: raw weights over the batch size, V = E_p[k (y-x)] - E_q[k (y-x)];
+- sharp (arXiv 2604.06333): each side divided by the sum of the sharp kernel k# (kernels.py),
+  V = E_p[k (y-x)]/E_p[k#] - E_q[k (y-x)]/E_q[k#] = h^2 grad_x [log (k# * p) - log (k# * q)]: the
+  score difference of k#-smoothed densities, a gradient field for every radial kernel (for the
+  Gaussian, k# = k and it is mean-shift).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
+from . import nystrom as _nystrom
 from .field import FieldSpec, Operator, sum_over_scales
 from .geometry import displacement, image_offsets
-from .kernels import log_kernel
+from .kernels import Kernel
 from ..spine.registry import Registry
 
 DENSE_OPERATORS: Registry[Operator] = Registry("operator")
@@ -24,8 +36,9 @@ DENSE_OPERATORS: Registry[Operator] = Registry("operator")
 _MASK = -1e30  # log-weight that removes a pair (finite, so softmax/autograd stay NaN-free)
 
 
-def _image_terms(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, h: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image displacements and log-kernels.  -> (N, M, I, D), (N, M, I)."""
+def _image_terms(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, h: float,
+                 kernel: Optional[Kernel] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image displacements and log-kernels (the field's kernel, or `kernel`).  -> (N, M, I, D), (N, M, I)."""
     dim = x.shape[-1]
     d = displacement(x, y, field.periodic)  # (N, M, D)
     shells = field.shells(h, dim)
@@ -34,13 +47,14 @@ def _image_terms(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, h: float) -
     else:
         d = d.unsqueeze(2)  # (N, M, 1, D)
     dist = d.square().sum(-1).clamp_min(1e-30).sqrt()  # (N, M, I)
-    return d, log_kernel(field.kernel, dist, h, dim)
+    return d, (kernel or field.kernel_entry)(dist, h, dim)
 
 
-def _logk(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, bandwidth: float | None = None) -> torch.Tensor:
+def _logk(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, bandwidth: float | None = None,
+          kernel: Optional[Kernel] = None) -> torch.Tensor:
     """Log-kernel matrix, summed over periodic images on the torus.  (N, D), (M, D) -> (N, M)."""
     h = field.bandwidth if bandwidth is None else bandwidth
-    _, lk = _image_terms(x, y, field, h)  # (N, M, I)
+    _, lk = _image_terms(x, y, field, h, kernel)  # (N, M, I)
     return lk[..., 0] if lk.shape[-1] == 1 else torch.logsumexp(lk, dim=-1)
 
 
@@ -61,17 +75,38 @@ def weighted_displacement(
     return torch.einsum("nm,nmd->nd", w, pair_disp)
 
 
-def _neg_logk(x: torch.Tensor, neg: torch.Tensor, field: FieldSpec, bandwidth: float | None = None) -> torch.Tensor:
-    logits = _logk(x, neg, field, bandwidth)  # (N, K)
+def _neg_logk(x: torch.Tensor, neg: torch.Tensor, field: FieldSpec, bandwidth: float | None = None,
+              kernel: Optional[Kernel] = None) -> torch.Tensor:
+    logits = _logk(x, neg, field, bandwidth, kernel)  # (N, K)
     return _mask_self(logits) if field.neg_is_x else logits
 
 
-@DENSE_OPERATORS.register("meanshift")
-def meanshift(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
-    """V = E_p[k(y-x)]/E_p[k] - E_q[k(y-x)]/E_q[k]: softmax over y, the form the theory analyses."""
-    w_pos = torch.softmax(_logk(x, pos, field), dim=1)  # (N, M)
-    w_neg = torch.softmax(_neg_logk(x, neg, field), dim=1)  # (N, K)
-    return weighted_displacement(w_pos, x, pos, field) - weighted_displacement(w_neg, x, neg, field)
+def one_side(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, mask: bool) -> torch.Tensor:
+    """One per-side term E_y[k (y-x)] / E_y[k] (mask: y is x, self-pairs left out).  -> (N, D)."""
+    logits = _logk(x, y, field)  # (N, M)
+    return weighted_displacement(torch.softmax(_mask_self(logits) if mask else logits, dim=1), x, y, field)
+
+
+def _per_side(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec, h: float) -> torch.Tensor:
+    w_pos = torch.softmax(_logk(x, pos, field, h), dim=1)  # (N, M)
+    w_neg = torch.softmax(_neg_logk(x, neg, field, h), dim=1)  # (N, K)
+    return weighted_displacement(w_pos, x, pos, field, h) - weighted_displacement(w_neg, x, neg, field, h)
+
+
+def _unnormalised(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec, h: float) -> torch.Tensor:
+    n_neg = neg.shape[0] - (1 if field.neg_is_x else 0)  # the masked self-pair is not a negative
+    w_pos = _logk(x, pos, field, h).exp() / pos.shape[0]  # (N, M)
+    w_neg = _neg_logk(x, neg, field, h).exp() / max(n_neg, 1)  # (N, K)
+    return weighted_displacement(w_pos, x, pos, field, h) - weighted_displacement(w_neg, x, neg, field, h)
+
+
+def _sharp(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec, h: float) -> torch.Tensor:
+    sharp = field.kernel_entry.sharp_kernel()
+    lse_pos = torch.logsumexp(_logk(x, pos, field, h, sharp), dim=1, keepdim=True)  # (N, 1): log sum_j k#
+    lse_neg = torch.logsumexp(_neg_logk(x, neg, field, h, sharp), dim=1, keepdim=True)  # (N, 1)
+    w_pos = torch.exp(_logk(x, pos, field, h) - lse_pos)  # (N, M): k / sum k#
+    w_neg = torch.exp(_neg_logk(x, neg, field, h) - lse_neg)  # (N, K)
+    return weighted_displacement(w_pos, x, pos, field, h) - weighted_displacement(w_neg, x, neg, field, h)
 
 
 def _deng_single(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec, h: float) -> torch.Tensor:
@@ -85,10 +120,22 @@ def _deng_single(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: F
     return weighted_displacement(w_pos, x, pos, field, h) - weighted_displacement(w_neg, x, neg, field, h)
 
 
+# normalization -> the one-bandwidth field (module docstring)
+NORMALISED = {"per_side": _per_side, "joint": _deng_single, "none": _unnormalised, "sharp": _sharp}
+
+
+@DENSE_OPERATORS.register("meanshift")
+def meanshift(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
+    """V = E_p[k(y-x)]/E_p[k] - E_q[k(y-x)]/E_q[k]: softmax over y, the form the theory analyses (or
+    the field's `normalization`)."""
+    return NORMALISED[field.normalisation_or("per_side")](x, pos, neg, field, field.bandwidth)
+
+
 @DENSE_OPERATORS.register("deng")
 def deng(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
-    """The original drifting paper's batch algorithm: joint row/column softmax, cross-weighting."""
-    return sum_over_scales(_deng_single, x, pos, neg, field)
+    """The original drifting paper's batch algorithm: joint row/column softmax, cross-weighting
+    (or the field's `normalization`), summed over bandwidth_scales."""
+    return sum_over_scales(NORMALISED[field.normalisation_or("joint")], x, pos, neg, field)
 
 
 def _grad_at(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -155,3 +202,9 @@ def sinkhorn(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: Field
     pi_pos = sinkhorn_conditional(_logk(x, pos, field), field.sinkhorn_iters)  # (N, M)
     pi_neg = sinkhorn_conditional(_logk(x, neg, field), field.sinkhorn_iters)  # (N, K)
     return weighted_displacement(pi_pos, x, pos, field) - weighted_displacement(pi_neg, x, neg, field)
+
+
+@DENSE_OPERATORS.register("nystrom")
+def nystrom(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
+    """Mean-shift with a Nystrom (landmark) low-rank attraction, DriftXpress (arXiv 2605.12183); see nystrom.py."""
+    return _nystrom.drift(x, pos, neg, field, exact=meanshift, side=one_side)

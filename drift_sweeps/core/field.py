@@ -10,7 +10,9 @@ from typing import Callable
 import torch
 
 from .geometry import PERIODIC_TOL, periodic_shells
-from .kernels import KERNELS
+from .kernels import KERNELS, Kernel, resolve
+from ..spine.config import NORMALIZATIONS
+from ..spine.theory import DEFAULT_SHAPE
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 # "auto" (what trials use) picks the cheaper exact one of the two per call (spectral.plan_for);
 # "dense" builds the whole matrix (the reference, for tests and the benchmark).
 BACKENDS = ("auto", "stream", "spectral", "dense")
+# normalisations the spectral backend implements (meanshift's own); "auto" with any other streams
+SPECTRAL_NORMALIZATIONS = ("auto", "per_side")
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,37 @@ class FieldSpec:
     backend: str = "auto"  # one of BACKENDS; gradients through V always use "dense"
     block_x: int = 0  # stream: evaluation points per block (0: chosen from free memory)
     block_y: int = 0  # stream: samples per block (0: chosen from free memory)
+    kernel_shape: float = DEFAULT_SHAPE  # kernel families (rational_quadratic): the shape alpha
+    normalization: str = "auto"  # meanshift, deng: one of spine.config.NORMALIZATIONS (auto: the operator's own)
+    landmarks: int = 0  # nystrom: landmark count m (0, or m >= the data batch: the exact field)
+    nystrom_repulsion: bool = False  # nystrom: approximate the repulsion too (default: the attraction only)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"FieldSpec.backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")
         if self.block_x < 0 or self.block_y < 0:
             raise ValueError(f"FieldSpec.block_x/block_y must be >= 0, got {self.block_x}, {self.block_y}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"FieldSpec.normalization {self.normalization!r}; allowed: {', '.join(NORMALIZATIONS)}")
+        if self.landmarks < 0:
+            raise ValueError(f"FieldSpec.landmarks must be >= 0, got {self.landmarks}")
+        if self.normalization not in SPECTRAL_NORMALIZATIONS:
+            # the spectral backend sums the per-side normalisation only: "auto" streams these
+            # (operators.py reads `backend`; the choice is made once, here)
+            if self.backend == "spectral":
+                raise ValueError(f"backend 'spectral' implements the per-side normalisation only, not "
+                                 f"{self.normalization!r}")
+            if self.backend == "auto":
+                object.__setattr__(self, "backend", "stream")
+
+    def normalisation_or(self, own: str) -> str:
+        """The normalisation in force: `normalization`, or `own` (the operator's) when it is "auto"."""
+        return own if self.normalization == "auto" else self.normalization
+
+    @property
+    def kernel_entry(self) -> Kernel:
+        """The kernel, at `kernel_shape` when it is a family (kernels.resolve)."""
+        return resolve(self.kernel, self.kernel_shape)
 
     def shells(self, bandwidth: float, dim: int) -> int:
         """Image shells to sum on the torus for this kernel and bandwidth (0 on the plane)."""
@@ -49,24 +78,38 @@ class FieldSpec:
             return 0
         if self.images >= 0:
             return self.images
-        return shells_for(self.kernel, float(bandwidth), dim)
+        shells = shells_for(self.kernel, float(bandwidth), dim, float(self.kernel_shape))
+        if self.normalization == "sharp":  # its denominator sums the sharp kernel, whose tail is heavier
+            shells = max(shells, shells_for(self.kernel, float(bandwidth), dim, float(self.kernel_shape), True))
+        return shells
 
 
 _WARNED: set[tuple[str, int]] = set()  # (kernel, dim) already reported
+SHARP_TAIL_MAX = 1e-3  # sharp normalisation on the torus: largest image tail of k# accepted (of k#(0))
 
 
 @functools.lru_cache(maxsize=1024)
-def shells_for(kernel: str, bandwidth: float, dim: int) -> int:
-    """Image shells that make the periodic kernel exact to PERIODIC_TOL of k(0); when the image
-    budget cannot reach it (heavy tails at wide h) a warning says what tail is left."""
-    entry = KERNELS.get(kernel)
+def shells_for(kernel: str, bandwidth: float, dim: int, shape: float = DEFAULT_SHAPE, sharp: bool = False) -> int:
+    """Image shells that make the periodic kernel (or its sharp kernel) exact to PERIODIC_TOL of
+    k(0); when the image budget cannot reach it (heavy tails at wide h) a warning says what tail
+    is left."""
+    entry = resolve(kernel, shape)
+    if entry.mass is not None:
+        entry.mass(dim)  # raises for a kernel not integrable in dim dimensions: its image sum diverges
+    entry = entry.sharp_kernel() if sharp else entry
     shells, tail = periodic_shells(lambda d: entry.log(d, bandwidth, dim), dim)
-    if tail > PERIODIC_TOL and (kernel, dim) not in _WARNED:
-        _WARNED.add((kernel, dim))
+    if sharp and tail > SHARP_TAIL_MAX:
+        raise ValueError(f"normalization 'sharp' on the {dim}-D torus: the sharp kernel of {kernel!r} at h = {bandwidth} "
+                         f"leaves a tail of {tail:.1e} of k#(0) beyond {shells} image shells (its periodisation "
+                         "diverges or nearly so: k# ~ r^-(dim-1) for the Cauchy kernel, r^(2-2 alpha) for the rational "
+                         "quadratic); use the plane or a lighter-tailed kernel")
+    if tail > PERIODIC_TOL and (kernel + "#" * sharp, dim) not in _WARNED:
+        _WARNED.add((kernel + "#" * sharp, dim))
+        spectral_hint = "" if sharp or KERNELS.get(kernel).mass is None else \
+            "; the spectral backend (meanshift, score, mmd) sums it exactly"
         log.warning("periodic %s kernel at h = %g in %d-D: %d image shells leave a tail of %.1e of k(0) "
-                    "(tolerance %.0e; reported once per kernel and dim); the spectral backend (meanshift, score, "
-                    "mmd) sums it exactly",
-                    kernel, bandwidth, dim, shells, tail, PERIODIC_TOL)
+                    "(tolerance %.0e; reported once per kernel and dim)%s",
+                    kernel + " (sharp)" * sharp, bandwidth, dim, shells, tail, PERIODIC_TOL, spectral_hint)
     return shells
 
 

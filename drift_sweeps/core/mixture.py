@@ -43,7 +43,7 @@ import torch
 
 from ..spine.config import MIXTURE_INITS, MIXTURE_LAYOUTS
 from .modes import Mixture, normalised_weights
-from .targets import TARGETS, Target, TargetSpec, stratified_unit
+from .targets import TARGETS, Target, TargetSpec, sobol_unit
 
 FAR_SEPARATIONS = 2.0  # `far` starts this many separations L beyond the outermost mode
 RANDOM_BOX = 3.0  # `random`: the packing cube's side is RANDOM_BOX L K^(1/D) (jams only near 0.75 / RANDOM_BOX)
@@ -129,7 +129,7 @@ def sample_mixture_stratified(mix: Mixture, n: int, gen: torch.Generator) -> tor
     """n low-discrepancy draws with the exact law marginally: scrambled Sobol points in [0,1)^(D+1), the
     first coordinate through the inverse CDF of the weights (the mode), the others through the inverse
     normal CDF (the offset from the mode).  -> (n, D) float64."""
-    u = stratified_unit(n, mix.dim + 1, gen)  # (n, D + 1)
+    u = sobol_unit(n, mix.dim + 1, gen)  # (n, D + 1)
     edges = mix.weights.cumsum(0)
     comp = torch.searchsorted(edges, u[:, 0].contiguous(), right=True).clamp_max(mix.centres.shape[0] - 1)  # (n,)
     z = math.sqrt(2.0) * torch.erfinv(2.0 * u[:, 1:].clamp(UNIFORM_CLAMP, 1.0 - UNIFORM_CLAMP) - 1.0)  # (n, D)

@@ -34,9 +34,10 @@ from typing import Iterator, Optional
 
 import torch
 
+from . import nystrom as _nystrom
 from .field import FieldSpec, sum_over_scales
 from .geometry import TWO_PI, image_offsets
-from .kernels import KERNELS, Kernel
+from .kernels import Kernel
 
 _LOG2E = 1.0 / math.log(2.0)
 _SMALL = math.exp(-30.0)  # shifted sums below this may have lost mass to underflow: redo exactly
@@ -60,8 +61,8 @@ class Geometry:
     block_y: int
 
 
-def geometry(field: FieldSpec, bandwidth: float, dim: int) -> Geometry:
-    """The Geometry of `field` at `bandwidth` in `dim` dimensions."""
+def geometry(field: FieldSpec, bandwidth: float, dim: int, kernel: Optional[Kernel] = None) -> Geometry:
+    """The Geometry of `field` (its kernel, or `kernel`) at `bandwidth` in `dim` dimensions."""
     shells = field.shells(bandwidth, dim)
     if field.periodic and shells > 0:
         rows = image_offsets(dim, shells).tolist()
@@ -69,7 +70,7 @@ def geometry(field: FieldSpec, bandwidth: float, dim: int) -> Geometry:
         offsets = tuple(tuple(float(v) for v in row) for row in rows)
     else:
         offsets = ((0.0,) * dim,)
-    return Geometry(KERNELS.get(field.kernel), bandwidth, dim, field.periodic, offsets, field.block_x, field.block_y)
+    return Geometry(kernel or field.kernel_entry, bandwidth, dim, field.periodic, offsets, field.block_x, field.block_y)
 
 
 def free_memory_bytes(device: torch.device) -> int:
@@ -512,12 +513,44 @@ def log_sum(res: PassResult, used: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- operators
 
 
+def _side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, mask: bool) -> torch.Tensor:
+    """E_y[k (y-x)] / E_y[k], softmax over samples and images.  -> (N, D) float64."""
+    res, _ = normalised_pass(x, y, geo, mask=mask, disp=True)
+    return _ratio(res.disp, res.s)
+
+
+def _per_side_single(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec, h: float) -> torch.Tensor:
+    geo = geometry(field, h, x.shape[1])
+    return (_side(x, pos, geo, False) - _side(x, neg, geo, field.neg_is_x)).to(x.dtype)
+
+
+def _unnormalised_single(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec,
+                         h: float) -> torch.Tensor:
+    """E_p[k (y-x)] - E_q[k (y-x)], raw weights (k <= k(0) = 1 here: no shift needed, as mmd)."""
+    geo = geometry(field, h, x.shape[1])
+    n_neg = neg.shape[0] - (1 if field.neg_is_x else 0)
+    gp = run_pass(x, pos, geo, disp=True).disp  # (N, D)
+    gn = run_pass(x, neg, geo, mask=field.neg_is_x, disp=True).disp  # (N, D)
+    return (gp / pos.shape[0] - gn / max(n_neg, 1)).to(x.dtype)
+
+
+def _sharp_single(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec, h: float) -> torch.Tensor:
+    """E_p[k (y-x)] / E_p[k#] - E_q[k (y-x)] / E_q[k#] (dense._sharp): a k-pass and a k#-pass per side."""
+    geo = geometry(field, h, x.shape[1])
+    geo_sharp = geometry(field, h, x.shape[1], field.kernel_entry.sharp_kernel())
+
+    def side(y: torch.Tensor, mask: bool) -> torch.Tensor:
+        res, used = normalised_pass(x, y, geo, mask=mask, disp=True)
+        res_sharp, used_sharp = normalised_pass(x, y, geo_sharp, mask=mask)
+        return _ratio(res.disp * torch.exp(used - used_sharp).unsqueeze(1), res_sharp.s)
+
+    return (side(pos, False) - side(neg, field.neg_is_x)).to(x.dtype)
+
+
 def meanshift(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
-    """Streaming mean-shift drift: softmax over samples and images, V = V+ - V-.  -> (N, D)."""
-    geo = geometry(field, field.bandwidth, x.shape[1])
-    rp, _ = normalised_pass(x, pos, geo, disp=True)
-    rn, _ = normalised_pass(x, neg, geo, mask=field.neg_is_x, disp=True)
-    return (_ratio(rp.disp, rp.s) - _ratio(rn.disp, rn.s)).to(x.dtype)
+    """Streaming mean-shift drift: softmax over samples and images, V = V+ - V- (or the field's
+    `normalization`, as dense.meanshift).  -> (N, D)."""
+    return NORMALISED[field.normalisation_or("per_side")](x, pos, neg, field, field.bandwidth)
 
 
 def score(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
@@ -589,9 +622,20 @@ def normalised_pass_subset(a: torch.Tensor, b: torch.Tensor, geo: Geometry, mask
     return res, sh.to(torch.float64)
 
 
+# normalization -> the one-bandwidth field, as dense.NORMALISED
+NORMALISED = {"per_side": _per_side_single, "joint": _deng_single, "none": _unnormalised_single,
+              "sharp": _sharp_single}
+
+
 def deng(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
     """Streaming version of the original drifting paper's batch algorithm (dense.deng)."""
-    return sum_over_scales(_deng_single, x, pos, neg, field)
+    return sum_over_scales(NORMALISED[field.normalisation_or("joint")], x, pos, neg, field)
+
+
+def nystrom(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
+    """The Nystrom drift (nystrom.py) with its exact parts streamed."""
+    return _nystrom.drift(x, pos, neg, field, exact=meanshift,
+                          side=lambda a, y, f, mask: _side(a, y, geometry(f, f.bandwidth, a.shape[1]), mask).to(a.dtype))
 
 
 def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int) -> torch.Tensor:
@@ -692,4 +736,5 @@ STREAM_IMPLEMENTATIONS = {
     "score": score,
     "mmd": mmd,
     "sinkhorn": sinkhorn,
+    "nystrom": nystrom,
 }

@@ -8,6 +8,7 @@ mixtures with known modes expose them as `Target.mixture` (centres, std, weights
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +85,60 @@ TargetFactory = Callable[[TargetSpec], Target]
 TARGETS: Registry[TargetFactory] = Registry("target")
 
 
+LATTICE_BOX_VECTORS = 20000  # Korobov search: integer vectors checked per candidate multiplier ((2B+1)^D <= this)
+LATTICE_CANDIDATES = 128  # Korobov search: candidate multipliers tried
+
+
 def stratified_unit(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
-    """Low-discrepancy points in [0,1)^dim: jittered strata in 1-D, scrambled Sobol otherwise."""
+    """Low-discrepancy points in [0,1)^dim, each marginally uniform: jittered strata in 1-D, scrambled Sobol
+    in 2-D, a randomly shifted rank-1 lattice in 3-D and above (`lattice_unit`)."""
     if dim == 1:
         u = (torch.arange(n, dtype=torch.float64) + torch.rand(n, generator=gen, dtype=torch.float64)) / n
         return u[torch.randperm(n, generator=gen)].unsqueeze(1)
+    if dim == 2:
+        return sobol_unit(n, dim, gen)
+    return lattice_unit(n, dim, gen)
+
+
+def sobol_unit(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+    """n scrambled Sobol points in [0,1)^dim, the scrambling seeded from gen.  -> (n, dim) float64."""
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
     return torch.quasirandom.SobolEngine(dim, scramble=True, seed=seed).draw(n, dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def korobov_vector(n: int, dim: int) -> tuple[int, ...]:
+    """Generating vector z = (1, a, a^2, ...) mod n of an n-point rank-1 lattice: among LATTICE_CANDIDATES
+    multipliers a (a golden-ratio sequence in 1..n-1, deterministic), the one whose shortest nonzero dual
+    vector (m with m.z = 0 mod n, the only frequencies the lattice aliases) is longest, searched in the
+    box |m_i| <= B with (2B+1)^dim <= LATTICE_BOX_VECTORS."""
+    b = max(1, int((LATTICE_BOX_VECTORS ** (1.0 / dim) - 1) / 2))
+    side = torch.arange(-b, b + 1)
+    m = torch.cartesian_prod(*([side] * dim)).reshape(-1, dim)
+    m = m[(m != 0).any(1)]  # (V, D)
+    norm = m.to(torch.float64).norm(dim=1)
+    golden = (math.sqrt(5.0) - 1.0) / 2.0
+    best, best_a = -1.0, 1
+    for i in range(1, LATTICE_CANDIDATES + 1):
+        a = max(1, int(n * ((i * golden) % 1.0)))
+        z = torch.tensor([pow(a, j, n) for j in range(dim)], dtype=torch.long)
+        dual = (m @ z) % n == 0
+        shortest = float(norm[dual].min()) if bool(dual.any()) else math.inf
+        if shortest > best:
+            best, best_a = shortest, a
+        if math.isinf(shortest):  # no aliased frequency in the whole box
+            break
+    return tuple(pow(best_a, j, n) for j in range(dim))
+
+
+def lattice_unit(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+    """A rank-1 lattice {i z / n} shifted by a uniform random vector (mod 1), in random order: every point is
+    uniform marginally, and a smooth periodic integrand's error is only its Fourier content at the dual
+    lattice (|m| beyond the search box for large n), far below Sobol's in 3-D.  -> (n, dim) float64."""
+    z = torch.tensor(korobov_vector(n, dim), dtype=torch.long)
+    shift = torch.rand(dim, generator=gen, dtype=torch.float64)
+    u = torch.remainder((torch.arange(n, dtype=torch.long).unsqueeze(1) * z % n) / n + shift, 1.0)  # (n, D)
+    return u[torch.randperm(n, generator=gen)]
 
 
 class PeriodicTarget(Target):
@@ -137,7 +185,7 @@ class PeriodicTarget(Target):
         xs: list[torch.Tensor] = []
         for j in range(self.dim):
             prefix = torch.stack(xs, 1) if xs else u.new_zeros(n, 0)  # (n, j): the coordinates drawn so far
-            xs.append(self._invert(lambda s: self._cdf_conditional(prefix, s), u[:, j]))
+            xs.append(self._invert(self._conditional_cdf(prefix), u[:, j]))
         return torch.stack(xs, 1).float()
 
     @staticmethod
@@ -149,20 +197,24 @@ class PeriodicTarget(Target):
             lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
         return 0.5 * (lo + hi)
 
-    def _cdf_conditional(self, prefix: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """CDF at s of coordinate j = prefix.shape[1] given the earlier ones (prefix (n, j)); only the modes
-        with m_{j+1..D} = 0 survive the marginalisation over the later coordinates."""
+    def _conditional_cdf(self, prefix: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """s -> CDF at s of coordinate j = prefix.shape[1] given the earlier ones (prefix (n, j)); only the
+        modes with m_{j+1..D} = 0 survive the marginalisation over the later coordinates."""
         j = prefix.shape[1]
         keep = (self.modes[:, j + 1:] == 0).all(1)  # (F,)
         m_j, a = self.modes[keep, j], self.amps[keep]  # (F',)
-        base = prefix @ self.modes[keep, :j].T + self.phases[keep]  # (n, F')
+        base = prefix @ self.modes[keep, :j].T + self.phases[keep]  # (n, F'), fixed during the bisection
+        sin_base, cos_base = torch.sin(base), torch.cos(base)
         flat = m_j == 0
         safe = torch.where(flat, torch.ones_like(m_j), m_j)
-        along = torch.where(flat, s.unsqueeze(1) * torch.cos(base),
-                            (torch.sin(base + s.unsqueeze(1) * m_j) - torch.sin(base)) / safe)  # (n, F')
-        num = s + (a * along).sum(1)
-        den = TWO_PI + (a * torch.where(flat, TWO_PI * torch.cos(base), torch.zeros_like(base))).sum(1)
-        return num / den
+        den = TWO_PI + (a * torch.where(flat, TWO_PI * cos_base, torch.zeros_like(base))).sum(1)  # (n,)
+
+        def cdf(s: torch.Tensor) -> torch.Tensor:
+            along = torch.where(flat, s.unsqueeze(1) * cos_base,
+                                (torch.sin(base + s.unsqueeze(1) * m_j) - sin_base) / safe)  # (n, F')
+            return (s + (a * along).sum(1)) / den
+
+        return cdf
 
 
 def _periodic(name: str, dim: int) -> TargetFactory:

@@ -34,6 +34,9 @@ AXES: dict[str, dict[str, Entry]] = {
         Entry("gaussian", "Gaussian", True),
         Entry("laplacian", "Laplacian", True),
         Entry("cauchy", "Cauchy", True),
+        Entry("matern32", "Matern 3/2", True),
+        Entry("matern52", "Matern 5/2", True),
+        Entry("rational_quadratic", "rational quadratic", True),  # shape alpha = kernel_shape
     ),
     "operator": _table(
         Entry("meanshift", "mean-shift", True),
@@ -41,6 +44,7 @@ AXES: dict[str, dict[str, Entry]] = {
         Entry("score", "score"),  # the theory covers it for the Gaussian only (analysis.predict)
         Entry("mmd", "MMD"),
         Entry("sinkhorn", "Sinkhorn"),  # with sinkhorn_iters = 0 it is mean-shift
+        Entry("nystrom", "Nystrom"),  # mean-shift with a landmark (low-rank) attraction; landmarks = 0 is exact
     ),
     "schedule": _table(
         Entry("constant", "fixed", True),
@@ -49,6 +53,7 @@ AXES: dict[str, dict[str, Entry]] = {
     "target": _table(
         Entry("torus1d", "1-D torus", True),
         Entry("torus2d", "2-D torus", True),
+        Entry("torus3d", "3-D torus", True),
         Entry("checkerboard", "checkerboard"),
         Entry("gaussian_grid", "Gaussian grid"),
         Entry("swiss_roll", "swiss roll"),
@@ -59,6 +64,7 @@ AXES: dict[str, dict[str, Entry]] = {
         Entry("eight_gaussians", "eight Gaussians"),
         Entry("moons", "moons"),
         Entry("digits", "digits"),
+        Entry("mixture", "Gaussian mixture"),
     ),
     "model": _table(
         Entry("particles", "particles", True),

@@ -17,7 +17,8 @@ from typing import Any, Mapping, Optional
 
 from . import axes, metrics
 from .schedules import initial_bandwidth
-from .torus import TORUS_DIMS
+from .theory import DEFAULT_SHAPE
+from .torus import TORUS3D_K_MAX, TORUS_DIMS
 
 
 class ConfigError(ValueError):
@@ -33,8 +34,8 @@ class TrialConfig:
     """One drift-training trial.  Build with `TrialConfig.from_dict` to validate raw input."""
 
     # what to fit
-    target: str = "torus1d"  # registry name: torus1d, torus2d, checkerboard, gaussian_grid, swiss_roll, file,
-    #                          bimodal_between/_far/_collapsed, eight_gaussians, moons, digits
+    target: str = "torus1d"  # registry name: torus1d, torus2d, torus3d, checkerboard, gaussian_grid, swiss_roll,
+    #                          file, bimodal_between/_far/_collapsed, eight_gaussians, moons, digits, mixture
     k_max: int = 4  # highest frequency (torus) / cells or modes per side (plane sets)
     k_min: int = 1  # lowest frequency carried by a torus target
     target_modes: str = "band"  # torus targets: "band" carries k_min..k_max, "single" only k_max
@@ -42,9 +43,21 @@ class TrialConfig:
     phase: str = "random"  # torus targets: "random" (seeded by target_seed) or "zero"
     target_seed: int = 0  # fixes the target itself, independent of the trial seed
     target_path: Optional[str] = None  # for target = file: .npy or .parquet with an (N, D) array
+    # the mixture family (target = mixture, core/mixture.py): sum_j p_j N(c_j, mode_std^2 I) on R^dim
+    dim: int = 2  # mixture: dimension D, 1..16
+    n_modes: int = 2  # mixture: number of modes K
+    layout: str = "line"  # mixture: line (first axis), ring (first two axes, dim >= 2), grid (g x g in the first
+    #                       two axes, n_modes = g^2, dim >= 2), random (seeded by target_seed)
+    separation: float = 3.0  # mixture: L, distance between neighbouring modes (line, grid: spacing; ring: chord;
+    #                          random: smallest pairwise distance)
+    mode_std: float = 0.35  # mixture: sigma, every mode's std
+    mode_weights: tuple[float, ...] = ()  # mixture: p_j (normalised), one per mode; empty = equal weights
+    init: str = "default"  # mixture: the model's initial law: default (N(0, I)), between, far, collapsed,
+    #                        imbalanced (core/mixture.py defines each)
+    init_weights: tuple[float, ...] = ()  # init = imbalanced: the initial weights of the modes (normalised)
     # the drift
-    kernel: str = "gaussian"  # registry name: gaussian, laplacian, cauchy
-    operator: str = "meanshift"  # registry name: meanshift, deng, score, mmd, sinkhorn
+    kernel: str = "gaussian"  # registry name: gaussian, laplacian, cauchy, matern32, matern52, rational_quadratic
+    operator: str = "meanshift"  # registry name: meanshift, deng, score, mmd, sinkhorn, nystrom
     bandwidth: float = 1.0  # h0, the bandwidth at t = 0
     bandwidth_per_kmax: bool = False  # True: h0 = bandwidth / k_max (the "best fixed h ~ c/K_max" family)
     schedule: str = "constant"  # registry name: constant, exponential
@@ -55,6 +68,11 @@ class TrialConfig:
     feature_norm: bool = False  # plane targets: scale samples and data by one factor (mean pairwise distance
     #                             sqrt(D), from the batch, no gradient) before the drift; h is in those units
     sinkhorn_iters: int = 50  # sinkhorn: log-domain iterations (0 = mean-shift)
+    kernel_shape: float = DEFAULT_SHAPE  # rational_quadratic: alpha of (1 + r^2/h^2)^-alpha (2.0), > dim/2; alpha =
+    #                                      (dim+1)/2 is the Cauchy kernel; other kernels ignore it
+    normalization: str = "auto"  # meanshift, deng: auto (the operator's own: per_side, joint), per_side, joint, none
+    #                              (raw kernel weights / batch size), sharp (arXiv 2604.06333: a gradient field)
+    landmarks: int = 0  # nystrom: landmarks m of the low-rank attraction (0, or m >= n_data: the exact field)
     stop_gradient: bool = True  # False = ablation: differentiate E||V||^2 through V and negatives
     # the model and its optimisation
     model: str = "particles"  # registry name: particles (McKean-Vlasov system), or a one-step generator:
@@ -79,6 +97,8 @@ class TrialConfig:
     eval_every: int = 10  # steps between reports
     eps: float = 0.1  # converged when the metric `converge_on` <= eps
     converge_on: str = "worst_rel_error"  # the metric convergence is defined on (any 'min' metric of spine.metrics)
+    metrics: str = "all"  # what an evaluation computes: all (every metric that applies), or comma-separated metric
+    #                       names; the torus spectrum, the plane distances and converge_on's metric always run
     n_eval: int = 1024  # samples used for the sample distance and quality metrics (and their data floors)
     samples_kept: int = 256  # samples of the last evaluation stored in the `samples` table (0 = none)
     seed: int = 0  # seeds every random draw of the trial
@@ -119,6 +139,7 @@ class TrialConfig:
         """Plain dict (tuples as lists), JSON-serialisable."""
         d = dataclasses.asdict(self)
         d["bandwidth_scales"] = list(self.bandwidth_scales)
+        d["mode_weights"], d["init_weights"] = list(self.mode_weights), list(self.init_weights)
         return d
 
     def to_json(self) -> str:
@@ -147,6 +168,14 @@ def type_name(tp: Any) -> str:
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", Optional[str]: "str or null",
                tuple[float, ...]: "list of floats"}
 
+NORMALIZATIONS = ("auto", "per_side", "joint", "none", "sharp")  # normalization: the kernel weights' normalisations
+NORMALIZED_OPERATORS = ("meanshift", "deng")  # the operators whose normalisation is the key `normalization`
+
+MIXTURE_LAYOUTS = ("line", "ring", "grid", "random")  # mixture: where the modes sit (core/mixture.py)
+MIXTURE_INITS = ("default", "between", "far", "collapsed", "imbalanced")  # mixture: the model's initial laws
+MIXTURE_MAX_DIM = 16  # mixture: highest dim
+
+
 def registry_names(key: str) -> list[str]:
     """The names allowed for a registry-backed key (the torch-free table `spine.axes`)."""
     return axes.names(key)
@@ -159,6 +188,9 @@ _CHOICES = {
     "target_modes": lambda: ["band", "single"],
     "sampler": lambda: ["stratified", "iid"],
     "device": lambda: ["auto", "cpu", "cuda"],
+    "layout": lambda: list(MIXTURE_LAYOUTS),
+    "normalization": lambda: list(NORMALIZATIONS),
+    "init": lambda: list(MIXTURE_INITS),
     "converge_on": metrics.quality_metrics,
 }
 
@@ -166,6 +198,7 @@ _CHOICES = {
 INT_MAX = 2**63 - 1  # int64 columns, torch seeds
 MAX_STR_LEN = 4096  # strings (names, paths)
 MAX_LIST_LEN = 64  # list-valued keys (bandwidth_scales)
+_MAY_BE_EMPTY = {"mode_weights", "init_weights"}  # list keys where [] means "not given" (equal weights / unused)
 
 # key -> highest allowed value (what the code and one machine can handle)
 _UPPER = {
@@ -174,6 +207,8 @@ _UPPER = {
     "hidden": 65536, "layers": 1024, "noise_dim": 65536, "sinkhorn_iters": 10**6,
     "steps": 10**9, "eval_every": 10**9,
     "seed": INT_MAX - 1_000_003, "target_seed": INT_MAX,  # the eval draws are seeded by seed + 1_000_003
+    "landmarks": 10**7,
+    "dim": MIXTURE_MAX_DIM, "n_modes": 1024,  # mixture: nearest-mode search is N x n_modes per evaluation
 }
 
 # key -> (lowest allowed, strict?) ; strict means the bound itself is not allowed
@@ -186,6 +221,8 @@ _LOWER = {
     "seed": (0, False), "n_neg": (0, False), "warmup_steps": (0, False), "ema": (0.0, False),
     "samples_kept": (0, False),
     "fourier_features": (1, False),
+    "kernel_shape": (0.0, True), "landmarks": (0, False),
+    "dim": (1, False), "n_modes": (1, False), "separation": (0.0, True), "mode_std": (0.0, True),
 }
 
 
@@ -206,7 +243,7 @@ def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
     elif tp == tuple[float, ...]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
-        ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+        ok = isinstance(value, (list, tuple)) and (len(value) > 0 or key in _MAY_BE_EMPTY) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
         )
         value = tuple(float(v) for v in value) if ok else value
@@ -270,7 +307,54 @@ def _validate(cfg: TrialConfig) -> None:
         ("ema", cfg.ema < 1.0, f"= {cfg.ema} out of range; allowed: 0 <= ema < 1"),
         ("feature_norm", not (cfg.feature_norm and cfg.target in TORUS_DIMS),
          "must be false for torus targets (their distances are angles)"),
-    ]
+        ("metrics", cfg.metrics == "all" or not metrics.unknown(cfg.metrics),
+         f"= {cfg.metrics!r}: unknown metric(s) {', '.join(metrics.unknown(cfg.metrics))}; allowed: all, or "
+         f"comma-separated names of {', '.join(m.name for m in metrics.METRICS)}"),
+    ] + _mixture_rules(cfg) + _drift_rules(cfg)
     for key, ok, why in rules:
         if not ok:
             raise ConfigError(f"key {key!r} {why}", key=key)
+
+
+def _weights_ok(weights: tuple[float, ...], k: int) -> bool:
+    return len(weights) == k and all(w >= 0 for w in weights) and sum(weights) > 0
+
+
+def _mixture_rules(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
+    """(key, ok, why) of the mixture family's keys and the 3-D torus's k_max."""
+    mix, k = cfg.target == "mixture", cfg.n_modes
+    return [
+        ("k_max", cfg.target != "torus3d" or cfg.k_max <= TORUS3D_K_MAX,
+         f"= {cfg.k_max} out of range for torus3d; allowed: <= {TORUS3D_K_MAX}"),
+        ("layout", not mix or cfg.layout not in ("ring", "grid") or cfg.dim >= 2,
+         f"= {cfg.layout!r} needs dim >= 2, got dim = {cfg.dim}"),
+        ("n_modes", not mix or cfg.layout != "grid" or math.isqrt(k) ** 2 == k,
+         f"= {k} must be a square (g x g modes) for layout = 'grid'"),
+        ("mode_weights", not mix or not cfg.mode_weights or _weights_ok(cfg.mode_weights, k),
+         f"= {list(cfg.mode_weights)}: need n_modes = {k} non-negative numbers with a positive sum, or []"),
+        ("init", cfg.init == "default" or mix, f"= {cfg.init!r} needs target = 'mixture' (other targets: 'default')"),
+        ("init_weights", cfg.init != "imbalanced" or _weights_ok(cfg.init_weights, k),
+         f"= {list(cfg.init_weights)}: init = 'imbalanced' needs n_modes = {k} non-negative numbers with a "
+         "positive sum"),
+    ]
+
+
+def _drift_rules(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
+    """(key, ok, why) of the kernel shape (on the torus) and the normalisation."""
+    dim = TORUS_DIMS.get(cfg.target, cfg.dim if cfg.target == "mixture" else None)
+    rq, sharp, torus = cfg.kernel == "rational_quadratic", cfg.normalization == "sharp", cfg.target in TORUS_DIMS
+    alpha_min = 1.0 + dim / 2 if torus else 1.0  # sharp kernel ~ r^(2 - 2 alpha): summable over images iff > dim
+    return [
+        ("kernel_shape", not rq or not torus or cfg.kernel_shape > dim / 2,
+         f"= {cfg.kernel_shape} out of range for rational_quadratic on the {dim}-D torus; allowed: > {dim}/2 (the "
+         "kernel must be integrable for its image sum to converge)"),
+        ("normalization", cfg.normalization == "auto" or cfg.operator in NORMALIZED_OPERATORS,
+         f"= {cfg.normalization!r} needs operator in {', '.join(NORMALIZED_OPERATORS)} (others: 'auto')"),
+        ("normalization", not sharp or not rq or cfg.kernel_shape > alpha_min,
+         f"= 'sharp' with rational_quadratic needs kernel_shape > {alpha_min} (its sharp kernel "
+         f"(1 + r^2/h^2)^(1-alpha) must be integrable{', and summable over the torus images' if torus else ''}), "
+         f"got {cfg.kernel_shape}"),
+        ("normalization", not sharp or cfg.kernel != "cauchy" or (dim != 1 and not torus),
+         "= 'sharp' with the Cauchy kernel needs a plane target of dim >= 2 (its sharp kernel ~ r^-(dim-1) is "
+         "not integrable in 1-D nor summable over a torus's images)"),
+    ]

@@ -13,10 +13,9 @@ from typing import Any, Callable, Optional
 
 from ray import tune
 
-from . import __version__
-from .spine import record
-from .spaces import VARIANT_PARAM, SearchSpace
-from .trial import resolve_device, run_trial, versions
+from ..spaces import VARIANT_PARAM, SearchSpace
+from ..spine import record
+from ..trial import resolve_device, run_trial, versions
 
 CONTEXT_KEYS = ("node", "device_used", "versions")  # strings sent with every report
 SUMMARY_KEY = "summary"  # the trial's last report carries run_trial's summary under this key
@@ -90,7 +89,7 @@ def param_space(space: SearchSpace) -> dict[str, Any]:
 
 def search_alg(space: SearchSpace, storage: Any = None, study_name: Optional[str] = None) -> Any:
     """The searcher: Tune's grid/random generator, or Optuna's TPE seeded from the space (its study in
-    `storage`, e.g. `drift_sweeps.live.optuna_storage`, so optuna-dashboard can read it; else in memory)."""
+    `storage`, e.g. `drift_sweeps.tune.live.optuna_storage`, so optuna-dashboard can read it; else in memory)."""
     if space.search == "optuna":
         import optuna
         from ray.tune.search.optuna import OptunaSearch

@@ -21,6 +21,8 @@ from typing import Any, Iterable, Optional
 
 from ray import tune
 
+from .ray_compat import connected_dashboard_url, dashboard_dependency_error
+
 log = logging.getLogger(__name__)
 
 TENSORBOARD_DIR = "tensorboard"
@@ -40,10 +42,9 @@ def local_folder(sweep_root: str) -> Optional[str]:
 def dashboard_available() -> bool:
     """Whether this Ray installation can start its dashboard (ray[default]'s extra packages are present)."""
     try:
-        from ray._private.utils import get_dashboard_dependency_error
+        return dashboard_dependency_error() is None
     except ImportError:  # pragma: no cover - an older or newer Ray layout
         return False
-    return get_dashboard_dependency_error() is None
 
 
 def dashboard_url(context: Any = None) -> Optional[str]:
@@ -52,9 +53,8 @@ def dashboard_url(context: Any = None) -> Optional[str]:
     if not url:
         try:
             import ray
-            from ray._private.worker import get_dashboard_url
 
-            url = get_dashboard_url() if ray.is_initialized() else None
+            url = connected_dashboard_url() if ray.is_initialized() else None
         except Exception:  # noqa: BLE001 - no dashboard is a normal state, not an error
             url = None
     if not url:

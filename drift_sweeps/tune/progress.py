@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional
 from ray import tune
 from ray.tune.experiment import Trial
 
-from .spine import record
+from ..spine import record
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,11 @@ it fails one test (tests/test_spine.py) instead of a user's sweep.
 
 - `last_cluster_address`: where `ray start` / `ray up` recorded the running cluster (what
   `ray.init(address="auto")` reads), without connecting to it.
+- `dashboard_dependency_error`, `connected_dashboard_url`: whether this Ray can start its dashboard, and
+  where the dashboard of the connected cluster is (the live view, `live.py`).
 
 (`--resume` used to restore Tune's pickled experiment state and patch its RunConfig here; it now builds a
-fresh Tuner from the recorded JSON spec instead, see `drift_sweeps.run.run_sweep`.)
+fresh Tuner from the recorded JSON spec instead, see `drift_sweeps.sweep.tune_runner`.)
 """
 
 from __future__ import annotations
@@ -18,3 +20,18 @@ def last_cluster_address(temp_dir: Optional[str]) -> Optional[str]:
     from ray._private.services import canonicalize_bootstrap_address
 
     return canonicalize_bootstrap_address(None, temp_dir=temp_dir)
+
+
+def dashboard_dependency_error() -> Optional[str]:
+    """Why this Ray installation cannot start its dashboard (ray[default] missing), None when it can."""
+    from ray._private.utils import get_dashboard_dependency_error
+
+    err = get_dashboard_dependency_error()  # an ImportError instance, or None
+    return None if err is None else str(err)
+
+
+def connected_dashboard_url() -> Optional[str]:
+    """The dashboard address (host:port) of the cluster this process joined, None when there is none."""
+    from ray._private.worker import get_dashboard_url
+
+    return get_dashboard_url() or None

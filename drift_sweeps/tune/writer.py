@@ -1,5 +1,6 @@
 """The results writer: a driver-side `tune.Callback` that turns each trial's reports into its
-trials / curves / spectra Parquet files (drift_sweeps.results) when the trial completes or errors.
+trials / curves / spectra Parquet files when the trial completes or errors, through the sweep folder
+(`drift_sweeps.sweep.folder.SweepFolder`, passed in: the sweep package builds on this one, not the reverse).
 
 One writer per file, atomic renames, files named after the Tune trial id: a re-run trial replaces its
 files instead of adding rows.  A retry starts a new attempt of the trainable (a new `attempt_id` in
@@ -19,18 +20,28 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Protocol
 
 from ray import tune
 from ray.tune.experiment import Trial
 
-from . import results
-from .spine import record
+from .. import results
+from ..spaces import VARIANT_PARAM, SearchSpace
+from ..spine import record
+from .adapter import ATTEMPT_KEY, CONTEXT_KEYS, SUMMARY_KEY
 from .progress import ProgressReporter
-from .spaces import VARIANT_PARAM, SearchSpace, jsonable
-from .tune_adapter import ATTEMPT_KEY, CONTEXT_KEYS, SUMMARY_KEY
 
 log = logging.getLogger(__name__)
+
+
+class TrialFiles(Protocol):
+    """What the writer needs of a sweep folder (`SweepFolder` has it)."""
+
+    def write_config(self, trial_id: str, params: Mapping[str, Any], config: Mapping[str, Any]) -> None: ...
+
+    def record_trial(self, trial_id: str, row: Mapping[str, Any], reports: Iterable[Mapping[str, Any]]) -> None: ...
+
+    def discard_unfinished(self) -> set[str]: ...
 
 
 @dataclasses.dataclass
@@ -47,12 +58,12 @@ class _TrialState:
 class ResultsWriter(tune.Callback):
     """Writes each trial's Parquet files when it completes or errors; tells the progress reporter."""
 
-    def __init__(self, space: SearchSpace, sweep: str, sweep_root: str, git_commit: Optional[str],
+    def __init__(self, space: SearchSpace, sweep: str, folder: TrialFiles, git_commit: Optional[str],
                  driver_versions: str, progress: Optional[ProgressReporter] = None,
                  keep: Optional[set[str]] = None) -> None:
         self.space = space
         self.sweep = sweep
-        self.sweep_root = sweep_root
+        self.folder = folder
         self.git_commit = git_commit
         self.driver_versions = driver_versions
         self.progress = progress
@@ -75,9 +86,7 @@ class ResultsWriter(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         """Record the trial's full config before it trains."""
         self._state[trial.trial_id] = _TrialState()
-        cfg = self.space.resolve(trial.config).to_dict()
-        results.write_json(self.sweep_root, f"configs/{trial.trial_id}.json",
-                           {"trial_id": trial.trial_id, "params": jsonable(trial.config), "config": cfg})
+        self.folder.write_config(trial.trial_id, trial.config, self.space.resolve(trial.config).to_dict())
 
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any) -> None:
         """Buffer one eval report of the current attempt (or keep the final summary)."""
@@ -129,11 +138,7 @@ class ResultsWriter(tune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Remove temporaries and the partial files (configs, curves, spectra) of every trial without a row:
         a trial without a row did not finish, and runs again on resume.  Nothing is written here."""
-        results.remove_temporaries(self.sweep_root)
-        written = results.trial_ids(self.sweep_root)
-        removed = results.remove_trials(self.sweep_root, lambda tid: tid not in written)
-        if removed:
-            log.info("removed the partial files of %d unfinished trial(s): %s", len(removed), ", ".join(sorted(removed)))
+        written = self.folder.discard_unfinished()
         unknown = written - self.keep - {t.trial_id for t in trials}
         if unknown:
             log.warning("rows of trial(s) neither of this run nor kept from an earlier one: %s", ", ".join(sorted(unknown)))
@@ -155,10 +160,7 @@ class ResultsWriter(tune.Callback):
             node=st.context.get("node"), attempts=attempts, error=error, swept_axes=self.swept, variant=variant,
             versions=json.loads(st.context.get("versions") or self.driver_versions), git_commit=self.git_commit,
         )
-        results.write_trial(self.sweep_root, trial.trial_id, row)
-        results.write_curves(self.sweep_root, trial.trial_id, st.reports)
-        results.write_spectra(self.sweep_root, trial.trial_id, st.reports)
-        results.write_samples(self.sweep_root, trial.trial_id, st.reports)
+        self.folder.record_trial(trial.trial_id, row, st.reports)
         self._state.pop(trial.trial_id, None)
         if self.progress is not None and not quiet:
             self.progress.trial_written(trial, row, note=note)

@@ -1,0 +1,66 @@
+"""Running a planned sweep: the folder's lock, what the folder holds (`plan.settle`), one of the two
+runners under our signal handlers, and the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from .folder import StorageError, one_line
+from .plan import Plan, settle
+from .report import interrupted, report
+from .runner import Runner
+from .signals import Interrupts
+
+
+def make_runner(serial: bool) -> Runner:
+    """The serial runner (no Ray imported) or the Tune runner."""
+    if serial:
+        from .serial import SerialRunner
+
+        return SerialRunner()
+    from .tune_runner import TuneRunner
+
+    return TuneRunner()
+
+
+def drive(p: Plan, args: argparse.Namespace) -> int:
+    """Lock the sweep folder, settle the plan against it and run what is missing; returns the exit code.
+
+    Raises LockHeld when another driver holds the folder, StorageError when the lock cannot be written,
+    SpaceError for what can only be refused now.
+    """
+    try:
+        lock = p.folder.lock()
+        lock.acquire()
+    except OSError as err:
+        raise StorageError(f"{p.sweep_root}: cannot take the sweep folder's lock ({type(err).__name__}: "
+                           f"{one_line(err)[:300]})") from None
+    try:
+        p = settle(p, args)
+        if p.mode == "done":
+            print(f"{p.sweep_root} holds this sweep, finished ({p.finished} of {p.space.trial_count()} trials); its "
+                  "table follows (--overwrite runs it again, --name NAME runs a new copy)", flush=True)
+            return report(p, args)
+        if p.mode == "resume" and not args.resume:
+            print(f"{p.sweep_root} holds this sweep, unfinished ({p.finished} of {p.space.trial_count()} trials): "
+                  "continuing it", flush=True)
+        return execute(make_runner(args.serial), p, args)
+    finally:
+        lock.release()
+
+
+def execute(runner: Runner, p: Plan, args: argparse.Namespace) -> int:
+    """Run under our signal handlers: an interrupt ends with the command that continues the sweep."""
+    interrupts = Interrupts()
+    try:
+        with interrupts:
+            return runner.run(p, args, interrupts)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
+            raise
+        # SystemExit(15): SIGTERM while ray.init ran (Ray's own handler exits with the signal number)
+        name = interrupts.signame or ("SIGTERM" if isinstance(stop, SystemExit) else "SIGINT")
+        return interrupted(p, args, name)
+    finally:
+        runner.close()

@@ -1,0 +1,215 @@
+"""One sweep's folder, a local path or an s3:// URI: the only owner of its layout.
+
+    <sweep>/sweep.json                the resolved spec, written before any trial starts; --resume reads it
+    <sweep>/configs/<trial_id>.json   a trial's parameters and full config, written when it starts
+    <sweep>/{trials,curves,spectra,samples}/<trial_id>.parquet   its tables (drift_sweeps.results)
+    <sweep>/tune/                     Tune's own experiment state (pickles: never loaded back)
+    <sweep>/tensorboard/, optuna.db   the live view of a local folder (drift_sweeps.tune.live)
+    <sweep>/.driver-lock.json         the lock of the driver running the sweep (lock.py)
+    .tmp-*                            what a writer killed mid-write left behind
+
+A trial is finished when its trials row is readable; every other file of a trial without one is partial
+and is removed before the sweep continues.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+from typing import Any, Iterable, Mapping, Optional
+
+from .. import results
+from ..spaces import SearchSpace, SpaceError, jsonable
+from ..spine.config import ConfigError
+from ..spine.record import STATUSES
+from .lock import LEASE_S, LOCK_NAME, FolderLock
+
+log = logging.getLogger("drift_sweeps")
+
+SPEC_FILE = "sweep.json"
+TUNE_DIR = "tune"
+CONFIGS_DIR = "configs"
+MAX_SPEC_BYTES = 256 * 2**20  # sweep.json read back by --resume (every grid trial's config: ~1 KiB each)
+
+
+class StorageError(OSError):
+    """The sweep folder's storage failed (unwritable, unreachable): exit 74, like sysexits' EX_IOERR."""
+
+
+def one_line(text: Any) -> str:
+    """`text` with its whitespace runs as single spaces."""
+    return " ".join(str(text).split())
+
+
+class SweepFolder:
+    """The folder of one sweep: what it holds, its spec, its finished trials, its lock."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    @classmethod
+    def under(cls, results_root: str, name: str) -> "SweepFolder":
+        """The folder of sweep `name` under a results root."""
+        return cls(results.sweep_uri(results_root, name))
+
+    def __repr__(self) -> str:
+        return f"SweepFolder({self.root!r})"
+
+    # ---- what it holds -----------------------------------------------------------------------------
+    def _entries(self) -> list[Any]:
+        """The folder's top-level entries (pyarrow FileInfo), less the driver's lock."""
+        import pyarrow.fs as pafs
+
+        fs, root = results.resolve(self.root)
+        try:
+            entries = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        except OSError:
+            return []
+        return [e for e in entries if not posixpath.basename(e.path).startswith(LOCK_NAME)]
+
+    def exists(self) -> bool:
+        """True when the folder holds anything but a lock."""
+        return bool(self._entries())
+
+    def only_temporaries(self) -> bool:
+        """True when the folder holds nothing but a killed writer's hidden temporaries (`.tmp-*`)."""
+        entries = self._entries()
+        return bool(entries) and all(posixpath.basename(e.path).startswith(".tmp-") for e in entries)
+
+    def read_spec(self) -> Optional[dict[str, Any]]:
+        """The recorded spec (sweep.json) as plain JSON data, None when absent; never executes what it reads."""
+        where = f"{self.root}/{SPEC_FILE}"
+        try:
+            fs, root = results.resolve(self.root)
+            info = fs.get_file_info(f"{root}/{SPEC_FILE}")
+            if info.size is not None and info.size > MAX_SPEC_BYTES:
+                raise SpaceError(f"{where}: {info.size} bytes; allowed: at most {MAX_SPEC_BYTES}")
+            record = results.read_json(self.root, SPEC_FILE)
+        except (ValueError, OSError, RecursionError) as err:
+            if isinstance(err, SpaceError):
+                raise
+            raise SpaceError(f"{where}: unreadable ({type(err).__name__}: {one_line(err)[:200]}); pass --overwrite "
+                             "to start the sweep over, or --name to write a new one") from None
+        if record is not None and not (isinstance(record, dict) and isinstance(record.get("space"), dict)):
+            raise SpaceError(f"{where}: not a sweep record (no 'space' mapping); pass --overwrite or --name")
+        return record
+
+    def recorded_space(self, record: Mapping[str, Any]) -> SearchSpace:
+        """The SearchSpace of a recorded spec, validated again like a space file."""
+        where = f"{self.root}/{SPEC_FILE}"
+        try:
+            return SearchSpace.from_dict(record["space"])
+        except (SpaceError, ConfigError) as err:
+            raise SpaceError(f"{where}: the recorded spec is invalid: {err}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise SpaceError(f"{where}: the recorded spec is damaged ({type(err).__name__}: "
+                             f"{one_line(err)[:120]}); pass --overwrite or --name") from None
+
+    def finished_rows(self, quiet: bool = False) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """(trial id -> its trials row, unreadable files): the finished trials, read file by file (a damaged
+        file is reported and its trial counted as unfinished)."""
+        import pyarrow.parquet as pq
+
+        fs, paths = results.table_files(self.root, "trials")
+        rows: dict[str, dict[str, Any]] = {}
+        bad: list[str] = []
+        for path in paths:
+            tid = os.path.basename(path)[: -len(".parquet")]
+            try:
+                table = pq.read_table(path, filesystem=fs)
+                row = table.to_pylist()[0] if table.num_rows == 1 else None
+            except Exception as err:  # noqa: BLE001 - any unreadable file: that trial runs again
+                row = None
+                if not quiet:
+                    log.warning("%s: unreadable (%s); its trial runs again", path, one_line(err)[:120])
+            if (row is None or row.get("trial_id") != tid or not isinstance(row.get("config_json"), str)
+                    or row.get("status") not in STATUSES):
+                bad.append(path)
+                continue
+            rows[tid] = row
+        return rows, bad
+
+    def finished_count(self) -> int:
+        """How many trials have a readable row."""
+        return len(self.finished_rows(quiet=True)[0])
+
+    def row_files(self) -> int:
+        """How many trials rows there are, readable or not."""
+        return len(results.trial_ids(self.root))
+
+    def recorded(self) -> bool:
+        """True when the folder holds this sweep's spec (so `--resume` can continue it)."""
+        try:
+            return self.exists() and self.read_spec() is not None
+        except (SpaceError, OSError):
+            return False
+
+    # ---- before the trials ---------------------------------------------------------------------------
+    def lock(self, lease_s: float = LEASE_S) -> FolderLock:
+        """The folder's driver lock (a context manager; see lock.py)."""
+        return FolderLock(self.root, lease_s=lease_s)
+
+    def start_over(self) -> None:
+        """Delete everything in the folder except the driver's lock."""
+        import pyarrow.fs as pafs
+
+        fs, _ = results.resolve(self.root)
+        for entry in self._entries():
+            if entry.type == pafs.FileType.Directory:
+                fs.delete_dir(entry.path)
+            else:
+                fs.delete_file(entry.path)
+
+    def prepare(self, resume: bool, overwrite: bool, spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The folder before the trials: on a resume the finished trials' rows (the rest of their files
+        removed); otherwise an emptied folder (--overwrite, or only temporaries left) with the spec written.
+        -> finished trials (trial id -> trials row)."""
+        if resume:
+            kept, _ = self.finished_rows()
+            results.remove_temporaries(self.root)
+            self._log_removed(results.remove_trials(self.root, lambda tid: tid not in kept))
+            return kept
+        if self.exists() and (overwrite or self.only_temporaries()):
+            log.info("--overwrite: deleting the previous sweep at %s", self.root)
+            self.start_over()
+        results.write_json(self.root, SPEC_FILE, dict(spec))
+        return {}
+
+    def storage(self) -> tuple[str, Any]:
+        """(storage_path, storage_filesystem) for Tune's state in TUNE_DIR: a pyarrow filesystem for s3://."""
+        fs, path = results.resolve(self.root)
+        return (path, fs) if "://" in self.root else (path, None)
+
+    # ---- the trials ------------------------------------------------------------------------------------
+    def write_config(self, trial_id: str, params: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        """A trial's parameters and full config, before it trains."""
+        results.write_json(self.root, f"{CONFIGS_DIR}/{trial_id}.json",
+                           {"trial_id": trial_id, "params": jsonable(params), "config": dict(config)})
+
+    def record_trial(self, trial_id: str, row: Mapping[str, Any], reports: Iterable[Mapping[str, Any]]) -> None:
+        """A finished trial's files: its trials row, then its curves, spectra and samples."""
+        reports = list(reports)
+        results.write_trial(self.root, trial_id, row)
+        results.write_curves(self.root, trial_id, reports)
+        results.write_spectra(self.root, trial_id, reports)
+        results.write_samples(self.root, trial_id, reports)
+
+    def discard_unfinished(self) -> set[str]:
+        """Remove temporaries and the partial files of every trial without a row; -> the trials with one."""
+        results.remove_temporaries(self.root)
+        written = results.trial_ids(self.root)
+        self._log_removed(results.remove_trials(self.root, lambda tid: tid not in written))
+        return written
+
+    @staticmethod
+    def _log_removed(removed: set[str]) -> None:
+        if removed:
+            log.info("removed the partial files of %d unfinished trial(s): %s", len(removed),
+                     ", ".join(sorted(removed)))
+
+
+def table_counts(folder: SweepFolder, tables: Iterable[str] = results.TABLES) -> dict[str, int]:
+    """Files per table: what the final report lists."""
+    return {t: len(results.trial_ids(folder.root, t)) for t in tables}
+

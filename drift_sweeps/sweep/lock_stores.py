@@ -1,0 +1,244 @@
+"""Where a sweep folder's lock lives: the atomic operations of `lock.FolderLock` on a local or NFS folder, on
+S3 (conditional writes), and a best-effort fallback for other pyarrow filesystems.
+
+Each store has: create(data) -> version or None when a lock exists; read() -> (data, version) or None;
+renew(data, version) and take_over(data, version) -> the new version, or None when the lock is no longer
+the one of `version`; delete(version); age() -> seconds since the lock was written, or None.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+import urllib.parse
+import uuid
+from typing import Any, Optional
+
+LOCK_NAME = ".driver-lock.json"  # in the sweep folder, hidden: not a table, not a record
+
+
+class LocalStore:
+    """A lock file in a local or NFS folder: hard links and renames, which are atomic on both."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = os.path.abspath(folder)
+        self.path = os.path.join(self.folder, LOCK_NAME)
+        self.created_folder = False
+
+    def _side_file(self, kind: str) -> str:
+        return os.path.join(self.folder, f"{LOCK_NAME}.{uuid.uuid4().hex}.{kind}")
+
+    def _write_side(self, data: bytes) -> str:
+        tmp = self._side_file("new")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    def create(self, data: bytes) -> Optional[bytes]:
+        if not os.path.isdir(self.folder):
+            os.makedirs(self.folder, exist_ok=True)
+            self.created_folder = True
+        tmp = self._write_side(data)
+        try:
+            os.link(tmp, self.path)  # a complete file appears at once, or not at all
+        except FileExistsError:
+            return None
+        except OSError as err:  # a filesystem without hard links: an exclusive create
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            return self._create_exclusive(data)
+        finally:
+            _unlink(tmp)
+        return data
+
+    def _create_exclusive(self, data: bytes) -> Optional[bytes]:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return None
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return data
+
+    def read(self) -> Optional[tuple[bytes, bytes]]:
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        return data, data
+
+    def age(self) -> Optional[float]:
+        try:
+            return time.time() - os.stat(self.path).st_mtime
+        except OSError:
+            return None
+
+    def renew(self, data: bytes, version: bytes) -> Optional[bytes]:
+        found = self.read()
+        if found is None or found[1] != version:
+            return None
+        os.replace(self._write_side(data), self.path)  # never absent: a contender cannot slip in
+        return data
+
+    def take_over(self, data: bytes, version: bytes) -> Optional[bytes]:
+        grave = self._side_file("stale")
+        try:
+            os.rename(self.path, grave)  # only one contender moves a given lock file
+        except FileNotFoundError:
+            return None
+        try:
+            with open(grave, "rb") as f:
+                moved = f.read()
+            if moved != version:  # renewed or replaced since it was judged: put it back, it is not stale
+                try:
+                    os.link(grave, self.path)
+                except OSError:
+                    pass
+                return None
+        finally:
+            _unlink(grave)
+        return self.create(data)
+
+    def delete(self, version: bytes) -> None:
+        found = self.read()
+        if found is not None and found[1] == version:
+            _unlink(self.path)
+        if self.created_folder:
+            try:
+                os.rmdir(self.folder)  # the folder this driver created, if nothing was written into it
+            except OSError:
+                pass
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def s3_location(sweep_root: str) -> tuple[str, str, dict[str, Any]]:
+    """(bucket, key of the lock, boto3 client arguments) of an s3:// sweep folder; the endpoint and region
+    from the URI's ?endpoint_override=/scheme=/region= (else boto3 reads AWS_ENDPOINT_URL and friends)."""
+    base, _, query = sweep_root.partition("?")
+    bucket, _, prefix = base[len("s3://"):].partition("/")
+    prefix = prefix.strip("/")
+    params = {k: v[-1] for k, v in urllib.parse.parse_qs(query).items()}
+    client: dict[str, Any] = {}
+    endpoint = params.get("endpoint_override")
+    if endpoint:
+        client["endpoint_url"] = endpoint if "://" in endpoint else f"{params.get('scheme', 'https')}://{endpoint}"
+    if params.get("region"):
+        client["region_name"] = params["region"]
+    return bucket, f"{prefix}/{LOCK_NAME}" if prefix else LOCK_NAME, client
+
+
+class S3Store:
+    """A lease object on S3, written with conditional requests (If-None-Match, If-Match)."""
+
+    def __init__(self, sweep_root: str) -> None:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.bucket, self.key, kwargs = s3_location(sweep_root)
+        self.client = boto3.client("s3", **kwargs)
+        self._client_error = ClientError
+        self._unreachable = BotoCoreError  # no credentials, no connection (after botocore's retries)
+
+    def _code(self, err: Exception) -> str:
+        return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+
+    def _put(self, data: bytes, **condition: str) -> Optional[str]:
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data, **condition)["ETag"]
+        except self._unreachable as err:
+            raise OSError(f"s3://{self.bucket}/{self.key}: {err}") from None
+        except self._client_error as err:
+            if self._code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409",
+                                   "NoSuchKey", "404"):
+                return None
+            raise OSError(f"s3://{self.bucket}/{self.key}: {err}") from None
+
+    def create(self, data: bytes) -> Optional[str]:
+        return self._put(data, IfNoneMatch="*")
+
+    def read(self) -> Optional[tuple[bytes, str]]:
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        except self._unreachable as err:
+            raise OSError(f"s3://{self.bucket}/{self.key}: {err}") from None
+        except self._client_error as err:
+            if self._code(err) in ("NoSuchKey", "404"):
+                return None
+            raise OSError(f"s3://{self.bucket}/{self.key}: {err}") from None
+        return got["Body"].read(), got["ETag"]
+
+    def age(self) -> Optional[float]:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key)
+        except (self._client_error, self._unreachable):
+            return None
+        return time.time() - head["LastModified"].timestamp()
+
+    def renew(self, data: bytes, version: str) -> Optional[str]:
+        return self._put(data, IfMatch=version)
+
+    take_over = renew  # one compare-and-swap: only the writer that saw this ETag succeeds
+
+    def delete(self, version: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=version)
+        except self._unreachable as err:
+            raise OSError(f"s3://{self.bucket}/{self.key}: {err}") from None
+        except self._client_error as err:
+            if self._code(err) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                return  # not ours any more, or gone
+            found = self.read()  # a store without conditional deletes
+            if found is not None and found[1] == version:
+                self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+class ArrowStore:
+    """Best effort through a pyarrow filesystem (no conditional writes): write, then read back."""
+
+    def __init__(self, sweep_root: str) -> None:
+        from .. import results
+
+        self.fs, root = results.resolve(sweep_root)
+        self.path = f"{root}/{LOCK_NAME}"
+
+    def read(self) -> Optional[tuple[bytes, bytes]]:
+        try:
+            with self.fs.open_input_stream(self.path) as f:
+                data = f.readall()
+        except FileNotFoundError:
+            return None
+        return data, data
+
+    def _write(self, data: bytes) -> Optional[bytes]:
+        with self.fs.open_output_stream(self.path) as out:
+            out.write(data)
+        found = self.read()
+        return data if found is not None and found[0] == data else None
+
+    def create(self, data: bytes) -> Optional[bytes]:
+        return None if self.read() is not None else self._write(data)
+
+    def age(self) -> Optional[float]:
+        mtime = self.fs.get_file_info(self.path).mtime
+        return None if mtime is None else time.time() - mtime.timestamp()
+
+    def renew(self, data: bytes, version: bytes) -> Optional[bytes]:
+        found = self.read()
+        return self._write(data) if found is not None and found[1] == version else None
+
+    take_over = renew
+
+    def delete(self, version: bytes) -> None:
+        found = self.read()
+        if found is not None and found[1] == version:
+            self.fs.delete_file(self.path)

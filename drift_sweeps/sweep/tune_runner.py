@@ -1,0 +1,197 @@
+"""The Tune runner: a planned sweep's missing trials as one Tuner on the Ray this driver joins or starts.
+
+A resume never loads Tune's experiment state (`tune/tuner.pkl` and friends are pickles: whoever can write
+the results folder could run code through them).  It builds a fresh Tuner from the recorded, validated
+spec (`sweep.json`, plain JSON) and the finished trials' rows: grid sweeps run exactly the grid points
+without a row (`identity.missing_points`, shared with the serial runner); random sweeps draw the missing
+samples anew; Optuna continues its study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+from typing import Any, Mapping, Optional
+
+from ..spaces import SearchSpace
+from ..tune import session
+from . import watchdog
+from .folder import TUNE_DIR
+from .identity import grid_part, missing_points
+from .plan import Plan, spec_record
+from .provenance import driver_versions, git_commit
+from .report import report
+from .runner import Runner
+from .signals import Interrupts
+
+log = logging.getLogger("drift_sweeps")
+
+
+class TuneRunner(Runner):
+    """The trials on Ray Tune: joins the running cluster or starts an embedded Ray (stopped by `close`)."""
+
+    def __init__(self) -> None:
+        self._joined_here = False
+
+    def run(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts) -> int:
+        """Connect, prepare the folder, fit the Tuner of the missing trials, report."""
+        import ray
+
+        self._joined_here = not ray.is_initialized()
+        embedded = session.connect(args.address, temp_dir=args.temp_dir, num_cpus=args.num_cpus)
+        if embedded:
+            watchdog.start(os.getpid())
+        interrupts.arm()  # again: ray.init installs a SIGTERM handler of its own
+        return self._sweep(p, args, interrupts, embedded=bool(embedded) and self._joined_here)
+
+    def close(self) -> None:
+        """Stop an embedded Ray (only disconnect from a cluster) that `run` joined."""
+        import sys
+
+        ray = sys.modules.get("ray")
+        if self._joined_here and ray is not None and ray.is_initialized():
+            ray.shutdown()
+
+    def _sweep(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts, embedded: bool) -> int:
+        from ..tune import live
+
+        space = p.space
+        gpu = session.gpus_per_trial(space, args.gpus_per_trial)
+        session.check_resources(space, gpu, embedded)
+        commit, versions = git_commit(), driver_versions()
+        kept = p.folder.prepare(p.mode == "resume", args.overwrite, spec_record(p, gpu, commit, versions))
+        optuna_db = live.optuna_storage_url(p.sweep_root) if space.search == "optuna" else None
+        todo_params, points, searcher = space_for_run(space, kept, p, optuna_db)
+        print(f"sweep {p.name}: {space.trial_count()} trials, {space.cpu:g} CPU + {gpu:g} GPU each, "
+              + (f"resuming ({len(kept)} finished, {points} to run)" if p.mode == "resume" else "results")
+              + f" in {p.sweep_root}", flush=True)
+        for line in live.live_lines(p.sweep_root, live.dashboard_url(), optuna_db):
+            print(line, flush=True)
+        if points == 0:
+            return report(p, args)
+        tuner, writer = _tuner(p, args, gpu, todo_params, points, searcher, kept, (commit, versions))
+        interrupts.on_first = writer.stop_recording
+        grid = _fit(tuner, args.verbose, interrupts)
+        print_best(grid, space)
+        return report(p, args, interrupts.signame)
+
+
+def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str, Any], points: int,
+           searcher: Any, kept: Mapping[str, Any], provenance: tuple[Optional[str], str]) -> tuple[Any, Any]:
+    """(Tuner, results writer) of the trials to run."""
+    from ray import tune
+
+    from ..spine.record import CURVE_METRICS
+    from ..tune import live
+    from ..tune.adapter import make_trainable, scheduler
+    from ..tune.progress import ProgressReporter
+    from ..tune.writer import ResultsWriter
+
+    space = p.space
+    path, fs = p.folder.storage()
+    trainable = tune.with_resources(make_trainable(space), {"cpu": space.cpu, "gpu": gpu})
+    progress = ProgressReporter(points, metric=space.metric, mode=space.mode)
+    writer = ResultsWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept))
+    callbacks = [writer, progress]
+    tensorboard = live.tensorboard_dir(p.sweep_root)
+    if tensorboard:
+        metrics = [m for m in CURVE_METRICS if m != "step"] + [space.metric]
+        callbacks.append(live.TensorBoardWriter(tensorboard, metrics))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=todo_params,
+        tune_config=tune.TuneConfig(
+            metric=space.metric, mode=space.mode, scheduler=scheduler(space), search_alg=searcher,
+            num_samples=points, max_concurrent_trials=p.max_concurrent, reuse_actors=True,
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=path, storage_filesystem=fs, callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=space.max_failures), verbose=args.verbose,
+        ),
+    )
+    return tuner, writer
+
+
+def _fit(tuner: Any, verbose: int, interrupts: Interrupts) -> Any:
+    """tuner.fit() with our SIGINT/SIGTERM handling forwarded to Tune's own."""
+    # --verbose 0: our own progress lines only (Tune's new output prints a configuration box and a
+    # TensorBoard hint pointing at a temporary folder even when silent; its legacy reporter does not)
+    quiet = {"RAY_AIR_NEW_OUTPUT": "0"} if verbose == 0 and "RAY_AIR_NEW_OUTPUT" not in os.environ else {}
+    os.environ.update(quiet)
+    interrupts.in_fit = True
+    try:
+        return tuner.fit()
+    finally:
+        for key in quiet:
+            os.environ.pop(key, None)
+        interrupts.in_fit = False
+
+
+def print_best(grid: Any, space: SearchSpace) -> None:
+    """The best trial's id, metric and parameters (Tune's view of the sweep)."""
+    try:
+        best = grid.get_best_result(metric=space.metric, mode=space.mode, scope="last")
+        value = best.metrics.get(space.metric)
+        print(f"\nbest trial: {best.metrics.get('trial_id')}  {space.metric} = {value:.4g}  "
+              f"params: {json.dumps(best.config, default=str, sort_keys=True)}")
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        log.warning("no best trial: %s", err)
+
+
+def space_for_run(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]], p: Plan,
+                  optuna_db: Optional[str]) -> tuple[dict[str, Any], int, Any]:
+    """(param_space, num_samples, search_alg) of the trials still to run.
+
+    Fresh sweep: the space as is.  Resume: grid/random presets (the grid points, each as often as it still
+    lacks a row) over a param_space of choices, so every preset trial takes exactly its point; Optuna: the
+    study continues (the SQLite study in a local sweep folder, else one told the finished trials' results).
+    """
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    from ..tune import live
+    from ..tune.adapter import param_space, search_alg
+
+    if not kept and p.mode != "resume":
+        return param_space(space), space.num_samples, search_alg(
+            space, live.optuna_storage(p.sweep_root) if optuna_db else None, p.name)
+    if space.search == "optuna":
+        todo = max(0, space.num_samples - len(kept))
+        if optuna_db:
+            return param_space(space), todo, search_alg(space, live.optuna_storage(p.sweep_root), p.name)
+        return param_space(space), todo, _warm_optuna(space, kept)
+    presets = [grid_part(space, params) for _, params in missing_points(space, kept)]
+    choices: dict[str, Any] = {}
+    for a in space.axes:
+        choices[a.key] = tune.choice(list(a.values)) if a.kind == "grid" else param_space(space)[a.key]
+    if len(space.variants) > 1:
+        choices["variant"] = tune.choice([v.name for v in space.variants])
+    searcher = BasicVariantGenerator(points_to_evaluate=presets or None, random_state=space.seed + len(kept))
+    return choices, len(presets), searcher
+
+
+def _warm_optuna(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]]) -> Any:
+    """A fresh TPE searcher told the finished trials' parameters and results."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    rows = [r for r in kept.values() if math.isfinite(_objective(space, r))]
+    points = [{a.key: r[a.key] for a in space.axes} for r in rows]
+    return OptunaSearch(metric=space.metric, mode=space.mode, sampler=optuna.samplers.TPESampler(seed=space.seed),
+                        points_to_evaluate=points or None,
+                        evaluated_rewards=[_objective(space, r) for r in rows] or None)
+
+
+def _objective(space: SearchSpace, row: Mapping[str, Any]) -> float:
+    """The searcher's value of a finished trial's row (what Optuna is told on resume)."""
+    from ..spine import record
+
+    if space.metric == record.OBJECTIVE:
+        value = record.objective(row, row["eps"], row["steps"] * row["dt"])
+    else:
+        value = row.get(record.FINAL_PREFIX + space.metric)
+    return float(value) if isinstance(value, (int, float)) else math.nan
