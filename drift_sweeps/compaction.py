@@ -51,5 +51,5 @@ def _compact_table(sweep_root: str, table: str, min_files: int) -> int:
     results._write_atomic(merged, results.table_uri(sweep_root, table), f"{results.PART_PREFIX}{uuid.uuid4().hex}")
     for path in merge:  # the compacted file now shadows these: deleting them can stop at any point
         results._delete_quietly(fs, path)
-    log.info("%s: %s/ compacted, %d files into one (%d rows)", sweep_root, table, len(merge), merged.num_rows)
+    log.debug("%s: %s/ compacted, %d files into one (%d rows)", sweep_root, table, len(merge), merged.num_rows)
     return len(merge)

@@ -59,6 +59,8 @@ def test_serial_sweep_writes_the_tables_without_ray_and_continues_where_it_stopp
     spec = json.loads((res / "ser" / "sweep.json").read_text())
     assert spec["trial_count"] == 4 and len(spec["trial_configs"]) == 4
     assert (res / "ser" / "configs" / "serial_00002.json").exists()
+    for table in results.TABLES:  # the sweep ended: each table's four files compacted into one
+        assert [f.name.startswith(results.PART_PREFIX) for f in (res / "ser" / table).iterdir()] == [True], table
 
     # one trial's files gone (as if interrupted there): the same command runs that trial alone
     results.remove_trials(root, lambda tid: tid == "serial_00001")

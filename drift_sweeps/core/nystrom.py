@@ -8,14 +8,16 @@ m landmarks L (a subset of the data) the Nystrom factorisation
 turns both sums into  K(x, L) C,  C = K(L, L)^-1 K(L, Y) [Y, 1]  (m, D+1): O((N + M) m + m^3) work
 instead of O(N M).  The landmarks are every (M/m)-th data sample (the data are a fresh draw each
 step, so a strided subset is a sample of p); the m x m system is solved in float64 by Cholesky with a
-jitter of 1e-8 (raised tenfold until the factorisation succeeds), the usual regularisation of a
-numerically rank-deficient kernel matrix.  Each row of K(x, L) is divided by its largest entry,
+jitter of 100 ulp of the inputs' dtype (1e-5 for float32, whose kernel values carry that much
+round-off; 2e-14 for float64), raised tenfold until the factorisation succeeds: the usual
+regularisation of a numerically rank-deficient kernel matrix.  Each row of K(x, L) is divided by its largest entry,
 which cancels in the ratio and keeps far points from underflowing.
 
 By default only the attraction is approximated (DriftXpress reports that this suffices); the
 repulsion is the exact per-side one (`FieldSpec.nystrom_repulsion` approximates it as well, with
-landmarks among the negatives and the self-pair's exact weight k(0) taken out of the low-rank sums:
-O(N) instead of the O(N m^2) of its low-rank value).  Points whose
+landmarks among the negatives; the low-rank sums keep the self-pairs, whose low-rank weights k~_ii would
+cost O(N m^2) to remove (more than the exact field at m ~ 1000), a bias of k~_ii / sum_j k~_ij, O(1/N) of
+the repulsion; taking out their exact weight k(0) instead is worse, since k~_ii << k(0) for smooth kernels).  Points whose
 approximate normaliser is not positive (far from every landmark) get their exact attraction.
 landmarks = 0, or m >= the samples of a side, is that side's exact field (with every sample as a
 landmark the factorisation reproduces K exactly in exact arithmetic; the exact sum is cheaper and
@@ -32,7 +34,7 @@ import torch
 
 from .field import FieldSpec, Operator
 
-_JITTER = 1e-8  # relative to k(0) = 1, the diagonal of K(L, L)
+_JITTER_ULPS = 100.0  # first jitter, in units of the inputs' machine epsilon (K(L, L) has k(0) = 1 on its diagonal)
 
 
 Side = Callable[[torch.Tensor, torch.Tensor, FieldSpec, bool], torch.Tensor]
@@ -68,10 +70,9 @@ def _kernel_matrix(a: torch.Tensor, b: torch.Tensor, field: FieldSpec) -> torch.
     return field.kernel_entry(torch.cdist(a, b), field.bandwidth, a.shape[1])
 
 
-def _cholesky(k_ll: torch.Tensor) -> torch.Tensor:
+def _cholesky(k_ll: torch.Tensor, jitter: float) -> torch.Tensor:
     """Cholesky factor of K + jitter I, the jitter raised tenfold until the factorisation succeeds."""
     eye = torch.eye(k_ll.shape[0], dtype=k_ll.dtype, device=k_ll.device)
-    jitter = _JITTER
     while True:
         chol, info = torch.linalg.cholesky_ex(k_ll + jitter * eye)
         if int(info) == 0 or jitter >= 1.0:
@@ -80,8 +81,8 @@ def _cholesky(k_ll: torch.Tensor) -> torch.Tensor:
 
 
 def attraction(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, m: int, mask: bool = False) -> torch.Tensor:
-    """E_y[k (y - x)] / E_y[k] with the Nystrom kernel on m landmarks of y (mask: y is x, self-pairs
-    left out).  -> (N, D) in x's dtype."""
+    """E_y[k (y - x)] / E_y[k] with the Nystrom kernel on m landmarks of y (mask: y is x; the low-rank sums
+    keep the self-pairs, the exact fallback leaves them out).  -> (N, D) in x's dtype."""
     f64 = torch.float64
     lm = y[landmark_indices(y.shape[0], m, y.device)]  # (m, D)
     log_xl = _kernel_matrix(x, lm, field)  # (N, m)
@@ -90,11 +91,8 @@ def attraction(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, m: int, mask:
     k_ll = torch.exp(_kernel_matrix(lm, lm, field)).to(f64)  # (m, m)
     k_ly = torch.exp(_kernel_matrix(lm, y, field)).to(f64)  # (m, M)
     y1 = torch.cat([y.to(f64), torch.ones_like(y[:, :1], dtype=f64)], dim=1)  # (M, D+1)
-    chol = _cholesky(k_ll)
+    chol = _cholesky(k_ll, _JITTER_ULPS * torch.finfo(x.dtype).eps)
     sums = k_xl @ torch.cholesky_solve(k_ly @ y1, chol)  # (N, D+1): sum_j k~_ij [y_j, 1]
-    if mask:  # y is x: remove the self-pair with its exact weight k(0) (in the rows' scale)
-        log_k0 = float(field.kernel_entry.log(torch.zeros(1, dtype=f64), field.bandwidth, x.shape[1]))
-        sums = sums - torch.exp(log_k0 - row_max) * y1
     num, den = sums[:, :-1], sums[:, -1:]
     out = num / den - x.to(f64)  # (N, D)
     bad = torch.nonzero(~(den[:, 0] > 0) | ~torch.isfinite(out).all(1)).squeeze(1)

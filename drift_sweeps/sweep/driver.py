@@ -45,7 +45,9 @@ def drive(p: Plan, args: argparse.Namespace) -> int:
         if p.mode == "resume" and not args.resume:
             print(f"{p.sweep_root} holds this sweep, unfinished ({p.finished} of {p.space.trial_count()} trials): "
                   "continuing it", flush=True)
-        return execute(make_runner(args.serial), p, args)
+        code = execute(make_runner(args.serial), p, args)
+        p.folder.compact()
+        return code
     finally:
         lock.release()
 

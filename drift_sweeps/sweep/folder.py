@@ -115,6 +115,9 @@ class SweepFolder:
         rows: dict[str, dict[str, Any]] = {}
         bad: list[str] = []
         for path in paths:
+            if results.is_part(path):  # a compacted file: the rows of many trials (written whole, checked then)
+                rows.update({r["trial_id"]: r for r in pq.read_table(path, filesystem=fs).to_pylist()})
+                continue
             tid = os.path.basename(path)[: -len(".parquet")]
             try:
                 table = pq.read_table(path, filesystem=fs)
@@ -169,6 +172,7 @@ class SweepFolder:
             kept, _ = self.finished_rows()
             results.remove_temporaries(self.root)
             self._log_removed(results.remove_trials(self.root, lambda tid: tid not in kept))
+            self.compact()
             return kept
         if self.exists() and (overwrite or self.only_temporaries()):
             log.info("--overwrite: deleting the previous sweep at %s", self.root)
@@ -201,6 +205,19 @@ class SweepFolder:
         written = results.trial_ids(self.root)
         self._log_removed(results.remove_trials(self.root, lambda tid: tid not in written))
         return written
+
+    def compact(self) -> None:
+        """Merge each table's per-trial files into one compacted file (drift_sweeps/compaction.py); a failure
+        only warns: the per-trial files are the record until the merged file has replaced them."""
+        from ..compaction import compact
+
+        try:
+            merged = compact(self.root)
+        except (OSError, ValueError) as err:
+            log.warning("%s: tables not compacted (%s)", self.root, one_line(err)[:200])
+            return
+        if any(merged.values()):
+            log.info("compacted: %s", ", ".join(f"{t} {n} files" for t, n in merged.items() if n))
 
     @staticmethod
     def _log_removed(removed: set[str]) -> None:

@@ -189,9 +189,11 @@ def _warm_optuna(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]]) -> A
 def _objective(space: SearchSpace, row: Mapping[str, Any]) -> float:
     """The searcher's value of a finished trial's row (what Optuna is told on resume)."""
     from ..spine import record
+    from ..spine.metrics import DEFAULT_CONVERGE_ON
 
     if space.metric == record.OBJECTIVE:
-        value = record.objective(row, row["eps"], row["steps"] * row["dt"])
+        value = record.objective(row, row["eps"], row["steps"] * row["dt"],
+                                 row.get("converge_on") or DEFAULT_CONVERGE_ON)
     else:
         value = row.get(record.FINAL_PREFIX + space.metric)
     return float(value) if isinstance(value, (int, float)) else math.nan

@@ -51,13 +51,14 @@ def make_trainable(space: SearchSpace) -> Callable[[dict], None]:
         def report(metrics: dict[str, Any]) -> None:
             last.clear()
             last.update(metrics)
-            objective = record.time_to_eps(metrics["t"], metrics["worst_rel_error"], cfg.eps, t_budget)
-            estimated = not bool(record.converged(metrics["step"], metrics["worst_rel_error"], cfg.eps))
+            value = metrics.get(cfg.converge_on)
+            objective = record.time_to_eps(metrics["t"], value, cfg.eps, t_budget)
+            estimated = value is None or not bool(record.converged(metrics["step"], value, cfg.eps))
             tune.report({**metrics, record.OBJECTIVE: objective, ESTIMATED_KEY: estimated, **context})
 
         summary = run_trial(cfg, report)
         scalars = {k: v for k, v in last.items() if k not in record.SPECTRUM_KEYS}
-        tune.report({**scalars, record.OBJECTIVE: record.objective(summary, cfg.eps, t_budget),
+        tune.report({**scalars, record.OBJECTIVE: record.objective(summary, cfg.eps, t_budget, cfg.converge_on),
                      ESTIMATED_KEY: summary["status"] != record.CONVERGED, **context, SUMMARY_KEY: summary})
 
     return drift_trial
