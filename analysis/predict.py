@@ -212,7 +212,7 @@ def theory_rate_curves(times: pd.DataFrame, trials: pd.DataFrame, k_max: Optiona
     """
     tr = trials.merge(times[["trial_id", "group"]], on="trial_id")
     kmax = float(k_max or tr["k_max"].max())
-    grid = np.linspace(0.05, kmax * (math.sqrt(2) if (tr["target"] == "torus2d").any() else 1.0) + 0.5, n)
+    grid = np.linspace(0.05, kmax * (math.sqrt(2) if tr["target"].isin(["torus2d", "torus3d"]).any() else 1.0) + 0.5, n)
     rows = []
     for group, cfg in _group_configs(tr).iterrows():
         cfg = cfg.to_dict()

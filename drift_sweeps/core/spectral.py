@@ -261,7 +261,7 @@ def _plan_cached(kernel: str, h: float, dim: int, n: int, m: int, k: int, images
         c = _nufft_cost(k_direct, dim, pts, n_trans) / threads
         if c < best.cost_s:
             best = Plan("direct", k_direct, 0.0, c, stream)
-    a = _split_radius(dim, n, max(m, k))
+    a = _split_radius(dim, n, max(m, k)) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
     if dim <= 2 and not 0 < k_direct <= EWALD_MIN_MODES / a:
         k_far = truncation(kernel, h, dim, a)
         if k_far > 0:
