@@ -98,7 +98,8 @@ def build_model(cfg: TrialConfig, target: Target, gen: torch.Generator) -> Gener
 
 def field_at(cfg: TrialConfig, h: float, periodic: bool) -> FieldSpec:
     """The drift field's spec at bandwidth h (everything an operator needs besides the samples)."""
-    return FieldSpec(cfg.kernel, h, periodic, True, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters)
+    return FieldSpec(cfg.kernel, h, periodic, True, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters,
+                     kernel_shape=cfg.kernel_shape, normalization=cfg.normalization, landmarks=cfg.landmarks)
 
 
 class _Trial:

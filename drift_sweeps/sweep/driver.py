@@ -8,7 +8,7 @@ import signal
 
 from .folder import StorageError, one_line
 from .plan import Plan, settle
-from .report import interrupted, report
+from .report import interrupted, report, resume_command
 from .runner import Runner
 from .signals import Interrupts
 
@@ -45,11 +45,23 @@ def drive(p: Plan, args: argparse.Namespace) -> int:
         if p.mode == "resume" and not args.resume:
             print(f"{p.sweep_root} holds this sweep, unfinished ({p.finished} of {p.space.trial_count()} trials): "
                   "continuing it", flush=True)
-        code = execute(make_runner(args.serial), p, args)
+        try:
+            code = execute(make_runner(args.serial), p, args)
+        except StorageError as err:
+            raise StorageError(f"{one_line(err)}; {storage_tally(p)}; fix the cause and continue with: "
+                               f"{resume_command(args)}") from None
         p.folder.compact()
         return code
     finally:
         lock.release()
+
+
+def storage_tally(p: Plan) -> str:
+    """'N of M trials recorded' after a storage failure (the count itself may be unreadable then)."""
+    try:
+        return f"{p.folder.finished_count()} of {p.space.trial_count()} trials recorded"
+    except Exception as err:  # noqa: BLE001 - the storage failed: its count may fail too
+        return f"recorded trials not countable ({type(err).__name__}); {p.space.trial_count()} in the sweep"
 
 
 def execute(runner: Runner, p: Plan, args: argparse.Namespace) -> int:

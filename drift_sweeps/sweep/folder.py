@@ -14,10 +14,13 @@ and is removed before the sweep continues.
 
 from __future__ import annotations
 
+import contextlib
+import errno as errnos
 import logging
 import os
 import posixpath
-from typing import Any, Iterable, Mapping, Optional
+import re
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from .. import results
 from ..spaces import SearchSpace, SpaceError, jsonable
@@ -40,6 +43,31 @@ class StorageError(OSError):
 def one_line(text: Any) -> str:
     """`text` with its whitespace runs as single spaces."""
     return " ".join(str(text).split())
+
+
+_ERRNO_RE = re.compile(r"errno[ =:]*(\d+)", re.IGNORECASE)
+
+
+def storage_cause(err: BaseException) -> str:
+    """A short cause of a failed write: 'No space left on device (ENOSPC)', or the error's first 200 characters."""
+    code = getattr(err, "errno", None)
+    if not code:
+        m = _ERRNO_RE.search(str(err))
+        code = int(m.group(1)) if m else None
+    if code and code in errnos.errorcode:
+        return f"{os.strerror(code)} ({errnos.errorcode[code]})"
+    return f"{type(err).__name__}: {one_line(err)[:200]}"
+
+
+@contextlib.contextmanager
+def storage_errors(root: str, what: str) -> Iterator[None]:
+    """A failed write under `root` (full disk, read-only, permission, S3 after its retries) as a StorageError."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as err:
+        raise StorageError(f"{root}: cannot write {what}: {storage_cause(err)}") from None
 
 
 class SweepFolder:
@@ -177,7 +205,8 @@ class SweepFolder:
         if self.exists() and (overwrite or self.only_temporaries()):
             log.info("--overwrite: deleting the previous sweep at %s", self.root)
             self.start_over()
-        results.write_json(self.root, SPEC_FILE, dict(spec))
+        with storage_errors(self.root, SPEC_FILE):
+            results.write_json(self.root, SPEC_FILE, dict(spec))
         return {}
 
     def storage(self) -> tuple[str, Any]:
@@ -188,22 +217,29 @@ class SweepFolder:
     # ---- the trials ------------------------------------------------------------------------------------
     def write_config(self, trial_id: str, params: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         """A trial's parameters and full config, before it trains."""
-        results.write_json(self.root, f"{CONFIGS_DIR}/{trial_id}.json",
-                           {"trial_id": trial_id, "params": jsonable(params), "config": dict(config)})
+        with storage_errors(self.root, f"trial {trial_id}'s config"):
+            results.write_json(self.root, f"{CONFIGS_DIR}/{trial_id}.json",
+                               {"trial_id": trial_id, "params": jsonable(params), "config": dict(config)})
 
     def record_trial(self, trial_id: str, row: Mapping[str, Any], reports: Iterable[Mapping[str, Any]]) -> None:
-        """A finished trial's files: its trials row, then its curves, spectra and samples."""
+        """A finished trial's files: its curves, spectra and samples, then its trials row, which marks it
+        finished (so a write that fails leaves an unfinished trial, run again on resume).  Raises
+        StorageError when a write fails."""
         reports = list(reports)
-        results.write_trial(self.root, trial_id, row)
-        results.write_curves(self.root, trial_id, reports)
-        results.write_spectra(self.root, trial_id, reports)
-        results.write_samples(self.root, trial_id, reports)
+        with storage_errors(self.root, f"trial {trial_id}'s files"):
+            results.write_curves(self.root, trial_id, reports)
+            results.write_spectra(self.root, trial_id, reports)
+            results.write_samples(self.root, trial_id, reports)
+            results.write_trial(self.root, trial_id, row)
 
     def discard_unfinished(self) -> set[str]:
         """Remove temporaries and the partial files of every trial without a row; -> the trials with one."""
-        results.remove_temporaries(self.root)
         written = results.trial_ids(self.root)
-        self._log_removed(results.remove_trials(self.root, lambda tid: tid not in written))
+        try:
+            results.remove_temporaries(self.root)
+            self._log_removed(results.remove_trials(self.root, lambda tid: tid not in written))
+        except OSError as err:  # the storage failed: what is left is removed by the resume that follows
+            log.debug("%s: partial files not removed (%s)", self.root, storage_cause(err))
         return written
 
     def compact(self) -> None:

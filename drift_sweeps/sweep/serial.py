@@ -66,9 +66,10 @@ def pending(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]]) -> list[t
 def _line(done: int, total: int, tid: str, params: dict[str, Any], row: dict[str, Any], secs: float) -> str:
     what = " ".join(f"{k}={v}" for k, v in params.items())
     t = row.get("convergence_time")
-    worst = row.get("final_worst_rel_error")
+    metric = row.get("converge_on") or "worst_rel_error"
+    worst = row.get("final_" + metric)
     outcome = (f"T={t:.3g}" if isinstance(t, float) and math.isfinite(t)
-               else f"worst error {worst:.3g}" if isinstance(worst, float) else "no evaluation")
+               else f"{metric} {worst:.3g}" if isinstance(worst, float) else "no evaluation")
     return f"[{done}/{total}] {tid} {what}: {row['status']} {outcome} ({secs:.1f} s on {row.get('device_used')})"
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from typing import Any, Iterable, Optional
 
 from ray import tune
@@ -88,41 +89,63 @@ def tensorboard_dir(sweep_root: str) -> Optional[str]:
 class TensorBoardWriter(tune.Callback):
     """Driver-side: each numeric metric of each `tune.report` as a TensorBoard scalar, step = the trial's step.
 
-    One event file per trial under `<logdir>/<trial_id>/`, written to disk within FLUSH_S seconds of a report
-    (tensorboardX's writer thread) so TensorBoard shows a running sweep; the trial's swept parameters are
-    its first text summary.
+    One event file per trial under `<logdir>/<trial_id>/`, flushed at each report (well within FLUSH_S) so
+    TensorBoard shows a running sweep; the trial's swept parameters are its first text summary.  Written in
+    the callback itself (tensorboardX's event file, without its writer thread: a thread that dies on a full
+    disk prints a traceback, and its queue then blocks the driver).  A live view must never take the sweep
+    down: the first failed write warns once, and TensorBoard output stops for the rest of the sweep.
     """
 
     def __init__(self, logdir: str, metrics: Iterable[str]) -> None:
         self._logdir = logdir
         self._metrics = list(metrics)
         self._writers: dict[str, Any] = {}
+        self.failed = False
+
+    def _guard(self, action: Any, *args: Any) -> None:
+        """Run a write; the first failure warns once and turns TensorBoard output off."""
+        if self.failed:
+            return
+        try:
+            action(*args)
+        except Exception as err:  # noqa: BLE001 - a live view's failure must not stop the sweep
+            self.failed = True
+            self._writers.clear()
+            log.warning("TensorBoard output stopped (%s: %s); the sweep goes on", type(err).__name__,
+                        " ".join(str(err).split())[:200])
 
     def _writer(self, trial: Any):
         w = self._writers.get(trial.trial_id)
         if w is None:
-            from tensorboardX import SummaryWriter
+            from tensorboardX.event_file_writer import EventsWriter
+            from tensorboardX.summary import text
 
-            w = SummaryWriter(os.path.join(self._logdir, trial.trial_id), flush_secs=FLUSH_S)
+            folder = os.path.join(self._logdir, trial.trial_id)
+            os.makedirs(folder, exist_ok=True)
+            w = EventsWriter(os.path.join(folder, "events"))
             params = ", ".join(f"{k}={v}" for k, v in sorted((trial.config or {}).items()))
-            w.add_text("params", params or "base config", 0)
+            w.write_event(_event(0, text("params", params or "base config")))
             self._writers[trial.trial_id] = w
         return w
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        step = result.get("step")
-        if step is None:
-            return
+    def _report(self, trial: Any, result: dict) -> None:
+        from tensorboardX.summary import scalar
+
         w = self._writer(trial)
         for name in self._metrics:
             v = result.get(name)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                w.add_scalar(name, float(v), int(step))
+                w.write_event(_event(int(result["step"]), scalar(name, float(v))))
+        w.flush()  # one flush per report (a few a second at most): TensorBoard sees it at once
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get("step") is not None:
+            self._guard(self._report, trial, result)
 
     def _close(self, trial: Any) -> None:
         w = self._writers.pop(trial.trial_id, None)
         if w is not None:
-            w.close()
+            self._guard(w.close)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._close(trial)
@@ -131,9 +154,16 @@ class TensorBoardWriter(tune.Callback):
         self._close(trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        for w in self._writers.values():
-            w.close()
+        for w in list(self._writers.values()):
+            self._guard(w.close)
         self._writers.clear()
+
+
+def _event(step: int, summary: Any) -> Any:
+    """A TensorBoard event of one summary at `step`."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    return Event(wall_time=time.time(), step=step, summary=summary)
 
 
 def live_lines(sweep_root: str, dashboard: Optional[str], optuna_db: Optional[str]) -> list[str]:

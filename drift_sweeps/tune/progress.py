@@ -43,7 +43,8 @@ class ProgressReporter(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any) -> None:
         """Remember where the trial stands."""
         if result.get("t") is not None:
-            self._latest[trial.trial_id] = (result["t"], result.get("worst_rel_error"))
+            metric = (trial.config.get("converge_on") if hasattr(trial, "config") else None) or "worst_rel_error"
+            self._latest[trial.trial_id] = (result["t"], result.get(metric, result.get("worst_rel_error")))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         """Every PROGRESS_EVERY_S: one line on the running trials."""
@@ -89,8 +90,11 @@ class ProgressReporter(tune.Callback):
         outcome = row["status"]
         if row["status"] == record.CONVERGED:
             outcome += f" at t={row['convergence_time']:g}"
-        elif row.get("final_worst_rel_error") is not None and math.isfinite(row["final_worst_rel_error"]):
-            outcome += f" (worst_rel_error {row['final_worst_rel_error']:.3g} at t={row['t_final']:g})"
+        else:
+            metric = row.get("converge_on") or "worst_rel_error"
+            value = row.get("final_" + metric)
+            if isinstance(value, float) and math.isfinite(value):
+                outcome += f" ({metric} {value:.3g} at t={row['t_final']:g})"
         if note:
             outcome += f", {note}"
         if row.get("error"):
