@@ -18,6 +18,8 @@ from .core import quality
 from .core.digits import DigitsTarget, digits_classifier, digits_floors, digits_metrics
 from .core.geometry import distance
 from .core.metrics import energy_distance, frequencies, spectrum_error
+from .core.conservative import asymmetry
+from .core.field import FieldSpec
 from .core.modes import mode_metrics
 from .core.targets import Target
 from .spine import record
@@ -35,6 +37,7 @@ class Context:
         self.metric_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))  # one set of directions
         self.floors: dict[str, Any] = {}
         self.spectrum_k: list = []  # the frequencies of the per-frequency errors (torus targets)
+        self.bandwidth = cfg.h0  # the field's bandwidth at the evaluation (set by each call)
         self.other: Optional[torch.Tensor] = None  # plane: a second data draw (the data-vs-data floors)
 
 
@@ -142,6 +145,24 @@ def _modes(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]
     return lambda xs: mode_metrics(xs, mixture)
 
 
+JACOBIAN_POINTS, JACOBIAN_SAMPLES, JACOBIAN_MAX_DIM = 32, 256, 16  # dV/dx costs D backward passes per point
+
+
+def _jacobian(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
+    """d >= 2: how far the field at the current bandwidth is from a gradient field (core/conservative.py)."""
+    if not 2 <= target.dim <= JACOBIAN_MAX_DIM:
+        return None
+
+    def measure(xs: torch.Tensor) -> dict[str, Any]:
+        field = FieldSpec.of(cfg, ctx.bandwidth, target.periodic, neg_is_x=False)
+        with torch.enable_grad():
+            value = asymmetry(xs[:JACOBIAN_POINTS], ctx.eval_data[:JACOBIAN_SAMPLES], xs[:JACOBIAN_SAMPLES],
+                              cfg.operator, field)
+        return {"field_asymmetry": value}
+
+    return measure
+
+
 # metric source -> factory; run in this order (the plane floors draw from the evaluation generator first)
 MEASURERS: dict[str, Callable[[TrialConfig, Target, Context], Optional[Measurer]]] = {
     "spectrum": _spectrum,
@@ -149,6 +170,7 @@ MEASURERS: dict[str, Callable[[TrialConfig, Target, Context], Optional[Measurer]
     "digits": _digits,
     "ot": _ot,
     "modes": _modes,
+    "jacobian": _jacobian,
 }
 
 
@@ -166,8 +188,10 @@ class Evaluation:
         self.converge_on = cfg.converge_on
         self._subset: Optional[torch.Tensor] = None
 
-    def __call__(self, xs: torch.Tensor) -> dict[str, Any]:
-        """Curve metrics (None where they do not apply) and the spectrum keys of samples xs."""
+    def __call__(self, xs: torch.Tensor, bandwidth: float = 1.0) -> dict[str, Any]:
+        """Curve metrics (None where they do not apply) and the spectrum keys of samples xs, whose field is
+        at `bandwidth`."""
+        self.ctx.bandwidth = bandwidth
         if xs.shape[0] > self.n_eval:  # many particles: the same random n_eval of them at every eval
             if self._subset is None:
                 gen = torch.Generator().manual_seed(self.ctx.metric_seed)

@@ -96,12 +96,6 @@ def build_model(cfg: TrialConfig, target: Target, gen: torch.Generator) -> Gener
     return build_generator(cfg.model, spec, gen)
 
 
-def field_at(cfg: TrialConfig, h: float, periodic: bool) -> FieldSpec:
-    """The drift field's spec at bandwidth h (everything an operator needs besides the samples)."""
-    return FieldSpec(cfg.kernel, h, periodic, True, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters,
-                     kernel_shape=cfg.kernel_shape, normalization=cfg.normalization, landmarks=cfg.landmarks)
-
-
 class _Trial:
     """A trial's state between steps: the target, the model and its update step, the evaluation."""
 
@@ -123,7 +117,7 @@ class _Trial:
         h = bandwidth_at(cfg.schedule, step * cfg.dt, cfg.h0, cfg.rate, cfg.bandwidth_min)
         pos = self.draw_data(cfg.n_data, self.gen).to(self.device)
         x, neg = self.model.draw(self.gen, self.device)
-        loss, v = drift_loss(x, pos, cfg.operator, field_at(cfg, h, self.target.periodic), cfg.stop_gradient,
+        loss, v = drift_loss(x, pos, cfg.operator, FieldSpec.of(cfg, h, self.target.periodic), cfg.stop_gradient,
                              neg=neg, feature_norm=cfg.feature_norm)
         return loss, v, x, h
 
@@ -133,7 +127,7 @@ class _Trial:
         metrics: dict[str, Any] = {"step": step, "t": step * self.cfg.dt, "bandwidth": h,
                                    "loss": float(loss.detach()), "drift_rms": float(v.square().sum(-1).mean().sqrt())}
         finite = finite and bool(torch.isfinite(xs).all())
-        metrics.update(self.evaluation(xs) if finite else self.evaluation.failed())
+        metrics.update(self.evaluation(xs, h) if finite else self.evaluation.failed())
         for name in record.CURVE_METRICS:
             metrics.setdefault(name, None)
         self.finite = finite and all(math.isfinite(metrics[k]) for k in ("loss", "drift_rms", "worst_rel_error",

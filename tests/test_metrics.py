@@ -17,6 +17,7 @@ SOURCE_TRIALS = {
     "plane": dict(target="eight_gaussians"),
     "ot": dict(target="moons"),
     "modes": dict(target="mixture", dim=3, n_modes=4, layout="ring", separation=2.0, mode_std=0.2),
+    "jacobian": dict(target="moons", kernel="laplacian"),
     "digits": dict(target="digits", model="conv", hidden=8, n_samples=32, n_data=32),
 }
 SMALL = dict(steps=2, eval_every=1, n_samples=64, n_data=64, n_eval=64)
@@ -85,3 +86,18 @@ def test_metrics_key_limits_what_an_evaluation_computes():
     assert last["w2_exact"] is None and last["sample_distance"] is not None  # not asked for; always measured
     with pytest.raises(ConfigError, match="unknown metric"):
         TrialConfig.from_dict({"metrics": "modes_covered,nope"})
+
+
+def test_field_asymmetry_is_zero_for_gradient_fields_and_not_for_the_laplacian_per_side():
+    def last(**cfg):
+        reports = []
+        run_trial(TrialConfig.from_dict({**SMALL, "target": "moons", "metrics": "field_asymmetry", **cfg}),
+                  reports.append)
+        return reports[-1]["field_asymmetry"]
+
+    assert last(kernel="gaussian") < 1e-5  # float32 round-off: Tweedie's score difference is a gradient
+    assert last(kernel="laplacian", normalization="sharp") < 1e-5
+    assert last(kernel="laplacian") > 0.02
+    reports = []
+    run_trial(TrialConfig.from_dict({**SMALL, "target": "torus1d"}), reports.append)
+    assert reports[-1]["field_asymmetry"] is None  # 1-D: every field is a gradient

@@ -45,6 +45,12 @@ class FieldSpec:
     landmarks: int = 0  # nystrom: landmark count m (0, or m >= the data batch: the exact field)
     nystrom_repulsion: bool = False  # nystrom: approximate the repulsion too (default: the attraction only)
 
+    @classmethod
+    def of(cls, cfg, bandwidth: float, periodic: bool, neg_is_x: bool = True) -> "FieldSpec":
+        """The field of a trial config (spine.config.TrialConfig) at one bandwidth."""
+        return cls(cfg.kernel, bandwidth, periodic, neg_is_x, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters,
+                   kernel_shape=cfg.kernel_shape, normalization=cfg.normalization, landmarks=cfg.landmarks)
+
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"FieldSpec.backend {self.backend!r}; allowed: {', '.join(BACKENDS)}")

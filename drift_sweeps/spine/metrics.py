@@ -67,6 +67,10 @@ METRICS: tuple[Metric, ...] = (
            floor=True, since_v1=True),
     Metric("mode_js", float, "Jensen-Shannon divergence (nats) of the nearest-mode histogram from the weights",
            source="modes", floor=True, since_v1=True),
+    # how far the field is from a gradient (arXiv 2604.06333): the antisymmetric part of dV/dx over the
+    # symmetric one, RMS over 32 samples, the field of 256 data and 256 samples (d >= 2, d <= 16)
+    Metric("field_asymmetry", float, "RMS ||antisym(dV/dx)|| / ||sym(dV/dx)|| of the field (0: a gradient field)", "",
+           source="jacobian", since_v1=True),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional
 from ..spaces import SearchSpace
 from ..tune import session
 from . import watchdog
-from .folder import TUNE_DIR
+from .folder import TUNE_DIR, StorageError
 from .identity import grid_part, missing_points
 from .plan import Plan, spec_record
 from .provenance import driver_versions, git_commit
@@ -74,7 +74,14 @@ class TuneRunner(Runner):
             return report(p, args)
         tuner, writer = _tuner(p, args, gpu, todo_params, points, searcher, kept, (commit, versions))
         interrupts.on_first = writer.stop_recording
-        grid = _fit(tuner, args.verbose, interrupts)
+        try:
+            grid = _fit(tuner, args.verbose, interrupts)
+        except OSError:
+            grid = None  # a failed write of ours (raised below), or of Tune's own state in the folder
+            if writer.failure is None:
+                raise
+        if writer.failure is not None:
+            raise StorageError(str(writer.failure)) from None
         print_best(grid, space)
         return report(p, args, interrupts.signame)
 

@@ -70,6 +70,7 @@ class ResultsWriter(tune.Callback):
         self.swept = space.swept_keys()
         self.keep = set(keep or ())  # finished trials of earlier runs of this sweep (a resume)
         self.recording = True  # False once the sweep is interrupted
+        self.failure: Optional[OSError] = None  # the first failed write (StorageError): the sweep stops
         self._state: dict[str, _TrialState] = {}
 
     def stop_recording(self) -> None:
@@ -80,13 +81,30 @@ class ResultsWriter(tune.Callback):
         """Start of fit (also after a restore): runtime state is per fit."""
         self._state = {}
 
+    def _store(self, write: Any, *args: Any) -> bool:
+        """Run one write of the folder; a failed one (StorageError) is kept, and nothing is written after it."""
+        if self.failure is not None:
+            return False
+        try:
+            write(*args)
+        except OSError as err:  # the folder's StorageError (a Tune callback's exception would fail the trial)
+            self.failure = err
+            return False
+        return True
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """After a failed write: end fit() at once (the runner turns it into exit 74)."""
+        if self.failure is not None:
+            raise self.failure
+
     def _st(self, trial: Trial) -> _TrialState:
         return self._state.setdefault(trial.trial_id, _TrialState())
 
     def on_trial_start(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         """Record the trial's full config before it trains."""
         self._state[trial.trial_id] = _TrialState()
-        self.folder.write_config(trial.trial_id, trial.config, self.space.resolve(trial.config).to_dict())
+        self._store(self.folder.write_config, trial.trial_id, trial.config,
+                    self.space.resolve(trial.config).to_dict())
 
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any) -> None:
         """Buffer one eval report of the current attempt (or keep the final summary)."""
@@ -138,6 +156,8 @@ class ResultsWriter(tune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Remove temporaries and the partial files (configs, curves, spectra) of every trial without a row:
         a trial without a row did not finish, and runs again on resume.  Nothing is written here."""
+        if self.failure is not None:
+            return  # the resume removes what is partial
         written = self.folder.discard_unfinished()
         unknown = written - self.keep - {t.trial_id for t in trials}
         if unknown:
@@ -160,8 +180,10 @@ class ResultsWriter(tune.Callback):
             node=st.context.get("node"), attempts=attempts, error=error, swept_axes=self.swept, variant=variant,
             versions=json.loads(st.context.get("versions") or self.driver_versions), git_commit=self.git_commit,
         )
-        self.folder.record_trial(trial.trial_id, row, st.reports)
+        written = self._store(self.folder.record_trial, trial.trial_id, row, st.reports)
         self._state.pop(trial.trial_id, None)
+        if not written:
+            return  # never reported as finished: it has no row
         if self.progress is not None and not quiet:
             self.progress.trial_written(trial, row, note=note)
 
