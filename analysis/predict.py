@@ -17,7 +17,7 @@ import pandas as pd
 
 from drift_sweeps.spine.config import defaults
 from drift_sweeps.spine.schedules import THEORY_FORM, initial_bandwidth as _h0
-from drift_sweeps.spine.theory import SPECTRA, convergence_time, decay_rate, log_decay_exponential
+from drift_sweeps.spine.theory import SHAPED, SPECTRA, convergence_time, decay_rate, log_decay_exponential
 from drift_sweeps.spine.torus import TORUS_DIMS, carries, mode_norms
 from drift_sweeps.spine.torus import lowest_mode as _lowest_mode
 
@@ -42,6 +42,8 @@ def theory_status(cfg: Mapping) -> str:
         return f"no Fourier transform for kernel {cfg.get('kernel')!r}"
     if _get(cfg, "schedule") not in THEORY_FORM:
         return f"no closed form for schedule {_get(cfg, 'schedule')!r}"
+    if str(_get(cfg, "normalization")) not in ("auto", "per_side"):
+        return f"normalization {_get(cfg, 'normalization')!r} is not the per-side field the theory linearises"
     op = _get(cfg, "operator")
     if not (op == "meanshift" or (op == "score" and cfg.get("kernel") == "gaussian")
             or (op == "sinkhorn" and _get(cfg, "sinkhorn_iters") == 0)):
@@ -83,6 +85,11 @@ def _truthy(v) -> bool:
         return False
 
 
+def _shape(cfg: Mapping) -> Optional[float]:
+    """The kernel family's shape (kernel_shape) where the kernel is a family member, else None."""
+    return float(_get(cfg, "kernel_shape")) if cfg.get("kernel") in SHAPED else None
+
+
 def _schedule(cfg: Mapping, k_max: Optional[float] = None) -> tuple[float, float, float]:
     """(h0, rate, h_min) as the theory functions take them (rate 0 for a constant bandwidth)."""
     form = THEORY_FORM[_get(cfg, "schedule")]
@@ -98,7 +105,8 @@ def predicted_time(cfg: Mapping, k_max: Optional[int] = None, eps: Optional[floa
     eps = float(cfg["eps"] if eps is None else eps)
     h0, rate, h_min = _schedule(cfg, k_max)
     modes = active_mode_norms(cfg["target"], k_min, k_max)
-    return convergence_time(cfg["kernel"], k_max, eps, h0, rate, h_min, TORUS_DIMS[cfg["target"]], modes=modes)
+    return convergence_time(cfg["kernel"], k_max, eps, h0, rate, h_min, TORUS_DIMS[cfg["target"]], modes=modes,
+                            shape=_shape(cfg))
 
 
 def predicted_rate(cfg: Mapping, k_norm: float, t0: float = 0.0, t1: Optional[float] = None) -> float:
@@ -109,9 +117,9 @@ def predicted_rate(cfg: Mapping, k_norm: float, t0: float = 0.0, t1: Optional[fl
     dim = TORUS_DIMS[cfg["target"]]
     if rate <= 0.0 or t1 is None or t1 <= t0:
         h = h0 if rate <= 0.0 else max(h0 * math.exp(-rate * t0), h_min)
-        return decay_rate(cfg["kernel"], k_norm, h, dim)
-    d = (log_decay_exponential(cfg["kernel"], k_norm, t1, h0, rate, h_min, dim)
-         - log_decay_exponential(cfg["kernel"], k_norm, t0, h0, rate, h_min, dim))
+        return decay_rate(cfg["kernel"], k_norm, h, dim, _shape(cfg))
+    d = (log_decay_exponential(cfg["kernel"], k_norm, t1, h0, rate, h_min, dim, _shape(cfg))
+         - log_decay_exponential(cfg["kernel"], k_norm, t0, h0, rate, h_min, dim, _shape(cfg)))
     return -d / (t1 - t0)
 
 
@@ -221,5 +229,5 @@ def theory_rate_curves(times: pd.DataFrame, trials: pd.DataFrame, k_max: Optiona
         h0 = initial_bandwidth(cfg)
         dim = TORUS_DIMS[cfg["target"]]
         rows.append(pd.DataFrame({"group": group, "k": grid,
-                                  "rate": [decay_rate(cfg["kernel"], k, h0, dim) for k in grid]}))
+                                  "rate": [decay_rate(cfg["kernel"], k, h0, dim, _shape(cfg)) for k in grid]}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["group", "k", "rate"])
