@@ -70,28 +70,29 @@ def cell_mean(values: Sequence[float], cells: Sequence) -> float:
     return float(np.mean([g.mean() for g in groups])) if groups else math.nan
 
 
-def hierarchical_bootstrap(values: Sequence[float], cells: Sequence, n_boot: int = N_BOOT, seed: int = 0,
-                           level: float = CI_LEVEL) -> tuple[float, float, float]:
-    """(mean of cell means, lo, hi): percentile CI from resampling cells, then values within each drawn cell."""
+def _bootstrap(values: Sequence[float], cells: Sequence, n_boot: int, seed: int, level: float,
+               resample_cells: bool) -> tuple[float, float, float]:
+    """(mean of cell means, lo, hi): percentile CI resampling values within cells, and the cells too if asked."""
     groups = _cells(values, cells)
     est = float(np.mean([g.mean() for g in groups])) if groups else math.nan
     if not groups or n_boot <= 0:
         return est, math.nan, math.nan
     rng = np.random.default_rng(seed)
-    draw = rng.integers(0, len(groups), size=(n_boot, len(groups)))
+    draw = (rng.integers(0, len(groups), size=(n_boot, len(groups))) if resample_cells
+            else np.broadcast_to(np.arange(len(groups)), (n_boot, len(groups))))
     return (est, *_interval(_boot_means(groups, draw, rng), level))
+
+
+def hierarchical_bootstrap(values: Sequence[float], cells: Sequence, n_boot: int = N_BOOT, seed: int = 0,
+                           level: float = CI_LEVEL) -> tuple[float, float, float]:
+    """(mean of cell means, lo, hi): percentile CI from resampling cells, then values within each drawn cell."""
+    return _bootstrap(values, cells, n_boot, seed, level, resample_cells=True)
 
 
 def seed_bootstrap(values: Sequence[float], cells: Sequence, n_boot: int = N_BOOT, seed: int = 0,
                    level: float = CI_LEVEL) -> tuple[float, float, float]:
     """(mean of cell means, lo, hi): percentile CI from resampling values within each cell, the cells held fixed."""
-    groups = _cells(values, cells)
-    est = float(np.mean([g.mean() for g in groups])) if groups else math.nan
-    if not groups or n_boot <= 0:
-        return est, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    draw = np.broadcast_to(np.arange(len(groups)), (n_boot, len(groups)))
-    return (est, *_interval(_boot_means(groups, draw, rng), level))
+    return _bootstrap(values, cells, n_boot, seed, level, resample_cells=False)
 
 
 def pooled_sd(*groups: Sequence[np.ndarray]) -> float:
