@@ -48,7 +48,7 @@ def particles_check(analysis: Analysis) -> list[str]:
     tr = tr[tr["status"].isin(["converged", "censored"])].assign(rule=tr["variant"].map(_variant_kind))
     rows = []
     for (dim, rule), g in tr.groupby(["dim", "rule"]):
-        for metric, label in (("final_worst_rel_error", "energy-distance excess"),
+        for metric, label in (("final_sample_distance", "energy distance"),
                               ("final_mode_mass_error", "mode-mass error")):
             b, lo, hi = power_law(g, "n_samples", metric)
             rows.append({"dim": int(dim), "bandwidth": rule, "error": label, "exponent": b, "CI": f"[{fmt(lo, 3)}, "

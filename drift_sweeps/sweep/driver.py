@@ -36,6 +36,7 @@ def drive(p: Plan, args: argparse.Namespace) -> int:
     except OSError as err:
         raise StorageError(f"{p.sweep_root}: cannot take the sweep folder's lock ({type(err).__name__}: "
                            f"{one_line(err)[:300]})") from None
+    failed = False
     try:
         p = settle(p, args)
         if p.mode == "done":
@@ -48,20 +49,19 @@ def drive(p: Plan, args: argparse.Namespace) -> int:
         try:
             code = execute(make_runner(args.serial), p, args)
         except StorageError as err:
+            failed = True  # its lock may be undeletable too: the resume takes a dead driver's lock over
             raise StorageError(f"{one_line(err)}; {storage_tally(p)}; fix the cause and continue with: "
                                f"{resume_command(args)}") from None
         p.folder.compact()
         return code
     finally:
-        lock.release()
+        lock.release(failed=failed)
 
 
 def storage_tally(p: Plan) -> str:
-    """'N of M trials recorded' after a storage failure (the count itself may be unreadable then)."""
-    try:
-        return f"{p.folder.finished_count()} of {p.space.trial_count()} trials recorded"
-    except Exception as err:  # noqa: BLE001 - the storage failed: its count may fail too
-        return f"recorded trials not countable ({type(err).__name__}); {p.space.trial_count()} in the sweep"
+    """'N of M trials recorded' after a storage failure, from what this driver kept and wrote (reading the
+    failed storage back could take its retries again)."""
+    return f"{p.folder.recorded_count()} of {p.space.trial_count()} trials recorded"
 
 
 def execute(runner: Runner, p: Plan, args: argparse.Namespace) -> int:

@@ -75,6 +75,7 @@ class SweepFolder:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._recorded: set[str] = set()  # trials with a row: kept by `prepare`, written by `record_trial`
 
     @classmethod
     def under(cls, results_root: str, name: str) -> "SweepFolder":
@@ -201,12 +202,14 @@ class SweepFolder:
             results.remove_temporaries(self.root)
             self._log_removed(results.remove_trials(self.root, lambda tid: tid not in kept))
             self.compact()
+            self._recorded = set(kept)
             return kept
         if self.exists() and (overwrite or self.only_temporaries()):
             log.info("--overwrite: deleting the previous sweep at %s", self.root)
             self.start_over()
         with storage_errors(self.root, SPEC_FILE):
             results.write_json(self.root, SPEC_FILE, dict(spec))
+        self._recorded = set()
         return {}
 
     def storage(self) -> tuple[str, Any]:
@@ -231,6 +234,11 @@ class SweepFolder:
             results.write_spectra(self.root, trial_id, reports)
             results.write_samples(self.root, trial_id, reports)
             results.write_trial(self.root, trial_id, row)
+        self._recorded.add(trial_id)
+
+    def recorded_count(self) -> int:
+        """How many trials have a row, as this driver knows without reading the folder (after `prepare`)."""
+        return len(self._recorded)
 
     def discard_unfinished(self) -> set[str]:
         """Remove temporaries and the partial files of every trial without a row; -> the trials with one."""

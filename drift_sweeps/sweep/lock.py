@@ -249,12 +249,17 @@ class FolderLock:
                     return
                 self.holder, self._version = fresh, version
 
-    def release(self) -> None:
-        """Stop renewing and delete the lock if it is still this driver's."""
+    def release(self, failed: bool = False) -> None:
+        """Stop renewing and delete the lock if it is still this driver's.  `failed`: the folder's storage has
+        failed (already reported): wait at most a second for the renewal, and leave the lock in place (a resume
+        takes a dead driver's lock over) rather than wait out the storage's retries."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=1 if failed else 10)
             self._thread = None
+        if failed:
+            self.holder = None
+            return
         with self._mutex:
             if self.holder is not None and not self.lost:
                 try:
