@@ -53,7 +53,7 @@ def particles_check(analysis: Analysis) -> list[str]:
             b, lo, hi = power_law(g, "n_samples", metric)
             rows.append({"dim": int(dim), "bandwidth": rule, "error": label, "exponent": b, "CI": f"[{fmt(lo, 3)}, "
                          f"{fmt(hi, 3)}]", "error at N=128": g[g["n_samples"] == 128][metric].mean(),
-                         "error at N=2048": g[g["n_samples"] == 2048][metric].mean()})
+                         "error at N=1024": g[g["n_samples"] == 1024][metric].mean()})
     table = pd.DataFrame(rows)
     return ["The error at t = 40 (long past relaxation) against the number of particles N: the exponent b of "
             "error ~ N^b by least squares on the per-N mean of log error, with a 95% bootstrap CI over seeds. "

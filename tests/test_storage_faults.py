@@ -118,19 +118,26 @@ def test_full_disk_tune_stops_with_74_and_resumes(make_space, small_disk, ray_tm
     _check_resumed(small_disk / "fill", *args)
 
 
-def test_tensorboard_failure_warns_once_and_stops(tmp_path, caplog):
+def test_tensorboard_failure_warns_once_and_stops(tmp_path):
     from drift_sweeps.tune import live
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     w = live.TensorBoardWriter(str(blocker), ["loss"])
     trial = SimpleNamespace(trial_id="t_00001", config={})
-    with caplog.at_level(logging.WARNING):
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger = logging.getLogger(live.__name__)  # the CLI's logger may not propagate to a root handler
+    logger.addHandler(handler)
+    try:
         for step in range(3):
             w.on_trial_result(0, [], trial, {"step": step, "loss": 1.0})
         w.on_trial_complete(0, [], trial)
-    assert w.failed and [r.message for r in caplog.records].count(caplog.records[0].message) == 1
-    assert "TensorBoard output stopped" in caplog.text
+        w.on_experiment_end([])
+    finally:
+        logger.removeHandler(handler)
+    assert w.failed and len(seen) == 1 and "TensorBoard output stopped" in seen[0].getMessage()
 
 
 def test_s3_endpoint_lost_mid_sweep_serial_stops_with_74(make_space, s3_endpoint):

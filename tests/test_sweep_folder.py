@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from drift_sweeps import results
+from drift_sweeps.spaces import VARIANT_PARAM
 from drift_sweeps.spaces import load_space
 from drift_sweeps.spine import record
 from drift_sweeps.sweep.folder import SPEC_FILE, SweepFolder
@@ -31,7 +32,16 @@ def _row(space, tid: str, params: dict) -> dict:
     summary = record.summary(record.CENSORED, {"step": 5, "t": 0.5, "loss": 1.0, "worst_rel_error": 0.3},
                              convergence_time=None, n_samples=cfg["n_samples"], wall_time_s=1.0, device_used="cpu")
     return results.trial_row(sweep=space.name, trial_id=tid, config=cfg, summary=summary, node="n",
-                             swept_axes=space.swept_keys())
+                             swept_axes=space.swept_keys(), variant=params.get(VARIANT_PARAM))
+
+
+def test_two_variants_that_set_the_same_values_are_two_grid_points(make_space):
+    space = load_space(str(make_space("twin", axes={"seed": [0]}, variants=[
+        {"name": "a", "bandwidth": 0.5}, {"name": "b", "bandwidth": 0.5}, {"name": "c", "bandwidth": 1.0}])))
+    points = list(space.grid_points())
+    assert len(points) == 3
+    kept = {"t0": _row(space, "t0", points[0])}
+    assert [p[VARIANT_PARAM] for _, p in missing_points(space, kept)] == ["b", "c"]
 
 
 def test_the_folder_owns_its_layout_and_ignores_its_lock(tmp_path, make_space):

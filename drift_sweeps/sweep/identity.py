@@ -23,15 +23,19 @@ def identity_keys(space: SearchSpace) -> list[str]:
     return [k for k in space.swept_keys() if axis_kind(space, k) in (None, "grid")]
 
 
-def grid_key(space: SearchSpace, config: Mapping[str, Any]) -> str:
-    """What identifies a trial's grid point: the values of its identity keys in its full config.  Only those:
-    a key that a later version of the code adds to the config (with its default) leaves the identity as is."""
-    return json.dumps({k: config.get(k) for k in identity_keys(space)}, sort_keys=True, default=str)
+def grid_key(space: SearchSpace, config: Mapping[str, Any], variant: Optional[str] = None) -> str:
+    """What identifies a trial's grid point: the values of its identity keys in its full config, and its variant's
+    name when the sweep has several (two variants may set the same values).  Only those: a key that a later
+    version of the code adds to the config (with its default) leaves the identity as is."""
+    key = {k: config.get(k) for k in identity_keys(space)}
+    if len(space.variants) > 1:
+        key[VARIANT_PARAM] = variant
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def row_key(space: SearchSpace, row: Mapping[str, Any]) -> str:
     """The grid key of a finished trial, from its trials row."""
-    return grid_key(space, json.loads(row["config_json"]))
+    return grid_key(space, json.loads(row["config_json"]), row.get("variant"))
 
 
 def missing_points(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
@@ -41,7 +45,7 @@ def missing_points(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]]) ->
     seen: set[str] = set()
     out: list[tuple[int, dict[str, Any]]] = []
     for index, params in enumerate(space.grid_points()):
-        key = grid_key(space, space.resolve(params).to_dict())
+        key = grid_key(space, space.resolve(params).to_dict(), params.get(VARIANT_PARAM))
         if key in seen:
             continue
         seen.add(key)
