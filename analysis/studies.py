@@ -132,7 +132,7 @@ def operators_check(analysis: Analysis, by: Sequence[str] = ("kernel",)) -> list
             rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "rank": rank, "drift": d,
                          "T (geo. mean)": f"{fmt(gm[d], 3)} [{fmt(math.exp(lo), 3)}, {fmt(math.exp(hi), 3)}]",
                          "censored": int((~g[g["drift"] == d]["event"]).sum()),
-                         f"vs best ({best})": "-" if c is None else _ratio_verdict(c)})
+                         "against the kernel's best": "-" if c is None else _ratio_verdict(c)})
     return ["Per kernel, every drift's geometric-mean time to eps over its four cells (K_max = 4, 8 x fixed, "
             "annealed), censored trials at their censoring time (a lower bound), with a cells+seeds 95% CI; "
             "against the kernel's best drift, the ratio of geometric means with its CI, or, where the CI includes "
