@@ -52,7 +52,8 @@ def drive(p: Plan, args: argparse.Namespace) -> int:
             failed = True  # its lock may be undeletable too: the resume takes a dead driver's lock over
             raise StorageError(f"{one_line(err)}; {storage_tally(p)}; fix the cause and continue with: "
                                f"{resume_command(args)}") from None
-        p.folder.compact()
+        if code == 0:  # an interrupted sweep is compacted when it resumes
+            p.folder.compact()
         return code
     finally:
         lock.release(failed=failed)

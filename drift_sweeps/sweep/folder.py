@@ -261,7 +261,7 @@ class SweepFolder:
             log.warning("%s: tables not compacted (%s)", self.root, one_line(err)[:200])
             return
         if any(merged.values()):
-            log.info("compacted: %s", ", ".join(f"{t} {n} files" for t, n in merged.items() if n))
+            log.debug("compacted: %s", ", ".join(f"{t} {n} files" for t, n in merged.items() if n))
 
     @staticmethod
     def _log_removed(removed: set[str]) -> None:
