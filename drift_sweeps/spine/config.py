@@ -348,6 +348,9 @@ def _drift_rules(cfg: TrialConfig) -> list[tuple[str, bool, str]]:
         ("kernel_shape", not rq or not torus or cfg.kernel_shape > dim / 2,
          f"= {cfg.kernel_shape} out of range for rational_quadratic on the {dim}-D torus; allowed: > {dim}/2 (the "
          "kernel must be integrable for its image sum to converge)"),
+        ("landmarks", not (cfg.operator == "nystrom" and cfg.landmarks > 0 and torus),
+         f"= {cfg.landmarks}: the Nystrom drift is for plane targets (on the torus the displacement is not linear "
+         "in the data point); use landmarks = 0 (the exact field) or a plane target"),
         ("normalization", cfg.normalization == "auto" or cfg.operator in NORMALIZED_OPERATORS,
          f"= {cfg.normalization!r} needs operator in {', '.join(NORMALIZED_OPERATORS)} (others: 'auto')"),
         ("normalization", not sharp or not rq or cfg.kernel_shape > alpha_min,
