@@ -118,6 +118,7 @@ def operators_check(analysis: Analysis, by: Sequence[str] = ("kernel",)) -> list
     CI, its rank, and whether the data separate it from the kernel's best drift."""
     t = analysis.times
     tr = analysis.sweep.trials.set_index("trial_id")
+    wall = tr["wall_time_s"]
     t = t[~t["failed"]].assign(drift=t["trial_id"].map(tr["variant"]).map(drift_label),
                                cell=t["trial_id"].map(lambda i: f"K={tr.loc[i, 'k_max']} {tr.loc[i, 'schedule']}"),
                                value=np.log(t["time"].astype(float)))
@@ -132,11 +133,13 @@ def operators_check(analysis: Analysis, by: Sequence[str] = ("kernel",)) -> list
             rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "rank": rank, "drift": d,
                          "T (geo. mean)": f"{fmt(gm[d], 3)} [{fmt(math.exp(lo), 3)}, {fmt(math.exp(hi), 3)}]",
                          "censored": int((~g[g["drift"] == d]["event"]).sum()),
+                         "wall s/trial": float(g[g["drift"] == d]["trial_id"].map(wall).median()),
                          "against the kernel's best": "-" if c is None else _ratio_verdict(c)})
     return ["Per kernel, every drift's geometric-mean time to eps over its four cells (K_max = 4, 8 x fixed, "
             "annealed), censored trials at their censoring time (a lower bound), with a cells+seeds 95% CI; "
             "against the kernel's best drift, the ratio of geometric means with its CI, or, where the CI includes "
-            "1, the largest factor the data do not exclude.", "", markdown(pd.DataFrame(rows), digits=3), ""]
+            "1, the largest factor the data do not exclude; the median wall time of a trial (one CPU thread, a "
+            "loaded machine).", "", markdown(pd.DataFrame(rows), digits=3), ""]
 
 
 def _ratio_verdict(c: dict) -> str:
