@@ -34,3 +34,16 @@ def mode(x: torch.Tensor, k: int) -> complex:
     """E_q exp(i k x) over the particle set."""
     arg = k * x[:, 0]
     return complex(torch.cos(arg).mean(), torch.sin(arg).mean())
+
+
+def simulate_meanshift(x: torch.Tensor, y: torch.Tensor, field, ks: list[int], dt: float, steps: int) -> list[list[complex]]:
+    """x <- x + dt V(x) with the mean-shift drift, the particles as negatives; the x-modes ks after each step."""
+    from drift_sweeps.core.geometry import wrap
+    from drift_sweeps.core.operators import drift
+
+    out = [[mode(x, k) for k in ks]]
+    for _ in range(steps):
+        with torch.no_grad():
+            x = wrap(x + dt * drift("meanshift", x, y, x, field))
+        out.append([mode(x, k) for k in ks])
+    return out

@@ -18,13 +18,12 @@ import torch
 from scipy import integrate, special
 
 from drift_sweeps.core.field import FieldSpec
-from drift_sweeps.core.geometry import wrap
 from drift_sweeps.core.kernels import KERNELS, log_kernel, rational_quadratic, resolve
 from drift_sweeps.core.operators import drift
 from drift_sweeps.spine import theory
 from drift_sweeps.spine.config import ConfigError, TrialConfig
 
-from .helpers import mode, quantile_particles, uniform_grid
+from .helpers import quantile_particles, simulate_meanshift, uniform_grid
 
 NEW = ["matern32", "matern52", "rational_quadratic"]
 # (kernel, shape): every family member the transforms are checked for
@@ -153,17 +152,6 @@ def _assert_rates(traj: list[list[complex]], kernel: str, h: float, ks: list[int
         assert rel < 0.05, (dim, kernel, h, k, measured, predicted)
 
 
-def _simulate(x: torch.Tensor, y: torch.Tensor, field: FieldSpec, ks: list[int], dt: float,
-              steps: int) -> list[list[complex]]:
-    """x <- x + dt V(x) with the mean-shift drift, negatives = the particles (unmasked); modes after each step."""
-    out = [[mode(x, k) for k in ks]]
-    for _ in range(steps):
-        with torch.no_grad():
-            x = wrap(x + dt * drift("meanshift", x, y, x, field))
-        out.append([mode(x, k) for k in ks])
-    return out
-
-
 def _lattice_2d(ks: list[int], nx: int, ny: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x-modes (k, 0) on an nx x ny lattice, quantile-placed along x; data the uniform nx x ny grid."""
     xs = quantile_particles(nx, {k: 0.01 for k in ks})[:, 0]
@@ -175,7 +163,7 @@ def _lattice_2d(ks: list[int], nx: int, ny: int) -> tuple[torch.Tensor, torch.Te
 def test_rates_match_the_linear_theory_1d(kernel: str) -> None:
     ks, h, dt, steps, n = [1, 2, 4, 8], 0.5, 0.25, 12, 240
     x, y = quantile_particles(n, {k: 0.01 for k in ks}), uniform_grid(n)
-    traj = _simulate(x, y, FieldSpec(kernel, h, periodic=True, neg_is_x=False, backend="stream"), ks, dt, steps)
+    traj = simulate_meanshift(x, y, FieldSpec(kernel, h, periodic=True, neg_is_x=False, backend="stream"), ks, dt, steps)
     _assert_rates(traj, kernel, h, ks, dt, dim=1)
 
 
@@ -189,4 +177,4 @@ def test_rates_match_the_linear_theory_2d(kernel: str, shape, h: float) -> None:
     x, y = _lattice_2d(ks, 24, 16)
     field = FieldSpec(kernel, h, periodic=True, neg_is_x=False, kernel_shape=shape or theory.DEFAULT_SHAPE,
                       backend="stream")
-    _assert_rates(_simulate(x, y, field, ks, dt, steps), kernel, h, ks, dt, dim=2, shape=shape)
+    _assert_rates(simulate_meanshift(x, y, field, ks, dt, steps), kernel, h, ks, dt, dim=2, shape=shape)

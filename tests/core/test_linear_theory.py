@@ -20,7 +20,7 @@ from drift_sweeps.core.geometry import wrap
 from drift_sweeps.core.operators import FieldSpec, drift
 from drift_sweeps.spine.schedules import bandwidth_at
 
-from .helpers import mode, quantile_particles, uniform_grid
+from .helpers import mode, quantile_particles, simulate_meanshift, uniform_grid
 
 N, M, AMP = 800, 800, 0.01
 
@@ -76,13 +76,7 @@ def simulate_2d(kernel: str, ks: list[int], h: float, dt: float, steps: int, sid
     ys = uniform_grid(side)[:, 0]
     x = torch.cartesian_prod(xs, ys)  # (side^2, 2)
     y = torch.cartesian_prod(uniform_grid(side)[:, 0], ys)
-    field = FieldSpec(kernel, h, periodic=True, neg_is_x=True)
-    out = [[mode(x, k) for k in ks]]
-    for _ in range(steps):
-        with torch.no_grad():
-            x = wrap(x + dt * drift("meanshift", x, y, x, field))
-        out.append([mode(x, k) for k in ks])
-    return out
+    return simulate_meanshift(x, y, FieldSpec(kernel, h, periodic=True, neg_is_x=True), ks, dt, steps)
 
 
 CASES_2D = [  # (kernel, h, modes along the x axis)
