@@ -87,9 +87,3 @@ def axis_table(axis: str) -> Mapping[str, Entry]:
 def names(key: str) -> list[str]:
     """The allowed values of a registry-backed config key, in table order."""
     return list(axis_table(key))
-
-
-def label(key: str, name: str) -> str:
-    """The display label of a value of a registry-backed key (the name itself when unknown)."""
-    entry = AXES.get(key, {}).get(str(name))
-    return entry.label if entry is not None else str(name)

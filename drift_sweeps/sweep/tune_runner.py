@@ -100,7 +100,8 @@ def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str,
     space = p.space
     path, fs = p.folder.storage()
     trainable = tune.with_resources(make_trainable(space), {"cpu": space.cpu, "gpu": gpu})
-    progress = ProgressReporter(points, metric=space.metric, mode=space.mode)
+    progress = ProgressReporter(points, metric=space.metric, mode=space.mode,
+                                converge_on=space.base.get("converge_on", "worst_rel_error"))
     writer = ResultsWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept))
     callbacks = [writer, progress]
     tensorboard = live.tensorboard_dir(p.sweep_root)

@@ -24,12 +24,14 @@ BAR_WIDTH = 16  # characters of the progress bar in the periodic lines
 class ProgressReporter(tune.Callback):
     """Progress lines: `[done/total] trial params: outcome (wall time on node)` and periodic summaries."""
 
-    def __init__(self, total: int, metric: str = record.OBJECTIVE, mode: str = "min") -> None:
+    def __init__(self, total: int, metric: str = record.OBJECTIVE, mode: str = "min",
+                 converge_on: str = "worst_rel_error") -> None:
         self._total = total
+        self._converge_on = converge_on  # the running trials' convergence metric (the space's base config)
         self._metric, self._mode = metric, mode
         self._best: Optional[tuple[float, str]] = None  # (value, trial id) of the best finished trial
         self._done = 0
-        self._latest: dict[str, tuple[float, float]] = {}  # trial id -> (t, worst_rel_error) of its last report
+        self._latest: dict[str, tuple[float, float]] = {}  # trial id -> (t, convergence metric) of its last report
         self._started = self._last_line = time.monotonic()
 
     def setup(self, total_num_samples: Optional[int] = None, **info: Any) -> None:
@@ -43,8 +45,8 @@ class ProgressReporter(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any) -> None:
         """Remember where the trial stands."""
         if result.get("t") is not None:
-            metric = (trial.config.get("converge_on") if hasattr(trial, "config") else None) or "worst_rel_error"
-            self._latest[trial.trial_id] = (result["t"], result.get(metric, result.get("worst_rel_error")))
+            metric = trial.config.get("converge_on") or self._converge_on  # swept, or the base config's
+            self._latest[trial.trial_id] = (result["t"], result.get(metric))
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         """Every PROGRESS_EVERY_S: one line on the running trials."""
@@ -58,7 +60,9 @@ class ProgressReporter(tune.Callback):
         parts = []
         for t in running:
             latest = self._latest.get(t.trial_id)
-            parts.append(f"{t.trial_id} t={latest[0]:g} worst={latest[1]:.3g}" if latest else f"{t.trial_id} starting")
+            value = f"{latest[1]:.3g}" if latest and isinstance(latest[1], (int, float)) else "-"
+            parts.append(f"{t.trial_id} t={latest[0]:g} {self._converge_on}={value}" if latest
+                         else f"{t.trial_id} starting")
         total = max(self._total, len(trials))
         elapsed = now - self._started
         log.info("... %s %d/%d finished, %d pending, %s%s; %s; running: %s", bar(finished, total), finished, total,
