@@ -5,8 +5,11 @@
 - TensorBoard: every metric a trial reports is written, as it reports it, to
   `<sweep>/tensorboard/<trial_id>/` (tensorboardX, which ray[tune] already brings); open them with
   `tensorboard --logdir <sweep>/tensorboard` (`pip install tensorboard`).
-- Optuna: an `optuna` search keeps its study in `<sweep>/optuna.db` (SQLite), so
+- Optuna: an `optuna` search mirrors its study to `<sweep>/optuna.db` (SQLite), so
   `optuna-dashboard sqlite:///<sweep>/optuna.db` shows it while the sweep runs.
+
+Neither live view can take the sweep down: the first write that fails (a full or read-only disk) warns once
+and that view stops; the study itself is held in memory.
 
 TensorBoard files and the Optuna database need a local sweep folder; with an `s3://` results root
 the progress lines and the Ray dashboard remain.
@@ -70,15 +73,22 @@ def optuna_storage_url(sweep_root: str) -> Optional[str]:
 
 
 def optuna_storage(sweep_root: str):
-    """An Optuna RDB storage in the sweep folder (created on first use), or None for a remote root."""
+    """The sweep's Optuna storage: the study in memory, mirrored to `optuna.db` in a local sweep folder (created
+    on first use) for optuna-dashboard; None for a remote root.  A file that cannot be opened or written (a
+    full or read-only disk) warns once and the study goes on in memory (tune/study_storage.py)."""
     url = optuna_storage_url(sweep_root)
     if url is None:
         return None
     import optuna
 
-    os.makedirs(local_folder(sweep_root), exist_ok=True)
-    # a reader (optuna-dashboard) may hold the file briefly: wait for it instead of failing
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+    from .study_storage import MirroredStorage
+
+    def open_file():
+        os.makedirs(local_folder(sweep_root), exist_ok=True)
+        # a reader (optuna-dashboard) may hold the file briefly: wait for it instead of failing
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+
+    return MirroredStorage(os.path.join(local_folder(sweep_root), OPTUNA_DB), open_file)
 
 
 def tensorboard_dir(sweep_root: str) -> Optional[str]:
