@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 
 from .geometry import TWO_PI
 from .modes import Mixture
+from .target_file import read_target_file
 from ..spine.registry import Registry
 from ..spine.torus import TORUS_DIMS, lowest_mode, mode_vectors
 
@@ -296,31 +296,8 @@ def swiss_roll(spec: TargetSpec) -> Target:
 
 
 def load_array(path: str) -> torch.Tensor:
-    """(N, D) float array from .npy or Parquet (every numeric column); clear errors otherwise."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"target_path {path!r} does not exist")
-    if p.suffix == ".npy":
-        import numpy as np  # optional: only the file target needs numpy
-
-        arr = torch.as_tensor(np.load(p), dtype=torch.float32)
-    elif p.suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq  # optional: only the file target needs pyarrow
-
-        table = pq.read_table(p)
-        cols = [c for c, t in zip(table.column_names, table.schema.types) if str(t).startswith(("float", "double", "int"))]
-        if not cols:
-            raise ValueError(f"{path}: no numeric columns")
-        arr = torch.stack([torch.as_tensor(table[c].to_numpy(), dtype=torch.float32) for c in cols], 1)
-    else:
-        raise ValueError(f"target_path {path!r}: expected a .npy or .parquet file")
-    if arr.ndim == 1:
-        arr = arr.unsqueeze(1)
-    if arr.ndim != 2 or arr.shape[0] < 2:
-        raise ValueError(f"{path}: expected an (N, D) array with N >= 2, got shape {tuple(arr.shape)}")
-    if not torch.isfinite(arr).all():
-        raise ValueError(f"{path}: contains non-finite values")
-    return arr
+    """(N, D) float32 tensor of a target file (`core.target_file` holds the rule and its error messages)."""
+    return torch.from_numpy(read_target_file(path))
 
 
 @TARGETS.register("file")
