@@ -14,6 +14,7 @@ from .. import results
 from ..spaces import SearchSpace, SpaceError, check_name, load_space, parse_overrides
 from .checks import check_target_files
 from .folder import SPEC_FILE, SweepFolder
+from .memory_check import check_trial_memory
 
 DEFAULT_SPACE = "quickstart"
 DEFAULT_RESULTS = "results/"
@@ -62,6 +63,7 @@ def plan(args: argparse.Namespace) -> Plan:
         raise SpaceError(f"--serial runs grid sweeps; {space.source} searches with {space.search!r} "
                          "(run it without --serial)")
     check_target_files(space)
+    check_trial_memory(space, args)
     return Plan(space, name, folder, args.max_concurrent or space.max_concurrent)
 
 
