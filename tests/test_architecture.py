@@ -16,7 +16,7 @@ ANALYSIS_THIRD_PARTY = {"numpy", "pandas", "pyarrow", "scipy", "matplotlib", "se
                         "optuna", "plotly"}  # optuna: fANOVA importances; plotly: report.html
 # what analysis/ may use of drift_sweeps: the torch-free spine and the results store (the Parquet schema)
 ANALYSIS_MAY_USE_PREFIXES = ("drift_sweeps.spine", "drift_sweeps.results")
-CORE_LAZY = {"numpy", "pyarrow", "scipy", "sklearn", "finufft"}  # only inside functions (file target, digits, NUFFT)
+CORE_LAZY = {"numpy", "pyarrow", "scipy", "sklearn", "finufft", "numba"}  # only inside functions (file target, digits, NUFFT, near field)
 
 
 def module_name(path: Path) -> str:

@@ -1,0 +1,181 @@
+"""Fourier coefficients of the periodic kernel on the torus (the spectral backend's tables).
+
+For a kernel with a closed-form normalised transform kappa (`theory.SPECTRA`) and a mass
+Z = int k (`Kernel.mass`), the periodic kernel, its gradient and its first moment have the
+coefficients Z kappa(|k| h), i k Z kappa(|k| h) and i k/|k| Z h kappa'(|k| h) (over (2 pi)^D).
+With an Ewald split radius a > 0 these are the far part's: the near part k chi (near.py) has
+its transform subtracted, by Gauss-Legendre quadrature (`_near_radial`).  `truncation` picks
+the number of modes from a tail bound; `coefficients` and `multipliers` are the tables one
+bandwidth needs, cached, so a fixed bandwidth builds them once.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ..spine import theory
+from .geometry import TWO_PI
+from .kernels import KERNELS
+from .near import CHI_POWER, CUTOFF
+
+TRUNCATION_TOL = 1e-10  # Fourier tail bound, in units of kappa(0) = 1, summed over the lattice
+NEAR_TABLE_STEP = 0.01  # near-part transform tabulated every NEAR_TABLE_STEP / r_c in s, then interpolated
+ROUNDOFF = 1e-12  # coefficients (in units of the mass Z) below this are quadrature and float64 noise
+MAX_MODES_PER_DIM = 8192  # direct/Ewald Fourier grids beyond this are not attempted
+
+
+def mass(kernel: str, h: float, dim: int) -> float:
+    """int_{R^D} k(|x|) dx at bandwidth h."""
+    return KERNELS.get(kernel).mass(dim) * h**dim
+
+
+def kappa_prime(kernel: str, s: torch.Tensor, dim: int) -> torch.Tensor:
+    """d kappa / d s = -decay(s) / s, from theory's closed form of the mode decay -s kappa'(s)
+    (at s = 0 its limit, taken at s = 1e-300).  -> like s (float64)."""
+    s = s.to(torch.float64).clamp_min(1e-300)
+    return -theory.SPECTRA[kernel].decay(s, dim) / s
+
+
+def _kappa(kernel: str, s: torch.Tensor, dim: int) -> torch.Tensor:
+    return theory.SPECTRA[kernel].kappa(s.to(torch.float64), dim)
+
+
+def _shell_sizes(m: torch.Tensor, dim: int) -> torch.Tensor:
+    """Lattice points with max-norm exactly m."""
+    return (2 * m + 1) ** dim - (2 * m - 1).clamp_min(0) ** dim
+
+
+def _near_radial(kernel: str, h: float, dim: int, a: float, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transform of the near part k chi at radial frequency s, and its s-derivative.  -> 2 x like s.
+
+    Many frequencies (a 2-D grid's distinct |k|): the quadrature runs on a uniform table of spacing
+    NEAR_TABLE_STEP / r_c and is interpolated (4-point Lagrange).  The near part lives on r < r_c, so
+    its transform varies on the scale 1 / r_c and the interpolation error is ~(step)^4 / 128 of its
+    size: 4e-11 (measured 1e-12 of Z against the direct quadrature, tests/test_spectral.py)."""
+    r_c = CUTOFF * a
+    flat = s.reshape(-1)
+    step = NEAR_TABLE_STEP / r_c
+    top = float(flat.max()) if flat.numel() else 0.0
+    if flat.numel() > top / step + 4:  # fewer table nodes than frequencies: the table is cheaper
+        nodes = torch.arange(-1, int(top / step) + 3, dtype=torch.float64) * step  # s = -step .. top + 2 step
+        tv, td = _near_radial_direct(kernel, h, dim, a, nodes.abs())
+        td = td * torch.sign(nodes)  # the transform is even in s: its derivative is odd
+        return _lagrange4(tv, flat, step).view(s.shape), _lagrange4(td, flat, step).view(s.shape)
+    return _near_radial_direct(kernel, h, dim, a, s)
+
+
+def _lagrange4(table: torch.Tensor, s: torch.Tensor, step: float) -> torch.Tensor:
+    """Cubic interpolation of a table on s = (i - 1) step, i = 0.., at s >= 0."""
+    u = s / step + 1.0
+    i = u.floor().long().clamp(1, table.numel() - 3)
+    f = u - i
+    p0, p1, p2, p3 = table[i - 1], table[i], table[i + 1], table[i + 2]
+    return (-f * (f - 1) * (f - 2) / 6 * p0 + (f + 1) * (f - 1) * (f - 2) / 2 * p1
+            - (f + 1) * f * (f - 2) / 2 * p2 + (f + 1) * f * (f - 1) / 6 * p3)
+
+
+def _near_radial_direct(kernel: str, h: float, dim: int, a: float, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """_near_radial by Gauss-Legendre quadrature at every s."""
+    r_c = CUTOFF * a
+    n_q = int(min(6000, 1.2 * float(s.max()) * r_c + 120))  # Gauss-Legendre: ~pi nodes per oscillation
+    n_q = -(-n_q // 64) * 64  # in steps of 64, so the cached rules are reused as h changes
+    nodes, weights = _gauss_legendre(n_q)
+    r = 0.5 * r_c * (nodes + 1.0)  # (Q,)
+    w = 0.5 * r_c * weights
+    g = torch.exp(KERNELS.get(kernel).log(r, h, dim) - (r / a) ** CHI_POWER) * w  # (Q,)
+    sr = s.reshape(-1, 1) * r  # (S, Q)
+    if dim == 1:
+        val = 2.0 * (torch.cos(sr) * g).sum(1)
+        der = -2.0 * (torch.sin(sr) * (g * r)).sum(1)
+    elif dim == 2:
+        from scipy import special  # torch's bessel_j0/j1 are off by up to 5e-7 at large arguments
+
+        j0 = torch.from_numpy(special.j0(sr.numpy()))
+        j1 = torch.from_numpy(special.j1(sr.numpy()))
+        val = TWO_PI * (j0 * (g * r)).sum(1)
+        der = -TWO_PI * (j1 * (g * r * r)).sum(1)
+    else:
+        raise ValueError("Ewald split: dim 1 or 2")
+    return val.view(s.shape), der.view(s.shape)
+
+
+@functools.lru_cache(maxsize=128)
+def _gauss_legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import numpy as np
+
+    x, w = np.polynomial.legendre.leggauss(n)
+    return torch.from_numpy(x), torch.from_numpy(w)
+
+
+def _radial(kernel: str, h: float, dim: int, a: float, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transform of the (far part of the) kernel at |k| = s and its s-derivative, in units of Z."""
+    z = mass(kernel, h, dim)
+    val = _kappa(kernel, s * h, dim)
+    der = h * kappa_prime(kernel, s * h, dim)
+    if a > 0.0:
+        nv, nd = _near_radial(kernel, h, dim, a, s)
+        val, der = val - nv / z, der - nd / z
+    return val, der
+
+
+@functools.lru_cache(maxsize=256)
+def truncation(kernel: str, h: float, dim: int, a: float = 0.0, max_modes: int = MAX_MODES_PER_DIM) -> int:
+    """Smallest K such that the coefficients beyond max-norm K, weighted by what the fields
+    need (|k| h kappa and h kappa', per lattice shell), sum to at most TRUNCATION_TOL; 0 if
+    no K <= max_modes does.  Shells are added in doubling chunks until the terms have died out."""
+    count, vals, ders = 64, [], []
+    while True:
+        ms = torch.arange(1, count + 1, dtype=torch.float64)
+        v, d = _radial(kernel, h, dim, a, ms[sum(t.numel() for t in vals):])  # only the shells not yet done
+        vals.append(v)
+        ders.append(d)
+        val, der = torch.cat(vals), torch.cat(ders)
+        val = torch.where(val.abs() < ROUNDOFF, torch.zeros_like(val), val)
+        der = torch.where(der.abs() < ROUNDOFF * h, torch.zeros_like(der), der)
+        term = torch.maximum(ms * h * val.abs(), der.abs()) * _shell_sizes(ms, dim)  # (count,)
+        # the far part's coefficients oscillate: bound each shell by the max over the next three
+        padded = torch.cat([term, term[-1:].expand(3)])
+        term = torch.stack([padded[i : i + count] for i in range(4)]).amax(0)
+        tail = term.flip(0).cumsum(0).flip(0)  # tail[i] = sum over shells i+1..count
+        # what lies beyond `count` is bounded by the last shells' terms (they decay at least
+        # geometrically or like a power above 2 once they are this small)
+        rest = float(term[-8:].sum()) * 8
+        ok = torch.nonzero(tail + rest <= TRUNCATION_TOL).squeeze(1)
+        if ok.numel() > 0:
+            return int(ok[0]) if int(ok[0]) <= max_modes else 0
+        if count >= max_modes:
+            return 0
+        count = min(2 * count, max_modes)
+
+
+@functools.lru_cache(maxsize=32)
+def coefficients(kernel: str, h: float, dim: int, modes: int, a: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Fourier coefficients on -modes..modes^D: scalar (kernel or far part) c0 and the radial
+    derivative factor cF (so that the first-moment field's coefficient is i k/|k| cF), both
+    including Z / (2 pi)^D; and the periodic far kernel's value at 0.  -> (2K+1,)*D x 2, float."""
+    k1 = torch.arange(-modes, modes + 1, dtype=torch.float64)
+    grids = torch.meshgrid(*([k1] * dim), indexing="ij")
+    norm2 = sum(g * g for g in grids)
+    uniq, inv = torch.unique(norm2, return_inverse=True)
+    val, der = _radial(kernel, h, dim, a, uniq.sqrt())
+    scale = mass(kernel, h, dim) / TWO_PI**dim
+    c0 = val[inv] * scale
+    c_f = der[inv] * scale
+    return c0, c_f, float(c0.sum())
+
+
+@functools.lru_cache(maxsize=16)
+def multipliers(kernel: str, h: float, dim: int, modes: int, a: float, moment: bool) -> torch.Tensor:
+    """The (1 + D) coefficient grids that turn the samples' transform a_k into S and G:
+    c0, then -i k/|k| cF (moment: sum_j k(u) (y_j - x) = -sum_j F(x - y_j)) or i k c0 (gradient).
+    -> (1 + D, 2K+1, ..., 2K+1) complex128."""
+    c0, c_f, _ = coefficients(kernel, h, dim, modes, a)
+    kvec = torch.meshgrid(*([torch.arange(-modes, modes + 1, dtype=torch.float64)] * dim), indexing="ij")
+    if moment:
+        norm = torch.sqrt(sum(k * k for k in kvec)).clamp_min(1e-300)
+        rows = [-1j * (k / norm) * c_f for k in kvec]
+    else:
+        rows = [1j * k * c0 for k in kvec]
+    return torch.stack([c0.to(torch.complex128), *rows])

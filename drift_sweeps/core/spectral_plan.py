@@ -1,0 +1,209 @@
+"""Which exact evaluation of a torus field is cheapest: streaming, a direct NUFFT or an Ewald split.
+
+`plan_for` prices the three with the cost model below (seconds, one thread; only ratios matter)
+and returns a `Plan`.  Pricing is cheap at every bandwidth: the direct truncation is a closed
+form, the Ewald far grid is estimated (EWALD_MODES / a per dimension).  Building a plan for a
+new bandwidth (the exact truncation, the coefficient tables) is not free, so it is priced too
+(`build_cost`), and a plan is built only once what streaming has cost beyond the plan's own
+evaluations, at this bandwidth, reaches that price (ski rental: never more than twice the
+better choice).  An annealed schedule, a new bandwidth at every step, thus gets the spectral
+path only where one plan's build and evaluation beat one streaming call; a fixed bandwidth
+builds it after a few calls.  Built plans are kept while the bandwidth does not change.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from ..spine import theory
+from . import fourier, near
+from .field import FieldSpec
+from .geometry import TWO_PI
+from .kernels import KERNELS
+
+FAR_MODES = 100.0  # Ewald: the far part needs at most about FAR_MODES / a modes per dimension (chi power 8)
+EWALD_MODES = 85.0  # ... and about EWALD_MODES / a on average (measured 0.8-0.95 of FAR_MODES / a): for pricing
+NEAR_CANDIDATES = {1: 1.5, 2: 9 / math.pi}  # cell-list candidates per pair within r_c (3^D cells of side r_c)
+MAX_MODES_2D = 1024  # 2-D Fourier grids beyond this many modes per dimension cost too much memory
+EWALD_MIN_MODES = 8.0  # the far part needs at least ~8/a modes: direct below that is never beaten
+# cost model (seconds per unit, one thread), fitted to `python -m benchmarks.field --torus --threads 1`
+# and `--small` (docs/benchmarks.md)
+COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image)
+COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes' set-up)
+COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
+COST_MODE = {1: 2e-8, 2: 5e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
+COST_CALL = 1e-3  # NUFFT: fixed cost of one spectral evaluation (plans, conversions, the fallback check)
+COST_NEAR = {True: 1.5e-8, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
+COST_BUILD_CALL = 1e-3  # a new bandwidth's plan: truncation search and tables, fixed part
+COST_BUILD_MODE = 3e-7  # ... per mode of the (2K+1)^D coefficient grid (norms, unique, multipliers)
+COST_QUAD = {1: 1.5e-8, 2: 1.2e-7, 3: 1.2e-7}  # Ewald build: one (frequency, quadrature node) term (cos; two Bessels)
+_SEEN: dict[tuple[str, float, int], int] = {}  # (kernel, bandwidth, dim) -> calls so far (bounded below)
+_BUILT: "OrderedDict[tuple, Plan]" = OrderedDict()  # built plans, most recent last (bounded)
+_BUILT_MAX = 64
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one (kernel, h, dim, sizes) field is evaluated: 'direct', 'ewald' or 'stream'."""
+
+    method: str
+    modes: int = 0  # Fourier modes per dimension: -modes..modes
+    a: float = 0.0  # Ewald split radius (chi's scale)
+    cost_s: float = 0.0  # the cost model's estimate of one evaluation
+    stream_cost_s: float = 0.0
+    build_s: float = 0.0  # the cost model's estimate of building it for a new bandwidth
+
+
+def supported(kernel: str, dim: int) -> bool:
+    """Whether the kernel has what the spectral path needs: a closed-form transform and mass."""
+    return kernel in theory.SPECTRA and KERNELS.get(kernel).mass is not None and 1 <= dim <= 3
+
+
+@functools.lru_cache(maxsize=1)
+def nufft_available() -> bool:
+    """Whether FINUFFT can be imported here (without it every field streams)."""
+    try:
+        import finufft  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def near_compiled(kernel: str) -> bool:
+    """Whether the Ewald near field of `kernel` runs the compiled loop (near.py)."""
+    return kernel in near.COMPILED_KERNELS and near.compiled_available()
+
+
+def nufft_cost(modes: int, dim: int, n_points: int, n_trans: int) -> float:
+    """One spectral evaluation: spreading/interpolation of the points and the fine grid's FFTs."""
+    fine = (2 * (2 * modes + 1)) ** dim
+    return COST_CALL + n_trans * (COST_MODE[dim] * fine * max(1.0, math.log2(fine) / 20)
+                                  + COST_POINT * 3 ** (dim - 1) * n_points)
+
+
+def stream_cost(images: int, n: int, m: int, k: int) -> float:
+    """One streaming evaluation: every pair at every periodic image."""
+    return COST_STREAM_CALL + COST_PAIR * n * (m + k) * images
+
+
+def near_cost(kernel: str, dim: int, n: int, m: int, a: float) -> float:
+    """The Ewald near field of n points against m samples at split radius a."""
+    pairs = n * m * ball_fraction(dim, near.CUTOFF * a) * NEAR_CANDIDATES[dim]
+    return COST_NEAR[near_compiled(kernel)] * pairs
+
+
+def build_cost(method: str, modes: int, dim: int, a: float) -> float:
+    """Building a plan for a new bandwidth: the coefficient grid, and for Ewald the near part's
+    transform by quadrature (truncation search over ~1.5 K shells, then the grid's distinct |k|
+    or the interpolation table, each at ~1.2 s r_c quadrature nodes)."""
+    cost = COST_BUILD_CALL + COST_BUILD_MODE * (2 * modes + 1) ** dim
+    if method == "ewald":
+        r_c = near.CUTOFF * a
+        nodes = 1.2 * modes * math.sqrt(dim) * r_c + 120
+        freqs = 1.5 * modes + (modes if dim == 1 else min(0.4 * (2 * modes + 1) ** 2,
+                                                             modes * math.sqrt(2) / (fourier.NEAR_TABLE_STEP / r_c)))
+        cost += COST_QUAD[dim] * freqs * nodes
+    return cost
+
+
+def ball_fraction(dim: int, r: float) -> float:
+    """Share of the torus within distance r of a point."""
+    vol = math.pi ** (dim / 2) / math.gamma(dim / 2 + 1) * r**dim
+    return min(1.0, vol / TWO_PI**dim)
+
+
+def split_radius(kernel: str, dim: int, n: int, m: int) -> float:
+    """Ewald radius a balancing the near pairs (~ n m |ball(CUTOFF a)|) against the far grid
+    (~ (FAR_MODES / a)^dim modes), by the cost model; r_c = CUTOFF a at most pi / 2."""
+    best_a, best_c = math.pi / 2 / near.CUTOFF, math.inf
+    for i in range(48):
+        a = (math.pi / 2 / near.CUTOFF) * 0.85**i
+        k_far = FAR_MODES / a
+        if k_far > fourier.MAX_MODES_PER_DIM or (dim == 2 and k_far > MAX_MODES_2D):
+            break
+        c = near_cost(kernel, dim, n, m, a) + nufft_cost(int(k_far), dim, 2 * n + m, 2 * (dim + 1))
+        if c < best_c:
+            best_a, best_c = a, c
+    return best_a
+
+
+@functools.lru_cache(maxsize=1024)
+def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int, threads: int) -> Plan:
+    """The cheapest method per the cost model, with its estimated evaluation and build costs
+    (modes: exact for direct, estimated for Ewald)."""
+    stream = stream_cost(images, n, m, k) / threads
+    best = Plan("stream", cost_s=stream, stream_cost_s=stream)
+    if not supported(kernel, dim):
+        return best
+    n_trans = 2 * (dim + 1)  # type-2 transforms; type-1 counted as one per sample set
+    pts = 2 * n + m + k
+    k_direct = fourier.truncation(kernel, h, dim)
+    if k_direct > 0:
+        c = nufft_cost(k_direct, dim, pts, n_trans) / threads
+        if c < best.cost_s:
+            best = Plan("direct", k_direct, 0.0, c, stream, build_cost("direct", k_direct, dim, 0.0))
+    a = split_radius(kernel, dim, n, max(m, k)) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
+    if dim <= 2 and not 0 < k_direct <= EWALD_MIN_MODES / a:
+        k_far = int(EWALD_MODES / a)
+        c = (nufft_cost(k_far, dim, pts, n_trans) + near_cost(kernel, dim, n, m + k, a)) / threads
+        if c < best.cost_s:
+            best = Plan("ewald", k_far, a, c, stream, build_cost("ewald", k_far, dim, a))
+    return best
+
+
+def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: int, device: torch.device) -> Plan:
+    """The cheapest exact evaluation of a convolution-form field per the cost model, counting the
+    plan's build at a new bandwidth (streaming where FINUFFT is not installed)."""
+    if not field.periodic or device.type != "cpu" or not nufft_available():
+        return Plan("stream")
+    images = (2 * field.shells(bandwidth, dim) + 1) ** dim
+    price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, torch.get_num_threads())
+    if price.method == "stream":
+        return price
+    key = (field.kernel, float(bandwidth), dim, price.method, price.a)
+    if key in _BUILT:
+        _BUILT.move_to_end(key)
+        return _BUILT[key]
+    seen_key = key[:3]
+    if len(_SEEN) > 4096:
+        _SEEN.clear()
+    seen = _SEEN[seen_key] = _SEEN.get(seen_key, 0) + 1
+    if seen * (price.stream_cost_s - price.cost_s) < price.build_s:
+        return Plan("stream", cost_s=price.stream_cost_s, stream_cost_s=price.stream_cost_s)  # a build would not pay yet
+    modes = price.modes if price.method == "direct" else fourier.truncation(field.kernel, float(bandwidth), dim, price.a)
+    if modes <= 0:  # the far part's truncation did not fit after all
+        return Plan("stream", cost_s=price.stream_cost_s, stream_cost_s=price.stream_cost_s)
+    plan = Plan(price.method, modes, price.a, price.cost_s, price.stream_cost_s, price.build_s)
+    _BUILT[key] = plan
+    while len(_BUILT) > _BUILT_MAX:
+        _BUILT.popitem(last=False)
+    return plan
+
+
+def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int) -> Plan:
+    """The spectral plan when the field asks for it: direct if its truncation fits, else Ewald."""
+    if not field.periodic:
+        raise ValueError("backend 'spectral' is for the torus (FieldSpec.periodic = True)")
+    if not nufft_available():
+        raise ValueError("backend 'spectral' needs FINUFFT (pip install finufft)")
+    if not supported(field.kernel, dim):
+        raise ValueError(f"backend 'spectral': kernel {field.kernel!r} in dim {dim} has no closed-form "
+                         f"transform and mass (theory.SPECTRA, Kernel.mass)")
+    k_direct = fourier.truncation(field.kernel, bandwidth, dim, 0.0, 1024)
+    if k_direct > 0:
+        return Plan("direct", k_direct)
+    if dim <= 2:
+        a = split_radius(field.kernel, dim, n, m)
+        k_far = fourier.truncation(field.kernel, bandwidth, dim, a)
+        if k_far > 0:
+            return Plan("ewald", k_far, a)
+    k_direct = fourier.truncation(field.kernel, bandwidth, dim)
+    if k_direct > 0:
+        return Plan("direct", k_direct)
+    raise ValueError(f"backend 'spectral': kernel {field.kernel!r} at h = {bandwidth} needs more than "
+                     f"{fourier.MAX_MODES_PER_DIM} modes per dimension")
