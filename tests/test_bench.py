@@ -78,3 +78,21 @@ def test_sweep_mode_reports_the_wall_time_ratio(tmp_path: Path, make_space, ray_
     assert report["trials"] == 2 and report["parallel_slots"] == 2 and report["tune_exit_code"] == 0
     assert report["sequential_wall_s"] > 0 and report["tune_wall_s"] > 0
     assert math.isclose(report["ratio"], report["tune_wall_s"] * 2 / report["sequential_wall_s"])
+
+
+def test_annealed_schedule_and_auto_against_the_best(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--schedules fixed,annealed: every case twice; auto rows carry their ratio to the fastest backend."""
+    out = tmp_path / "bench.json"
+    argv = ["--sizes", "64x64x1t", "--operators", "meanshift", "--kernels", "gaussian", "--bandwidths", "0.3",
+            "--backends", "stream,auto", "--schedules", "fixed,annealed", "--repeats", "1", "--in-process",
+            "--json", str(out)]
+    assert bench.main(argv) == 0
+    assert "auto / best" in capsys.readouterr().out
+    cases = json.loads(out.read_text())["cases"]
+    assert sorted((c["backend"], c["schedule"]) for c in cases) == [
+        ("auto", "annealed"), ("auto", "fixed"), ("stream", "annealed"), ("stream", "fixed")]
+    for c in cases:
+        assert c["status"] == "ok", c
+        assert (c["auto_vs_best"] is not None) == (c["backend"] == "auto")
+        if c["backend"] == "auto":
+            assert c["auto_vs_best"] >= 1.0

@@ -42,6 +42,7 @@ def image_offsets(dim: int, shells: int, device: torch.device | None = None) -> 
 
 PERIODIC_TOL = 1e-7  # image sums stop when the kernel's remaining images sum below this share of k(0)
 MAX_IMAGES = 289  # streaming/dense image budget: (2 shells + 1)^dim <= this (17 x 17 in 2-D)
+_TAIL_HEAD = 1024  # image_tail: shells summed first (a light tail has underflowed by then)
 
 
 def image_tail(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int, shells: int,
@@ -53,10 +54,17 @@ def image_tail(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int, 
     The sum runs to `horizon` shells, plus the last term times horizon (a bound for tails
     decaying at least like m^-2 per shell).
     """
-    m = torch.arange(shells + 1, horizon + 1, dtype=torch.float64)
-    log_k = log_kernel_at((2 * m - 1) * math.pi) - log_kernel_at(torch.zeros(1, dtype=torch.float64))
-    count = (2 * m + 1) ** dim - (2 * m - 1) ** dim
-    terms = count * torch.exp(log_k)
+    def terms_to(last: int) -> torch.Tensor:
+        m = torch.arange(shells + 1, last + 1, dtype=torch.float64)
+        log_k = log_kernel_at((2 * m - 1) * math.pi) - log_kernel_at(torch.zeros(1, dtype=torch.float64))
+        return ((2 * m + 1) ** dim - (2 * m - 1) ** dim) * torch.exp(log_k)
+
+    # the kernels decrease with distance: once a shell's term underflows to 0 every later one does,
+    # so a light tail is summed over its first shells only (the same sum, at a new bandwidth in ~0.1 ms)
+    head = terms_to(min(horizon, shells + _TAIL_HEAD))
+    if head.numel() and shells + _TAIL_HEAD < horizon and float(head[-1]) == 0.0:
+        return float(head.sum())
+    terms = terms_to(horizon)
     return float(terms.sum() + terms[-1] * horizon) if terms.numel() else 0.0
 
 
@@ -73,8 +81,9 @@ def periodic_shells(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: 
     """
     max_shells = max(0, int((max_images ** (1.0 / dim) - 1) // 2))
     lo, hi = 0, max_shells
-    if image_tail(log_kernel_at, dim, hi) > tol:
-        return hi, image_tail(log_kernel_at, dim, hi)
+    tail_at_budget = image_tail(log_kernel_at, dim, hi)
+    if tail_at_budget > tol:
+        return hi, tail_at_budget
     while lo < hi:  # the tail decreases with the shell count: bisect
         mid = (lo + hi) // 2
         if image_tail(log_kernel_at, dim, mid) <= tol:
