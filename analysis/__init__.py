@@ -7,6 +7,7 @@ This file imports nothing on purpose (`analysis.headline` must stay cheap to imp
 Modules: `load` (read a sweep folder), `axis` (--axis expressions of config keys), `convergence`
 (post-hoc, censoring-aware times), `fits` (censored scaling-law fits) on `tobit` (the censored
 regression), `stats` (group statistics for ablations), `predict` (linear-theory overlay, measured
-decay rates), `tables` (comparison tables), `plots` (compute/draw figures), `report` (the CLI),
-`headline` (the one-table summary the sweep CLI prints).
+decay rates), `tables` (comparison tables), `plots` (compute/draw figures, one module per family),
+`generator_study` (a generator sweep's sample quality), `report` (the CLI), `headline` (the one-table
+summary the sweep CLI prints).
 """

@@ -25,7 +25,8 @@ import plotly.offline
 from .formatting import display_frame
 from .importance import read_spec, search_view, smoke_caps
 from .labels import VARIANT, fmt, trial_label
-from .plots import default_heatmap_trials, parallel_data, spectrum_heatmap_data
+from .plots.search import parallel_data
+from .plots.spectra import default_heatmap_trials, spectrum_heatmap_data
 from .style import OKABE_ITO, colors
 from .tables import Analysis, comparison_display, stats_display
 

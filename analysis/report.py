@@ -21,13 +21,16 @@ import pandas as pd
 
 from .fits import CI_LEVEL, CI_METHODS, N_BOOT
 from .formatting import markdown
+from .generator_study import is_generator_sweep, quality_section, read_samples, write_quality
 from .axis import parse_axis
 from .load import SweepFolderError, load_sweep
 from .importance import read_spec, search_view, smoke_caps
-from .plots import (ablation_data, decay_rate_data, default_heatmap_trials, draw_ablation, draw_decay_rates,
-                    draw_error_curves, draw_history, draw_importance, draw_parallel, draw_scaling,
-                    draw_scaling_by_group, draw_spectrum_heatmaps, error_curve_data, history_data, parallel_data,
-                    scaling_data, spectrum_heatmap_data)
+from .plots.ablation import ablation_data, draw_ablation
+from .plots.curves import draw_error_curves, error_curve_data
+from .plots.rates import decay_rate_data, draw_decay_rates
+from .plots.scaling import draw_scaling, draw_scaling_by_group, scaling_data
+from .plots.search import draw_history, draw_importance, draw_parallel, history_data, parallel_data
+from .plots.spectra import default_heatmap_trials, draw_spectrum_heatmaps, spectrum_heatmap_data
 from .predict import FLOOR_FACTOR
 from .tables import Analysis, analyse_sweep, comparison_display, stats_display, write_tables
 
@@ -246,15 +249,18 @@ def _stats_section(analysis: Analysis) -> list[str]:
 
 
 def render_report(analysis: Analysis, figures: dict[str, list[str]], tables: dict[str, str], out_dir: str,
-                  spec: Optional[dict] = None, search: Optional[dict] = None) -> str:
-    """The text of report.md."""
+                  spec: Optional[dict] = None, search: Optional[dict] = None, quality: Optional[dict] = None) -> str:
+    """The text of report.md (`quality`: a generator sweep's `generator_study.write_quality`)."""
     spec = spec if spec is not None else read_spec(analysis.sweep.root)
     tr = analysis.sweep.trials
     lines = _header(analysis, spec) + _comparison_section(analysis, figures, out_dir)
+    if quality is not None:
+        lines += quality_section(quality, lambda name, alt: _fig(figures, name, out_dir, alt))
     lines += _fits_section(analysis, figures, out_dir) + _curves_and_rates(analysis, figures, out_dir)
     lines += _stats_section(analysis) + _search_section(figures, out_dir, search)
     notes = list(analysis.notes) + [
-        "No figure of generated samples over the target density: the Parquet tables hold no samples.",
+        *([] if any(name.startswith("samples_") for name in figures) else
+          ["No figure of generated samples over the target density: only a generator sweep's samples are drawn."]),
         "Measured times are the first evaluation at or below eps, so they can exceed a continuous-time "
         "prediction by up to eval_every x dt.",
     ]
@@ -308,9 +314,14 @@ def write_report(sweep_root: str, out_dir: Optional[str] = None, eps: Optional[f
     spec = read_spec(sweep_root)
     search = search_view(analysis, spec, seed)
     figures = draw_all(analysis, out_dir, heatmap_trials, search)
+    quality = None
+    if is_generator_sweep(sweep.trials):  # the sample-quality section: tables and figures of its own
+        quality = write_quality(sweep.trials, read_samples(sweep_root), out_dir)
+        figures.update(quality["figures"])
+        tables.update(quality["files"])
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as fh:
-        fh.write(render_report(analysis, figures, tables, out_dir, spec, search))
+        fh.write(render_report(analysis, figures, tables, out_dir, spec, search, quality))
     if html:
         from .html_report import write_html  # plotly is imported only here
         write_html(analysis, os.path.join(out_dir, "report.html"), spec=spec, search=search,

@@ -86,12 +86,13 @@ def reachable_from(start: list[str]) -> tuple[set[str], dict[str, set[str]]]:
     return seen, external
 
 
-ANALYSIS_MODULES = sorted(module_name(p) for p in (ROOT / "analysis").glob("*.py"))
+ANALYSIS_MODULES = sorted(module_name(p) for p in (ROOT / "analysis").rglob("*.py"))
 CORE_FILES = sorted((ROOT / "drift_sweeps" / "core").glob("*.py"))
 
 
 def test_there_is_something_to_check():
-    assert {"analysis.load", "analysis.fits", "analysis.report", "analysis.headline"} <= set(ANALYSIS_MODULES)
+    assert {"analysis.load", "analysis.fits", "analysis.report", "analysis.headline",
+            "analysis.plots.scaling"} <= set(ANALYSIS_MODULES)  # subpackages too
     assert any(p.name == "kernels.py" for p in CORE_FILES)
 
 
@@ -186,8 +187,7 @@ def test_no_import_cycles():
 
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
 # Known exceptions, to be split; the list may only shrink (a new entry fails the test).
-OVERSIZE_MODULES = {"analysis.plots", "drift_sweeps.core.spectral", "drift_sweeps.core.streaming",
-                    "drift_sweeps.results"}
+OVERSIZE_MODULES = {"drift_sweeps.core.spectral", "drift_sweeps.core.streaming", "drift_sweeps.results"}
 OVERSIZE_FUNCTIONS: set[str] = set()
 
 

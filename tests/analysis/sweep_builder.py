@@ -14,8 +14,9 @@ FIXED = dict(kernel="gaussian", schedule="constant", rate=0.0, bandwidth=1.0, ba
 
 
 def write_sweep(sweep_root: str, configs: Iterable[Mapping], swept_axes: Sequence[str],
-                sweep: str = "tiny") -> list[str]:
-    """Run each config with run_trial and write its trials/curves/spectra files; returns trial ids."""
+                sweep: str = "tiny", samples: bool = False) -> list[str]:
+    """Run each config with run_trial and write its trials/curves/spectra files (and its samples, if asked);
+    returns trial ids."""
     ids = []
     for i, raw in enumerate(configs):
         cfg = TrialConfig.from_dict(dict(raw))
@@ -27,6 +28,8 @@ def write_sweep(sweep_root: str, configs: Iterable[Mapping], swept_axes: Sequenc
         results.write_trial(sweep_root, tid, row)
         results.write_curves(sweep_root, tid, reports)
         results.write_spectra(sweep_root, tid, reports)
+        if samples:
+            results.write_samples(sweep_root, tid, reports)
         ids.append(tid)
     return ids
 

@@ -134,7 +134,7 @@ def test_report_of_the_schema_1_fixture(tmp_path):
 
 
 def test_frequency_rows_are_ordered_by_shell_then_norm():
-    from analysis.plots import frequency_order
+    from analysis.plots.spectra import frequency_order
 
     vecs = ["2,-1", "1,0", "0,2", "-1,1", "3", "1,1", "0,1", "2,0"]
     order = frequency_order(vecs)

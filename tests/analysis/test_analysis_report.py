@@ -9,7 +9,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from analysis import plots
+from analysis.plots import ablation, curves, rates, scaling, spectra
 from analysis.report import main
 from analysis.tables import analyse_sweep
 
@@ -31,46 +31,46 @@ def test_backend_is_agg():
 
 
 def test_scaling_figure(analysis, tmp_path):
-    data = plots.scaling_data(analysis)
+    data = scaling.scaling_data(analysis)
     assert set(data["points"]["group"]) == set(analysis.times["group"])
     if analysis.eps == 0.3:
         assert data["laws"]["best"].any()
-    _check(plots.draw_scaling(data, str(tmp_path / "scaling")))
-    _check(plots.draw_scaling_by_group(data, str(tmp_path / "scaling_by_group")))
+    _check(scaling.draw_scaling(data, str(tmp_path / "scaling")))
+    _check(scaling.draw_scaling_by_group(data, str(tmp_path / "scaling_by_group")))
 
 
 def test_spectrum_heatmaps(analysis, tmp_path):
-    trials = plots.default_heatmap_trials(analysis)
+    trials = spectra.default_heatmap_trials(analysis)
     assert len(trials) == 2  # one per group
-    data = plots.spectrum_heatmap_data(analysis.sweep, trials, analysis.times, analysis.labels)
+    data = spectra.spectrum_heatmap_data(analysis.sweep, trials, analysis.times, analysis.labels)
     assert data[0]["grid"].shape[0] == 4  # k = 1..4 at the largest k_max
     assert list(data[0]["grid"].index) == ["1", "2", "3", "4"]  # low frequencies first (bottom row)
     assert "K=4" in data[0]["title"] and "None" not in data[0]["title"]
-    _check(plots.draw_spectrum_heatmaps(data, str(tmp_path / "heat")))
-    _check(plots.draw_spectrum_heatmaps([], str(tmp_path / "heat_empty")))
+    _check(spectra.draw_spectrum_heatmaps(data, str(tmp_path / "heat")))
+    _check(spectra.draw_spectrum_heatmaps([], str(tmp_path / "heat_empty")))
 
 
 def test_decay_rate_figure(analysis, tmp_path):
-    data = plots.decay_rate_data(analysis)
+    data = rates.decay_rate_data(analysis)
     assert len(data["rates"]) > 0  # the tiny sweep's torus trials have modes to fit
-    _check(plots.draw_decay_rates(data, str(tmp_path / "rates")))
+    _check(rates.draw_decay_rates(data, str(tmp_path / "rates")))
     empty = {**data, "rates": data["rates"].iloc[:0], "curves": data["curves"].iloc[:0]}
-    _check(plots.draw_decay_rates(empty, str(tmp_path / "rates_empty")))
+    _check(rates.draw_decay_rates(empty, str(tmp_path / "rates_empty")))
 
 
 def test_error_curve_figure(analysis, tmp_path):
-    data = plots.error_curve_data(analysis)
+    data = curves.error_curve_data(analysis)
     band = data["band"]
     assert set(band["group"]) == set(analysis.times["group"]) and set(band["K"]) == {1, 2, 4}
     assert (band["lo"] <= band["median"]).all() and (band["median"] <= band["hi"]).all()
     assert band["n"].max() == 2  # two seeds per (group, K) at a common time
-    _check(plots.draw_error_curves(data, str(tmp_path / "curves")))
+    _check(curves.draw_error_curves(data, str(tmp_path / "curves")))
 
 
 def test_ablation_figure(analysis, tmp_path):
-    data = plots.ablation_data(analysis)
+    data = ablation.ablation_data(analysis)
     assert data["k"] == 4
-    _check(plots.draw_ablation(data, str(tmp_path / "ablation")))
+    _check(ablation.draw_ablation(data, str(tmp_path / "ablation")))
 
 
 def test_decay_rates_are_measured_and_predicted(analysis):
@@ -102,7 +102,7 @@ def test_report_cli(tiny_sweep, tmp_path, capsys):
     assert any(link.endswith(".png") for link in links)
     for link in links:
         assert (out / link).is_file() and (out / link).stat().st_size > 0, link
-    assert "Parquet tables hold no samples" in text
+    assert "No figure of generated samples" in text  # a particle sweep: no samples drawn
     comparison = pd.read_csv(out / "comparison.csv")
     assert len(comparison) == 2 and {"median_T", "best_law", "speedup"} <= set(comparison.columns)
     assert comparison.loc[comparison["schedule"] == "constant", "speedup"].iloc[0] == 1.0
