@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from drift_sweeps.core import streaming
+from drift_sweeps.core import passes, stream_sinkhorn, streaming
 from drift_sweeps.core.field import FieldSpec
 from drift_sweeps.core.kernels import KERNELS
 from drift_sweeps.core.loss import drift_loss
@@ -100,9 +100,9 @@ def test_out_of_range_sums_are_redone_exactly(operator: str, monkeypatch: pytest
     pos = torch.randn(30, 2, generator=g) * 0.3 + torch.tensor([1.0, 0.0])
     pos[:9] += torch.tensor([0.0, 25.0])  # exactly the first block (block_y = 9)
     exact_calls = []
-    real = streaming.exact_shift
-    monkeypatch.setattr(streaming, "exact_shift", lambda *a, **k: exact_calls.append(1) or real(*a, **k))
-    monkeypatch.setattr(streaming, "SINKHORN_CACHE_BYTES", 0)  # sinkhorn: the streamed iterations
+    real = passes.exact_shift
+    monkeypatch.setattr(passes, "exact_shift", lambda *a, **k: exact_calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(stream_sinkhorn, "SINKHORN_CACHE_BYTES", 0)  # sinkhorn: the streamed iterations
     for kernel in KERNELS.names():
         field = FieldSpec(kernel, 0.1, sinkhorn_iters=3, backend="stream", block_x=7, block_y=9)
         v_stream, v_dense = _both(operator, x, pos, x, field)
@@ -147,7 +147,7 @@ def test_sinkhorn_cached_and_streamed_iterations_agree(far: bool, monkeypatch: p
     with torch.no_grad():
         dense = drift("sinkhorn", x, pos, x, dataclasses.replace(field, backend="dense"))
         cached = drift("sinkhorn", x, pos, x, field)
-        monkeypatch.setattr(streaming, "SINKHORN_CACHE_BYTES", 0)
+        monkeypatch.setattr(stream_sinkhorn, "SINKHORN_CACHE_BYTES", 0)
         streamed = drift("sinkhorn", x, pos, x, field)
     assert _rel_err(cached, dense) < TOL
     assert _rel_err(streamed, dense) < TOL
