@@ -1,0 +1,95 @@
+"""S3 faults under Tune (issue 23): the S3 endpoint (moto, on 127.0.0.1) stops answering mid-sweep; the Tune
+sweep stops with exit 74 and one line naming the folder, without a traceback or a hang; once the endpoint is
+back, `--resume` completes the sweep with every trial exactly once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = {"bandwidth": [0.5, 1.0, 2.0, 4.0], "dt": [0.1, 0.2, 0.3, 0.4]}  # 16 tiny trials
+
+pytestmark = pytest.mark.slow
+
+
+def _server(port: int):
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server
+
+
+def _run(args: list[str], env: dict[str, str], on_first_line=None, timeout: float = 300) -> tuple[int, str, str, float]:
+    """(exit code, stdout, stderr, seconds from the last progress line to the exit)."""
+    proc = subprocess.Popen([sys.executable, "-m", "drift_sweeps.run", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, last = [], time.monotonic()
+    deadline = last + timeout
+    for line in proc.stdout:  # type: ignore[union-attr]
+        out.append(line)
+        if line.startswith("["):
+            if on_first_line is not None:
+                on_first_line()
+                on_first_line = None
+            last = time.monotonic()
+        assert time.monotonic() < deadline, "the sweep hangs"
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    code = proc.wait(timeout=60)
+    return code, "".join(out), err, time.monotonic() - last
+
+
+def test_s3_endpoint_lost_mid_tune_sweep_stops_with_74_and_resumes(make_space, ray_tmp, capsys):
+    import boto3
+    import pyarrow.fs as pafs
+    from conftest import free_port
+
+    port = free_port()
+    server = _server(port)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint,
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="drift")
+    space = make_space("lost", axes=GRID, max_concurrent=2)
+    args = [str(space), "--results", "s3://drift/sweeps", "--num-cpus", "2", "--temp-dir", ray_tmp,
+            "--address", "local"]
+    stopped: dict[str, float] = {}
+
+    def stop() -> None:
+        stopped["t"] = time.monotonic()
+        server.stop()
+
+    try:
+        code, out, err, after_s = _run(args, env, on_first_line=stop)
+        figures = {"exit": code, "s_after_last_progress_line": round(after_s, 1),
+                   "s_after_endpoint_stopped": round(time.monotonic() - stopped.get("t", time.monotonic()), 1)}
+        errors = [ln for ln in (out + err).splitlines() if ln.startswith("error:")]
+        with capsys.disabled():
+            print(f"\nS3 lost under Tune: {figures}; {errors}")
+        assert code == 74, out[-3000:] + err[-3000:]
+        assert "Traceback" not in out + err and "Exception in thread" not in out + err, (out + err)[-4000:]
+        assert len(errors) == 1 and "s3://drift/sweeps/lost" in errors[0] and "--resume" in errors[0], errors
+        assert after_s < 30, figures
+
+        server = _server(port)  # moto keeps its buckets in the process: the same bucket is back
+        code, out, err, _ = _run(args + ["--resume"], env)
+        with capsys.disabled():
+            print(f"resume: exit {code}; " + " ".join(ln for ln in out.splitlines() if "resuming" in ln))
+        assert code == 0, out[-3000:] + err[-3000:]
+        fs = pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
+                               endpoint_override=endpoint, scheme="http")
+        ids = pq.read_table("drift/sweeps/lost/trials", filesystem=fs, columns=["trial_id"]).column("trial_id")
+        assert len(ids) == 16 and len(set(ids.to_pylist())) == 16, ids
+    finally:
+        server.stop()
