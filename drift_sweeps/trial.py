@@ -14,7 +14,7 @@ import torch
 from .spine import record
 from .spine.config import TrialConfig
 from .core.generators import Generator, GeneratorSpec, build_generator
-from .core.loss import drift_loss
+from .core.loss import drift_loss, drift_losses
 from .core.operators import FieldSpec
 from .spine.schedules import bandwidth_at
 from .core.catalog import make_target
@@ -111,14 +111,19 @@ class _Trial:
         # the generator's law is measured by quasi-Monte-Carlo: stratified noise, like the data draws
         self.eval_noise = net.noise(cfg.n_eval, eval_gen, stratified=True).to(self.device)
 
-    def loss(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-        """This step's drift loss, field and samples, and the bandwidth h(t)."""
+    def inputs(self, step: int) -> tuple[float, torch.Tensor, torch.Tensor, Optional[torch.Tensor], FieldSpec]:
+        """This step's bandwidth h(t), data batch, samples, negatives and field (the draws in a fixed order)."""
         cfg = self.cfg
         h = bandwidth_at(cfg.schedule, step * cfg.dt, cfg.h0, cfg.rate, cfg.bandwidth_min)
         pos = self.draw_data(cfg.n_data, self.gen).to(self.device)
         x, neg = self.model.draw(self.gen, self.device)
-        loss, v = drift_loss(x, pos, cfg.operator, FieldSpec.of(cfg, h, self.target.periodic), cfg.stop_gradient,
-                             neg=neg, feature_norm=cfg.feature_norm)
+        return h, pos, x, neg, FieldSpec.of(cfg, h, self.target.periodic)
+
+    def loss(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """This step's drift loss, field and samples, and the bandwidth h(t)."""
+        h, pos, x, neg, field = self.inputs(step)
+        loss, v = drift_loss(x, pos, self.cfg.operator, field, self.cfg.stop_gradient, neg=neg,
+                             feature_norm=self.cfg.feature_norm)
         return loss, v, x, h
 
     def evaluate(self, step: int, h: float, loss: torch.Tensor, v: torch.Tensor, finite: bool) -> dict[str, Any]:
@@ -138,6 +143,94 @@ class _Trial:
         return metrics
 
 
+class _Run:
+    """One configuration's run through the trial loop: its trial, its status, its reports."""
+
+    def __init__(self, cfg: TrialConfig, report: Optional[Report], start: float) -> None:
+        self.cfg, self.report, self.start = cfg, report, start
+        self.trial = _Trial(cfg)
+        self.fault_step = _fault_step(cfg)
+        self.status, self.conv_time, self.last = record.CENSORED, None, {}
+        self.finished = False
+        self.wall_time_s: Optional[float] = None
+
+    def advance(self, step: int, loss: torch.Tensor, v: torch.Tensor, x: torch.Tensor, h: float) -> None:
+        """After this step's loss: evaluate when due (report, stop on convergence or divergence), else move."""
+        cfg, trial = self.cfg, self.trial
+        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(v).all())
+        if step % cfg.eval_every == 0 or step == cfg.steps or not finite:
+            self.last = trial.evaluate(step, h, loss, v, finite)
+            if self.report is not None:
+                self.report(self.last)
+            if not trial.finite:
+                self.status = record.DIVERGED
+            elif trial.done:
+                self.status, self.conv_time = record.CONVERGED, step * cfg.dt
+            if not trial.finite or trial.done:
+                return self._finish()
+        if step == cfg.steps:
+            return self._finish()
+        trial.model.update(loss, v, x, step)
+
+    def _finish(self) -> None:
+        self.finished, self.wall_time_s = True, time.perf_counter() - self.start
+
+    def summary(self) -> dict[str, Any]:
+        return record.summary(self.status, self.last, convergence_time=self.conv_time, n_samples=self.cfg.n_samples,
+                              wall_time_s=self.wall_time_s, device_used=str(self.trial.device),
+                              floors=self.trial.evaluation.floors)
+
+
+def _losses(runs: list[_Run], step: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]]:
+    """This step's (loss, V, samples, h) of each run: one batched field per group of runs that share the
+    operator and the field (`drift_losses`), each run's own call otherwise."""
+    if len(runs) == 1:
+        return [runs[0].trial.loss(step)]
+    inputs = [r.trial.inputs(step) for r in runs]  # every run's draws, in the order a lone trial makes them
+    groups: dict[Any, list[int]] = {}
+    for i, (r, (_, _, _, neg, field)) in enumerate(zip(runs, inputs)):
+        c = r.cfg
+        key = (c.operator, repr(field), c.feature_norm, neg is None) if c.stop_gradient else ("alone", i)
+        groups.setdefault(key, []).append(i)
+    out: list[Any] = [None] * len(runs)
+    for key, idx in groups.items():
+        c = runs[idx[0]].cfg
+        if key[0] == "alone":
+            h, pos, x, neg, field = inputs[idx[0]]
+            loss, v = drift_loss(x, pos, c.operator, field, c.stop_gradient, neg=neg, feature_norm=c.feature_norm)
+            out[idx[0]] = (loss, v, x, h)
+            continue
+        xs, poss, negs = ([inputs[i][j] for i in idx] for j in (2, 1, 3))
+        for i, (loss, v) in zip(idx, drift_losses(xs, poss, negs, c.operator, inputs[idx[0]][4], c.feature_norm)):
+            out[i] = (loss, v, inputs[i][2], inputs[i][0])
+    return out
+
+
+def run_pack(cfgs: list[TrialConfig], reports: Optional[list[Optional[Report]]] = None,
+             on_finish: Optional[Callable[[int, dict[str, Any]], None]] = None) -> list[dict[str, Any]]:
+    """Train several configurations in lockstep (a packed trial, `pack: P`); -> their summaries, in order.
+
+    Each one runs exactly as it would alone (its own random draws, evaluations, reports and early stop);
+    at every step the fields of the runs that share the operator and the field are one batched computation.
+    A run's wall_time_s is the pack's elapsed time when that run finished; `on_finish(index, summary)` is
+    called as each one finishes.
+    """
+    start = time.perf_counter()
+    runs = [_Run(cfg, rep, start) for cfg, rep in zip(cfgs, reports or [None] * len(cfgs))]
+    for step in range(max(c.steps for c in cfgs) + 1):
+        live = [r for r in runs if not r.finished]
+        if not live:
+            break
+        for r in live:
+            if step == r.fault_step:
+                raise InjectedFailure(f"injected failure at step {r.fault_step}")
+        for r, out in zip(live, _losses(live, step)):
+            r.advance(step, *out)
+            if r.finished and on_finish is not None:
+                on_finish(runs.index(r), r.summary())
+    return [r.summary() for r in runs]
+
+
 def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, Any]:
     """Train one trial; call `report` every eval_every steps; return the summary.
 
@@ -146,28 +239,4 @@ def run_trial(cfg: TrialConfig, report: Optional[Report] = None) -> dict[str, An
     wall_time_s, device_used.  A non-finite loss, field or metric is divergence (a NaN/inf metric, e.g.
     inf - inf in a distance, is divergence, not censoring).
     """
-    start = time.perf_counter()
-    trial = _Trial(cfg)
-    fault_step = _fault_step(cfg)
-    status, conv_time, last = record.CENSORED, None, {}
-    for step in range(cfg.steps + 1):
-        if step == fault_step:
-            raise InjectedFailure(f"injected failure at step {fault_step}")
-        loss, v, x, h = trial.loss(step)
-        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(v).all())
-        if step % cfg.eval_every == 0 or step == cfg.steps or not finite:
-            last = trial.evaluate(step, h, loss, v, finite)
-            if report is not None:
-                report(last)
-            if not trial.finite:
-                status = record.DIVERGED
-                break
-            if trial.done:
-                status, conv_time = record.CONVERGED, step * cfg.dt
-                break
-        if step == cfg.steps:
-            break
-        trial.model.update(loss, v, x, step)
-    return record.summary(status, last, convergence_time=conv_time, n_samples=cfg.n_samples,
-                          wall_time_s=time.perf_counter() - start, device_used=str(trial.device),
-                          floors=trial.evaluation.floors)
+    return run_pack([cfg], [report])[0]

@@ -11,6 +11,7 @@ Two parts of the original paper's recipe are applied here, for every operator:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Optional
 
@@ -18,6 +19,8 @@ import torch
 
 from .geometry import distance
 from .operators import FieldSpec, drift
+
+log = logging.getLogger(__name__)
 
 _NORM_SUBSAMPLE = 1024  # feature_norm: points used to estimate the mean pairwise distance
 _SCALES_INSIDE = ("deng",)  # operators that sum their own bandwidth_scales (with drift_norm) internally
@@ -61,19 +64,64 @@ def drift_loss(
     normalised units; the returned V is in the samples' own units.
     Returns (loss scalar, V (N, D) detached).
     """
-    s = feature_scale(x, pos) if feature_norm else 1.0
-    xs, ps = x / s, pos / s
+    if stop_gradient:
+        return drift_losses([x], [pos], [neg], operator, field, feature_norm)[0]
+    s, xs, ps, _ = _scaled(x, pos, neg, feature_norm)
     if neg is not None:
         field = dataclasses.replace(field, neg_is_x=False)
-    if stop_gradient:
-        with torch.no_grad():
-            x_frozen = xs.detach()
-            negs = x_frozen if neg is None else neg.detach() / s
-            v = multi_bandwidth_drift(operator, x_frozen, ps, negs, field)  # (N, D)
-        target = (xs + v).detach()
-        loss = (xs - target).square().sum(-1).mean()
-        return loss, v * s
     negs = xs if neg is None else neg.detach() / s
     v = multi_bandwidth_drift(operator, xs, ps, negs, field)  # (N, D), differentiable in x and the negatives
     loss = v.square().sum(-1).mean()
     return loss, v.detach() * s
+
+
+def _scaled(x: torch.Tensor, pos: torch.Tensor, neg: Optional[torch.Tensor],
+            feature_norm: bool) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(s, x / s, pos / s, the frozen negatives / s): the inputs in the feature-normalised units."""
+    s = feature_scale(x, pos) if feature_norm else 1.0
+    xs = x / s
+    negs = xs.detach() if neg is None else neg.detach() / s
+    return s, xs, pos / s, negs
+
+
+_NOT_BATCHED: set[str] = set()  # operators/fields that do not run under torch.vmap: looped from then on
+
+
+def drift_losses(xs: list[torch.Tensor], poss: list[torch.Tensor], negs: list[Optional[torch.Tensor]],
+                 operator: str, field: FieldSpec, feature_norm: bool = False, batched: Optional[bool] = None
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The stop-gradient loss and drift of several independent trials that share the operator and the field.
+
+    batched (default: on a GPU): one field computation over a leading trial axis (torch.vmap of the dense
+    backend, whose pair blocks a GPU fills) where the shapes agree and the operator runs under vmap; else
+    one call per trial with the field's own backend (on a CPU the per-trial backends are already
+    compute-bound and faster).  Each entry equals `drift_loss` of that trial alone, exactly when looped and
+    within float rounding when batched.  A packed sweep (`pack: P`) runs its trials' steps through here."""
+    if negs[0] is not None:
+        field = dataclasses.replace(field, neg_is_x=False)
+    scaled = [_scaled(x, p, n, feature_norm) for x, p, n in zip(xs, poss, negs)]
+    if batched is None:
+        batched = xs[0].is_cuda
+    with torch.no_grad():
+        vs = _batched_field(operator, field, [(a.detach(), b, c) for _, a, b, c in scaled], batched)
+    out = []
+    for (s, x_s, _, _), v in zip(scaled, vs):
+        target = (x_s + v).detach()
+        out.append(((x_s - target).square().sum(-1).mean(), v * s))
+    return out
+
+
+def _batched_field(operator: str, field: FieldSpec, inputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                   batched: bool) -> list[torch.Tensor]:
+    """V of each (x, pos, neg): vmapped over the trials when it can be, else a loop."""
+    key = repr((operator, dataclasses.replace(field, bandwidth=1.0)))  # the bandwidth does not decide it
+    same = len({tuple(t.shape for t in args) for args in inputs}) == 1
+    if batched and len(inputs) > 1 and same and key not in _NOT_BATCHED:
+        dense = dataclasses.replace(field, backend="dense")
+        stacked = [torch.stack(list(t)) for t in zip(*inputs)]
+        try:
+            return list(torch.vmap(lambda x, p, n: multi_bandwidth_drift(operator, x, p, n, dense))(*stacked))
+        except (RuntimeError, NotImplementedError, ValueError, TypeError) as err:  # e.g. .item() in the field
+            log.info("%s: no batched field under torch.vmap (%s); one call per trial", operator, err)
+            _NOT_BATCHED.add(key)
+    return [multi_bandwidth_drift(operator, x, p, n, field) for x, p, n in inputs]

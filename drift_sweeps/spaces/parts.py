@@ -35,6 +35,7 @@ MAX_NAME_LEN = 100  # sweep and variant names (folder and column values)
 MAX_DESCRIPTION_LEN = 10_000
 MAX_SEARCH_SEED = 2**32 - 1  # the searchers' random state (numpy) takes 32-bit seeds
 MAX_FAILURES = 1000
+MAX_PACK = 4096  # configurations in one packed trial
 MAX_CPU_PER_TRIAL, MAX_GPU_PER_TRIAL = 1024, 64
 MAX_GRACE_PERIOD, MAX_REDUCTION_FACTOR = 10**6, 100
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@-]*")
@@ -55,6 +56,7 @@ _FILE_KEYS: dict[str, Any] = {
     "resources": {"cpu": 1, "gpu": 0},  # per trial; gpu applies only when the cluster has GPUs
     "max_concurrent": None,  # cap on trials running at once (null: as many as resources allow)
     "max_failures": 1,  # retries of a trial that raises, before it is recorded as `error`
+    "pack": 1,  # configurations per Ray trial, trained in lockstep as one batched computation (grid only)
 }
 _ASHA_KEYS = {"grace_period": 4, "reduction_factor": 3}
 
@@ -294,13 +296,23 @@ def check_top_level(raw: Any, source: str) -> dict[str, Any]:
         if r[key] not in allowed:
             raise SpaceError(f"{source}: {key} {r[key]!r} unknown; allowed: {', '.join(allowed)}")
     for key, low, high in (("num_samples", 1, MAX_TRIALS), ("seed", 0, MAX_SEARCH_SEED),
-                           ("max_failures", 0, MAX_FAILURES)):
+                           ("max_failures", 0, MAX_FAILURES), ("pack", 1, MAX_PACK)):
         if not _is_int(r[key]) or not low <= r[key] <= high:
             raise SpaceError(f"{source}: {key!r} must be an integer in [{low}, {high}], got {_short(r[key], 40)}")
     if r["max_concurrent"] is not None and (not _is_int(r["max_concurrent"]) or not 1 <= r["max_concurrent"] <= MAX_TRIALS):
         raise SpaceError(f"{source}: 'max_concurrent' must be null or an integer in [1, {MAX_TRIALS}], "
                          f"got {_short(r['max_concurrent'], 40)}")
     return r
+
+
+def check_pack(pack: int, search: str, scheduler: Optional[Mapping[str, Any]], source: str) -> None:
+    """pack > 1 needs the grid (packs are built from the grid points still to run) and no scheduler (a
+    scheduler stops Ray trials, and a packed trial holds several configurations)."""
+    if pack > 1 and search != "grid":
+        raise SpaceError(f"{source}: pack {pack} needs search: grid (packs are made of grid points), not {search!r}")
+    if pack > 1 and scheduler:
+        raise SpaceError(f"{source}: pack {pack} cannot be combined with a scheduler (it would stop a whole pack); "
+                         "drop the scheduler or set pack: 1")
 
 
 def check_search_fits(search: str, axes: list[Axis], variants: list[Variant], source: str) -> None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional
 
 from ..spine.config import ConfigError, TrialConfig, defaults
-from .parts import (MAX_TRIALS, REPLICATE_KEYS, SMOKE_CAPS, VARIANT_PARAM, Axis, SpaceError, Variant, _check_base_types,
+from .parts import (MAX_PACK, MAX_TRIALS, REPLICATE_KEYS, SMOKE_CAPS, VARIANT_PARAM, Axis, SpaceError, Variant, _check_base_types,
                     _describe, _parse_axes, _parse_resources, _parse_scheduler, _parse_variants, _plain, _short,
-                    check_search_fits, check_top_level, jsonable)
+                    check_pack, check_search_fits, check_top_level, jsonable)
 
 _MAX_VALIDATED = 50_000  # grid points checked one by one; beyond this only axes and variants are
 
@@ -42,6 +42,7 @@ class SearchSpace:
     gpu: float = 0
     max_concurrent: Optional[int] = None
     max_failures: int = 1
+    pack: int = 1  # configurations per Ray trial (parts._FILE_KEYS)
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set values applied to base
     smoke: bool = False
 
@@ -129,6 +130,13 @@ class SearchSpace:
         _validate_grid(out)
         return out
 
+    def with_pack(self, pack: int) -> "SearchSpace":
+        """A copy with another `pack` (`--pack P`)."""
+        if not isinstance(pack, int) or not 1 <= pack <= MAX_PACK:
+            raise SpaceError(f"--pack {_short(pack, 40)}: must be an integer in [1, {MAX_PACK}]")
+        check_pack(pack, self.search, self.scheduler, f"--pack {pack} with {self.source}")
+        return dataclasses.replace(self, pack=pack)
+
     def smoked(self) -> "SearchSpace":
         """A copy with steps and sample counts capped (`--smoke`): same trials, a quick look."""
         base = dict(self.base)
@@ -159,7 +167,7 @@ class SearchSpace:
             "variants": [{"name": v.name, **jsonable(v.values)} for v in self.variants],
             "search": self.search, "metric": self.metric, "mode": self.mode, "num_samples": self.num_samples,
             "seed": self.seed, "scheduler": jsonable(self.scheduler), "cpu": self.cpu, "gpu": self.gpu,
-            "max_concurrent": self.max_concurrent, "max_failures": self.max_failures,
+            "max_concurrent": self.max_concurrent, "max_failures": self.max_failures, "pack": self.pack,
             "overrides": jsonable(self.overrides), "smoke": self.smoke,
         }
 
@@ -173,7 +181,7 @@ class SearchSpace:
             "scheduler": ({"asha": {k: v for k, v in d["scheduler"].items() if k != "name"}}
                           if d.get("scheduler") else None),
             "resources": {"cpu": d["cpu"], "gpu": d["gpu"]}, "max_concurrent": d["max_concurrent"],
-            "max_failures": d["max_failures"],
+            "max_failures": d["max_failures"], "pack": d.get("pack", 1),
         }
         space = parse_space(raw, d.get("source", "sweep.json"))
         return dataclasses.replace(space, overrides=dict(d.get("overrides", {})), smoke=bool(d.get("smoke", False)))
@@ -198,8 +206,9 @@ def parse_space(raw: Any, source: str) -> SearchSpace:
         name=r["name"], description=(r["description"] or "").strip(), source=source, base=dict(base),
         axes=tuple(axes), variants=tuple(variants), search=r["search"], metric=r["metric"], mode=r["mode"],
         num_samples=r["num_samples"], seed=r["seed"], scheduler=scheduler, cpu=cpu, gpu=gpu,
-        max_concurrent=r["max_concurrent"], max_failures=r["max_failures"],
+        max_concurrent=r["max_concurrent"], max_failures=r["max_failures"], pack=r["pack"],
     )
+    check_pack(space.pack, space.search, space.scheduler, source)
     check_trial_count(space)
     _check_shadowed_base(space)
     _validate_grid(space)

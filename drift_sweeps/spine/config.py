@@ -168,6 +168,11 @@ def type_name(tp: Any) -> str:
 _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", Optional[str]: "str or null",
                tuple[float, ...]: "list of floats"}
 
+# Keys that may differ between the configurations of one packed trial (`pack: P`): they change values, not
+# shapes or code paths, so the trials still share one batched step.  Every other key is the same in a pack.
+PACK_FREE_KEYS = ("seed", "target_seed", "amplitude", "phase", "k_max", "k_min", "target_modes", "separation",
+                  "mode_std", "mode_weights", "init_weights", "bandwidth", "bandwidth_per_kmax", "rate",
+                  "bandwidth_min", "dt", "lr", "warmup_steps", "ema", "steps", "eval_every", "eps")
 NORMALIZATIONS = ("auto", "per_side", "joint", "none", "sharp")  # normalization: the kernel weights' normalisations
 NORMALIZED_OPERATORS = ("meanshift", "deng")  # the operators whose normalisation is the key `normalization`
 

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "embedded Ray); default: join the running cluster if there is one, else start an embedded Ray")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of an embedded Ray (default: all)")
     p.add_argument("--temp-dir", default=None, help="temp/log folder of an embedded Ray (default: Ray's, /tmp/ray)")
+    p.add_argument("--pack", type=int, default=None, metavar="P",
+                   help="run up to P configurations per Ray trial as one batched computation (grid sweeps; "
+                        "overrides the space's pack)")
     p.add_argument("--num-samples", type=int, default=None,
                    help="override the space's num_samples (grid/random: repeats; optuna: trials)")
     p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")

@@ -228,13 +228,19 @@ class SweepFolder:
         """A finished trial's files: its curves, spectra and samples, then its trials row, which marks it
         finished (so a write that fails leaves an unfinished trial, run again on resume).  Raises
         StorageError when a write fails."""
-        reports = list(reports)
-        with storage_errors(self.root, f"trial {trial_id}'s files"):
-            results.write_curves(self.root, trial_id, reports)
-            results.write_spectra(self.root, trial_id, reports)
-            results.write_samples(self.root, trial_id, reports)
+        TrialCurves(self.root).store(trial_id, reports)
+        self.record_row(trial_id, row)
+
+    def record_row(self, trial_id: str, row: Mapping[str, Any]) -> None:
+        """A finished trial's trials row, written last: its curves are already there (written by the trial,
+        `TrialCurves`, or by `record_trial`).  Raises StorageError when the write fails."""
+        with storage_errors(self.root, f"trial {trial_id}'s row"):
             results.write_trial(self.root, trial_id, row)
         self._recorded.add(trial_id)
+
+    def curve_files(self) -> "TrialCurves":
+        """The writer of the trials' curves, spectra and samples that travels to the trials (picklable)."""
+        return TrialCurves(self.root)
 
     def recorded_count(self) -> int:
         """How many trials have a row, as this driver knows without reading the folder (after `prepare`)."""
@@ -268,6 +274,51 @@ class SweepFolder:
         if removed:
             log.info("removed the partial files of %d unfinished trial(s): %s", len(removed),
                      ", ".join(sorted(removed)))
+
+
+class TrialCurves:
+    """The curves, spectra and samples files of trials, written from the trial's side (a Tune trainable on any
+    node of the cluster) so that only scalars travel through Tune.  Picklable: only the root travels.
+
+    One writer per file (the trial's, atomic renames); the trials row, written by the driver afterwards, still
+    marks a trial finished.  A trial that cannot see the folder (a local path on another machine) gets False
+    from `write` and sends its curves with its final report instead.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._reachable: Optional[bool] = None
+
+    def reachable(self) -> bool:
+        """Whether this process sees the sweep folder: its spec file (written before any trial) is there."""
+        if self._reachable is None:
+            import pyarrow.fs as pafs
+
+            try:
+                fs, root = results.resolve(self.root)
+                self._reachable = fs.get_file_info(f"{root}/{SPEC_FILE}").type == pafs.FileType.File
+            except OSError:
+                self._reachable = False
+        return self._reachable
+
+    def write(self, trial_id: str, reports: Iterable[Mapping[str, Any]]) -> bool:
+        """Write (replace) a trial's curves, spectra and samples; False when the folder is out of reach.
+        Raises StorageError when a write fails."""
+        if not self.reachable():
+            return False
+        self.store(trial_id, reports)
+        return True
+
+    def store(self, trial_id: str, reports: Iterable[Mapping[str, Any]]) -> None:
+        """Write (replace) a trial's curves, spectra and samples.  Raises StorageError when a write fails."""
+        reports = list(reports)
+        with storage_errors(self.root, f"trial {trial_id}'s curves"):
+            results.write_curves(self.root, trial_id, reports)
+            results.write_spectra(self.root, trial_id, reports)
+            results.write_samples(self.root, trial_id, reports)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root, "_reachable": None}  # reachability is a property of the process
 
 
 def table_counts(folder: SweepFolder, tables: Iterable[str] = results.TABLES) -> dict[str, int]:

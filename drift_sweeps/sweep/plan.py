@@ -40,7 +40,8 @@ class Plan:
 def plan(args: argparse.Namespace) -> Plan:
     """Validate everything that can be validated without Ray (and without the folder's lock)."""
     if args.resume:
-        for flag, given in (("--set", args.overrides), ("--num-samples", args.num_samples)):
+        for flag, given in (("--set", args.overrides), ("--num-samples", args.num_samples),
+                            ("--pack", getattr(args, "pack", None))):
             if given:
                 raise SpaceError(f"{flag} cannot be combined with --resume: a resumed sweep keeps the spec it "
                                  f"recorded in {SPEC_FILE}")
@@ -56,6 +57,8 @@ def plan(args: argparse.Namespace) -> Plan:
             space = space.smoked()
         if args.num_samples is not None:
             space = space.with_num_samples(args.num_samples)
+        if getattr(args, "pack", None) is not None:
+            space = space.with_pack(args.pack)
         name = args.name or (space.name + ("-smoke" if args.smoke else ""))
         check_name(name, "sweep name", limit=120)
         folder = SweepFolder.under(args.results, name)
@@ -133,7 +136,8 @@ def describe(p: Plan) -> str:
     lines += [
         f"resources per trial: {s.cpu:g} CPU, {s.gpu:g} GPU when the cluster has GPUs (override: --gpus-per-trial)",
         f"metric: {s.metric} ({s.mode}); scheduler: {s.scheduler['name'] if s.scheduler else 'none'}; "
-        f"retries per trial: {s.max_failures}; max concurrent: {p.max_concurrent or 'as resources allow'}",
+        f"retries per trial: {s.max_failures}; max concurrent: {p.max_concurrent or 'as resources allow'}"
+        + (f"; up to {s.pack} configurations per Ray trial (pack)" if s.pack > 1 else ""),
         f"base config: {json.dumps(dict(s.base), sort_keys=True)}" + (" (--smoke)" if s.smoke else ""),
         f"results: {p.sweep_root}/{{{','.join(results.TABLES)}}}/",
     ]

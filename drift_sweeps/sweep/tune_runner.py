@@ -21,6 +21,7 @@ from ..tune import session
 from . import watchdog
 from .folder import TUNE_DIR, StorageError
 from .identity import grid_part, missing_points
+from .packing import PACK_PARAM, make_packs
 from .plan import Plan, spec_record
 from .provenance import driver_versions, git_commit
 from .report import report
@@ -28,6 +29,12 @@ from .runner import Runner
 from .signals import Interrupts
 
 log = logging.getLogger("drift_sweeps")
+
+# Tune's default loggers (CSV, JSON, TensorBoard files per trial under <sweep>/tune/) write what Tune's own
+# view reads (docs/live.md), and keep per-trial state on the driver, whose memory then grows with the
+# trials (ray-project/ray#64231).  Our Parquet rows are the record: beyond this many trials they are off.
+TUNE_LOGGERS_MAX_TRIALS = 1000
+LOGGERS_OFF = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
 
 class TuneRunner(Runner):
@@ -56,6 +63,8 @@ class TuneRunner(Runner):
             ray.shutdown()
 
     def _sweep(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts, embedded: bool) -> int:
+        from ray import tune
+
         from ..tune import live
 
         space = p.space
@@ -72,37 +81,50 @@ class TuneRunner(Runner):
             print(line, flush=True)
         if points == 0:
             return report(p, args)
-        tuner, writer = _tuner(p, args, gpu, todo_params, points, searcher, kept, (commit, versions))
+        packs = make_packs(space, [params for _, params in missing_points(space, kept)]) if space.pack > 1 else None
+        if packs is not None:
+            todo_params, searcher = {PACK_PARAM: tune.grid_search(list(range(len(packs))))}, None
+            points = sum(len(pack) for pack in packs)
+            print(f"{points} trials in {len(packs)} packs of up to {space.pack} configurations", flush=True)
+        tuner, writer = _tuner(p, args, gpu, todo_params, points, searcher, kept, (commit, versions), packs)
         interrupts.on_first = writer.stop_recording
         try:
-            grid = _fit(tuner, args.verbose, interrupts)
+            grid = _fit(tuner, args.verbose, interrupts, loggers=space.trial_count() <= TUNE_LOGGERS_MAX_TRIALS)
         except OSError:
             grid = None  # a failed write of ours (raised below), or of Tune's own state in the folder
             if writer.failure is None:
                 raise
         if writer.failure is not None:
             raise StorageError(str(writer.failure)) from None
-        print_best(grid, space)
+        if space.pack > 1:
+            print(f"\n{writer.progress.best_text()}" if writer.progress else "")
+        else:
+            print_best(grid, space)
         return report(p, args, interrupts.signame)
 
 
 def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str, Any], points: int,
-           searcher: Any, kept: Mapping[str, Any], provenance: tuple[Optional[str], str]) -> tuple[Any, Any]:
-    """(Tuner, results writer) of the trials to run."""
+           searcher: Any, kept: Mapping[str, Any], provenance: tuple[Optional[str], str],
+           packs: Optional[list[list[dict[str, Any]]]] = None) -> tuple[Any, Any]:
+    """(Tuner, results writer) of the trials to run (packed trials when `packs` is given)."""
     from ray import tune
 
     from ..spine.record import CURVE_METRICS
     from ..tune import live
-    from ..tune.adapter import make_trainable, scheduler
+    from ..tune.adapter import make_packed_trainable, make_trainable, scheduler
+    from ..tune.pack_writer import PackWriter
     from ..tune.progress import ProgressReporter
     from ..tune.writer import ResultsWriter
 
     space = p.space
     path, fs = p.folder.storage()
-    trainable = tune.with_resources(make_trainable(space), {"cpu": space.cpu, "gpu": gpu})
-    progress = ProgressReporter(points, metric=space.metric, mode=space.mode,
+    store = p.folder.curve_files()
+    function = make_trainable(space, store) if packs is None else make_packed_trainable(space, packs, store)
+    trainable = tune.with_resources(function, {"cpu": space.cpu, "gpu": gpu})
+    progress = ProgressReporter(points, metric=space.metric, mode=space.mode, counts_trials=packs is None,
                                 converge_on=space.base.get("converge_on", "worst_rel_error"))
-    writer = ResultsWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept))
+    writer = (ResultsWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept)) if packs is None else
+              PackWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept), packs=packs))
     callbacks = [writer, progress]
     tensorboard = live.tensorboard_dir(p.sweep_root)
     if tensorboard:
@@ -113,7 +135,7 @@ def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str,
         param_space=todo_params,
         tune_config=tune.TuneConfig(
             metric=space.metric, mode=space.mode, scheduler=scheduler(space), search_alg=searcher,
-            num_samples=points, max_concurrent_trials=p.max_concurrent, reuse_actors=True,
+            num_samples=points if packs is None else 1, max_concurrent_trials=p.max_concurrent, reuse_actors=True,
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(
@@ -124,16 +146,23 @@ def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str,
     return tuner, writer
 
 
-def _fit(tuner: Any, verbose: int, interrupts: Interrupts) -> Any:
+def _fit(tuner: Any, verbose: int, interrupts: Interrupts, loggers: bool = True) -> Any:
     """tuner.fit() with our SIGINT/SIGTERM handling forwarded to Tune's own."""
     # --verbose 0: our own progress lines only (Tune's new output prints a configuration box and a
     # TensorBoard hint pointing at a temporary folder even when silent; its legacy reporter does not)
     quiet = {"RAY_AIR_NEW_OUTPUT": "0"} if verbose == 0 and "RAY_AIR_NEW_OUTPUT" not in os.environ else {}
+    if not loggers:
+        quiet.update({k: v for k, v in LOGGERS_OFF.items() if k not in os.environ})
     os.environ.update(quiet)
     interrupts.in_fit = True
+    # fit() ends by reading Tune's per-trial result files, which its loggers (when on) write
+    analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = analysis_log.level
+    analysis_log.setLevel(logging.ERROR)
     try:
         return tuner.fit()
     finally:
+        analysis_log.setLevel(level)
         for key in quiet:
             os.environ.pop(key, None)
         interrupts.in_fit = False

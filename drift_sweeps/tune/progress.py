@@ -25,8 +25,9 @@ class ProgressReporter(tune.Callback):
     """Progress lines: `[done/total] trial params: outcome (wall time on node)` and periodic summaries."""
 
     def __init__(self, total: int, metric: str = record.OBJECTIVE, mode: str = "min",
-                 converge_on: str = "worst_rel_error") -> None:
+                 converge_on: str = "worst_rel_error", counts_trials: bool = True) -> None:
         self._total = total
+        self._counts_trials = counts_trials  # False: Tune's trials are packs, `total` counts configurations
         self._converge_on = converge_on  # the running trials' convergence metric (the space's base config)
         self._metric, self._mode = metric, mode
         self._best: Optional[tuple[float, str]] = None  # (value, trial id) of the best finished trial
@@ -36,7 +37,7 @@ class ProgressReporter(tune.Callback):
 
     def setup(self, total_num_samples: Optional[int] = None, **info: Any) -> None:
         """Start of fit (also after a restore)."""
-        self._total = total_num_samples or self._total
+        self._total = (total_num_samples if self._counts_trials else None) or self._total
         self._done = 0
         self._best = None
         self._latest = {}
@@ -85,12 +86,14 @@ class ProgressReporter(tune.Callback):
         if better:
             self._best = (float(value), trial_id)
 
-    def trial_written(self, trial: Trial, row: Mapping[str, Any], note: Optional[str] = None) -> None:
-        """One line for a trial whose row has just been written."""
+    def trial_written(self, trial: Trial, row: Mapping[str, Any], note: Optional[str] = None,
+                      member: Optional[tuple[str, Mapping[str, Any]]] = None) -> None:
+        """One line for a trial (a packed trial's `member`: (id, parameters)) whose row has just been written."""
         self._done += 1
         self._latest.pop(trial.trial_id, None)
-        self._update_best(trial.trial_id, row)
-        label = ", ".join(f"{k}={_short(v)}" for k, v in trial.config.items()) or "base"
+        tid, params = member or (trial.trial_id, trial.config)
+        self._update_best(tid, row)
+        label = ", ".join(f"{k}={_short(v)}" for k, v in params.items()) or "base"
         outcome = row["status"]
         if row["status"] == record.CONVERGED:
             outcome += f" at t={row['convergence_time']:g}"
@@ -104,7 +107,7 @@ class ProgressReporter(tune.Callback):
         if row.get("error"):
             outcome += f" after {row['attempts']} attempt(s): {row['error']}"
         wall = row.get("wall_time_s")
-        log.info("[%d/%d] %s  %s: %s  (%s on %s)", self._done, self._total, trial.trial_id, label, outcome,
+        log.info("[%d/%d] %s  %s: %s  (%s on %s)", self._done, self._total, tid, label, outcome,
                  f"{wall:.1f} s" if wall is not None else "?", row.get("node") or "?")
 
 

@@ -1,6 +1,8 @@
-"""The results writer: a driver-side `tune.Callback` that turns each trial's reports into its
-trials / curves / spectra Parquet files when the trial completes or errors, through the sweep folder
-(`drift_sweeps.sweep.folder.SweepFolder`, passed in: the sweep package builds on this one, not the reverse).
+"""The results writer: a driver-side `tune.Callback` that writes each trial's trials row when the trial
+completes or errors, through the sweep folder (`drift_sweeps.sweep.folder.SweepFolder`, passed in: the sweep
+package builds on this one, not the reverse).  The trial wrote its curves, spectra and samples itself
+(`adapter.CurveStore`); a trial that could not reach the folder sends them with its last report, and this
+writer writes them.  The driver keeps one scalar report per running trial, nothing per finished one.
 
 One writer per file, atomic renames, files named after the Tune trial id: a re-run trial replaces its
 files instead of adding rows.  A retry starts a new attempt of the trainable (a new `attempt_id` in
@@ -28,7 +30,7 @@ from ray.tune.experiment import Trial
 from .. import results
 from ..spaces import VARIANT_PARAM, SearchSpace
 from ..spine import record
-from .adapter import ATTEMPT_KEY, CONTEXT_KEYS, SUMMARY_KEY
+from .adapter import ATTEMPT_KEY, CONTEXT_KEYS, CURVES_KEY, STORAGE_KEY, SUMMARY_KEY
 from .progress import ProgressReporter
 
 log = logging.getLogger(__name__)
@@ -41,15 +43,18 @@ class TrialFiles(Protocol):
 
     def record_trial(self, trial_id: str, row: Mapping[str, Any], reports: Iterable[Mapping[str, Any]]) -> None: ...
 
+    def record_row(self, trial_id: str, row: Mapping[str, Any]) -> None: ...
+
     def discard_unfinished(self) -> set[str]: ...
 
 
 @dataclasses.dataclass
 class _TrialState:
-    """What the driver holds of one running trial: its current attempt's reports and context."""
+    """What the driver holds of one running trial: its current attempt's last report and context."""
 
     attempt: Optional[str] = None
-    reports: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    last: Optional[dict[str, Any]] = None  # the last eval's scalars
+    curves: Optional[list[dict[str, Any]]] = None  # only from a trial that could not write them
     summary: Optional[dict[str, Any]] = None
     context: dict[str, str] = dataclasses.field(default_factory=dict)
     time_total_s: Optional[float] = None
@@ -107,19 +112,21 @@ class ResultsWriter(tune.Callback):
                     self.space.resolve(trial.config).to_dict())
 
     def on_trial_result(self, iteration: int, trials: list, trial: Trial, result: dict, **info: Any) -> None:
-        """Buffer one eval report of the current attempt (or keep the final summary)."""
+        """Keep the last eval report of the current attempt (or the final summary)."""
         st = self._st(trial)
         attempt = result.get(ATTEMPT_KEY)
-        if attempt != st.attempt:  # a new attempt (a retry) starts from step 0: drop the old one's reports
-            st.attempt, st.reports, st.summary = attempt, [], None
+        if attempt != st.attempt:  # a new attempt (a retry) starts from step 0: drop the old one's report
+            st.attempt, st.last, st.summary, st.curves = attempt, None, None, None
         st.context = {k: result[k] for k in CONTEXT_KEYS if k in result}
         st.time_total_s = result.get("time_total_s")
+        if result.get(STORAGE_KEY) and self.failure is None:  # the trial's own write failed
+            self.failure = OSError(result[STORAGE_KEY])
         if SUMMARY_KEY in result:
             st.summary = dict(result[SUMMARY_KEY])
+            st.curves = result.get(CURVES_KEY)
             return
         if result.get("step") is not None:
-            st.reports.append({k: result.get(k) for k in (*record.CURVE_METRICS, *record.SPECTRUM_KEYS,
-                                                          record.SAMPLES_KEY)})
+            st.last = {k: result.get(k) for k in record.CURVE_METRICS}
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Trial, **info: Any) -> None:
         """A failed trial will be retried from scratch."""
@@ -134,7 +141,7 @@ class ResultsWriter(tune.Callback):
         note = None
         summary = st.summary
         if summary is None:
-            if not self.recording or not self.space.scheduler or not st.reports:
+            if not self.recording or not self.space.scheduler or st.last is None:
                 log.info("trial %s stopped before it finished; not recorded (it runs again on resume)",
                          trial.trial_id)
                 self._state.pop(trial.trial_id, None)
@@ -159,33 +166,44 @@ class ResultsWriter(tune.Callback):
         if self.failure is not None:
             return  # the resume removes what is partial
         written = self.folder.discard_unfinished()
-        unknown = written - self.keep - {t.trial_id for t in trials}
+        unknown = written - self.keep - self.ids_of(trials)
         if unknown:
             log.warning("rows of trial(s) neither of this run nor kept from an earlier one: %s", ", ".join(sorted(unknown)))
 
     # ---- helpers ----
+    def ids_of(self, trials: list) -> set[str]:
+        """The trial ids whose rows these Tune trials write."""
+        return {t.trial_id for t in trials}
+
     def _partial_summary(self, trial: Trial, st: _TrialState, status: str) -> dict[str, Any]:
         """A summary built from the reports received so far (trial stopped or failed)."""
         cfg = self.space.resolve(trial.config)
-        return record.summary(status, st.reports[-1] if st.reports else {}, convergence_time=None,
+        return record.summary(status, st.last or {}, convergence_time=None,
                               n_samples=cfg.n_samples, wall_time_s=st.time_total_s,
                               device_used=st.context.get("device_used"))
 
     def _write(self, trial: Trial, st: _TrialState, summary: Mapping[str, Any], *, error: Optional[str],
-               attempts: int, note: Optional[str] = None, quiet: bool = False) -> None:
-        cfg = self.space.resolve(trial.config).to_dict()
-        variant = trial.config.get(VARIANT_PARAM) if len(self.space.variants) > 1 else None
+               attempts: int, note: Optional[str] = None, quiet: bool = False,
+               member: Optional[tuple[str, Mapping[str, Any]]] = None) -> None:
+        """Write a trial's row (a packed trial's `member`: (its id, its parameters))."""
+        tid, params = member or (trial.trial_id, trial.config)
+        cfg = self.space.resolve(params).to_dict()
+        variant = params.get(VARIANT_PARAM) if len(self.space.variants) > 1 else None
         row = results.trial_row(
-            sweep=self.sweep, trial_id=trial.trial_id, config=cfg, summary=summary,
+            sweep=self.sweep, trial_id=tid, config=cfg, summary=summary,
             node=st.context.get("node"), attempts=attempts, error=error, swept_axes=self.swept, variant=variant,
             versions=json.loads(st.context.get("versions") or self.driver_versions), git_commit=self.git_commit,
         )
-        written = self._store(self.folder.record_trial, trial.trial_id, row, st.reports)
-        self._state.pop(trial.trial_id, None)
+        if st.curves is not None:  # the trial could not reach the folder: its curves came with its last report
+            written = self._store(self.folder.record_trial, tid, row, st.curves)
+        else:
+            written = self._store(self.folder.record_row, tid, row)
+        if member is None:
+            self._state.pop(trial.trial_id, None)
         if not written:
             return  # never reported as finished: it has no row
         if self.progress is not None and not quiet:
-            self.progress.trial_written(trial, row, note=note)
+            self.progress.trial_written(trial, row, note=note, member=member)
 
 
 _EXC_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*(?:Error|Exception|Failure|Interrupt|Exit)\w*)(?:\(.*?\))?: (.*)$")
