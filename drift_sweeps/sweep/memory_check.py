@@ -78,13 +78,12 @@ def runs_here(args: argparse.Namespace) -> bool:
 
 def check_trial_memory(space: SearchSpace, args: argparse.Namespace, node_bytes: Optional[int] = None) -> None:
     """SpaceError (one line: the estimate, its largest part, the trial, the node's memory) for the first trial
-    whose lower-bound peak exceeds this node's memory, when the trials run here on its CPU."""
+    whose lower-bound peak exceeds this node's memory (`node_bytes`, else this machine's when the trials run
+    here), on its CPU."""
+    here = node_bytes is None
+    node_bytes = node_memory_bytes() if here else node_bytes
     if node_bytes is None:
-        if not runs_here(args):
-            return
-        node_bytes = node_memory_bytes()
-        if node_bytes is None:
-            return
+        return
     # device auto takes a GPU when this machine has one and the trial may use it (serial: always; under Ray:
     # when it asks for a GPU share, which an embedded Ray grants only where there are GPUs)
     gpu_asked = getattr(args, "serial", False) or space.gpu > 0 or (getattr(args, "gpus_per_trial", None) or 0) > 0
@@ -93,13 +92,17 @@ def check_trial_memory(space: SearchSpace, args: argparse.Namespace, node_bytes:
         if cfg.device == "cuda" or (cfg.device == "auto" and gpu_auto):
             continue  # its tensors live on a GPU: not this check's memory
         need = peak_bytes(cfg)
-        if need > node_bytes:
-            parts = peak_parts(cfg)
-            part = max(("evaluation", "dense_field"), key=lambda k: parts[k])
-            what = {"evaluation": f"the evaluation's pairwise distances of n_eval = {cfg.n_eval}",
-                    "dense_field": f"the dense field of stop_gradient = false at n_samples = {cfg.n_samples}, "
-                                   f"n_data = {cfg.n_data}"}[part]
-            shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k in _MEMORY_KEYS or k == VARIANT_PARAM)
-            raise SpaceError(f"{space.source}: a trial ({shown or 'the base config'}) needs at least {gib(need)} of "
-                             f"memory ({what}: {gib(parts[part])}), more than this node's {gib(node_bytes)}; "
-                             "lower n_eval / n_samples or run it on a larger node")
+        if need > node_bytes and (not here or runs_here(args)):  # (where the trials run is asked only now)
+            raise SpaceError(_refusal(space, params, cfg, need, node_bytes))
+
+
+def _refusal(space: SearchSpace, params: dict[str, Any], cfg: Any, need: int, node_bytes: int) -> str:
+    parts = peak_parts(cfg)
+    part = max(("evaluation", "dense_field"), key=lambda k: parts[k])
+    what = {"evaluation": f"the evaluation's pairwise distances of n_eval = {cfg.n_eval}",
+            "dense_field": f"the dense field of stop_gradient = false at n_samples = {cfg.n_samples}, "
+                           f"n_data = {cfg.n_data}"}[part]
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k in _MEMORY_KEYS or k == VARIANT_PARAM)
+    return (f"{space.source}: a trial ({shown or 'the base config'}) needs at least {gib(need)} of memory ({what}: "
+            f"{gib(parts[part])}), more than this node's {gib(node_bytes)}; lower n_eval / n_samples or run it on "
+            "a larger node")
