@@ -1,0 +1,104 @@
+"""Many tiny trials through the CLI: per-trial overhead, the driver's memory as trials finish, and the time
+to read the trials table afterwards.
+
+    python -m benchmarks.many_trials --trials 10000 [--pack 100] [--num-cpus 2] [--results DIR]
+
+The space is a grid of tiny torus trials (`--steps` steps of 16 particles, seeds as the axis).  While the
+sweep runs, the driver's resident memory is sampled from /proc with the count of finished rows; printed:
+wall time, per-trial overhead (wall x slots / trials - the trials' own mean run time), RSS at 1k / 5k /
+10k finished trials, and the time `results.read_table` takes on the trials table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from drift_sweeps import results
+
+MARKS = (1000, 5000, 10000)
+
+
+def space_file(folder: Path, trials: int, steps: int, pack: int) -> Path:
+    doc = {"name": "many", "description": "many tiny trials", "search": "grid", "pack": pack,
+           "resources": {"cpu": 1, "gpu": 0},
+           "base": {"target": "torus1d", "k_max": 1, "n_samples": 16, "n_data": 16, "n_eval": 16, "steps": steps,
+                    "eval_every": steps, "dt": 0.1, "samples_kept": 0},
+           "axes": {"seed": list(range(trials))}}
+    path = folder / "many.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its Python children named like the driver (MB)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def rows(sweep: Path) -> int:
+    folder = sweep / "trials"
+    try:
+        return sum(1 for n in os.listdir(folder) if n.endswith(".parquet") and not n.startswith("."))
+    except OSError:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=10000)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--pack", type=int, default=1)
+    ap.add_argument("--num-cpus", type=int, default=2)
+    ap.add_argument("--results", default=None, help="results root (default: a temporary folder, removed)")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="many"))
+    root = Path(args.results) if args.results else tmp / "res"
+    space = space_file(tmp, args.trials, args.steps, args.pack)
+    cmd = [sys.executable, "-m", "drift_sweeps.run", str(space), "--results", str(root), "--overwrite",
+           "--address", "local", "--num-cpus", str(args.num_cpus)]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples: list[tuple[float, int, float]] = []
+    while proc.poll() is None:
+        samples.append((time.monotonic() - start, rows(root / "many"), rss_mb(proc.pid)))
+        time.sleep(1.0)
+    wall = time.monotonic() - start
+    sweep = str(root / "many")
+    t0 = time.perf_counter()
+    trials = results.read_table(sweep, "trials")
+    read_s = time.perf_counter() - t0
+    mean_run = float(trials["wall_time_s"].mean())
+    per_trial = wall * args.num_cpus / len(trials) - (mean_run if args.pack == 1 else 0.0)
+    print(f"trials: {len(trials)} of {args.trials} (exit {proc.returncode}), pack {args.pack}, "
+          f"{args.num_cpus} CPUs, {args.steps} steps each")
+    print(f"wall: {wall:.0f} s; wall x slots / trials: {wall * args.num_cpus / len(trials):.3f} s; "
+          f"trial's own mean run time: {mean_run:.3f} s; overhead per trial: {per_trial:.3f} s")
+    for mark in MARKS:
+        at = next((s for s in samples if s[1] >= mark), None)
+        if at is not None:
+            print(f"driver RSS at {mark} rows: {at[2]:.0f} MB (t = {at[0]:.0f} s)")
+    first = next((s for s in samples if s[1] > 0), None)
+    peak = max((s[2] for s in samples), default=float("nan"))
+    if first is not None:
+        print(f"driver RSS at the first row: {first[2]:.0f} MB; peak: {peak:.0f} MB")
+    print(f"read the trials table ({len(trials)} rows): {read_s:.2f} s")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if proc.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
