@@ -35,3 +35,22 @@ def test_verdicts_name_the_side_or_the_bound():
     assert studies._ratio_verdict({"diff": math.log(2), "diff_lo": math.log(1.5), "diff_hi": math.log(3),
                                    "equivalence_bound": math.log(3)}).startswith("x2")
     assert studies.drift_label("mean-shift joint annealed") == "mean-shift joint"
+
+
+def test_generators_check_ranks_drifts_by_their_distance_to_the_floor():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for drift, ratio in (("good", 1.2), ("bad", 4.0)):
+        for seed in range(5):
+            d = ratio * (1 + 0.05 * rng.standard_normal())
+            rows.append({"kernel": "gaussian", "variant": drift, "status": "censored", "wall_time_s": 1.0,
+                         "final_sample_distance": 0.01 * d, "sample_distance_floor": 0.01,
+                         "final_sliced_w2": 0.002 * d, "sliced_w2_floor": 0.002, "final_modes_covered": 8.0})
+    analysis = SimpleNamespace(sweep=SimpleNamespace(trials=pd.DataFrame(rows)))
+    table = [ln for ln in "\n".join(studies.generators_check(analysis)).splitlines() if ln.startswith("| gaussian")]
+    assert [ln.split(" | ")[2] for ln in table] == ["good", "bad"]
+    good, bad = (ln.split(" | ") for ln in table)
+    assert good[3].startswith("1.2") and bad[3].startswith("4")  # energy distance / floor, mean [CI]
+    assert bad[-2].startswith("x3.3")  # bad / good, separated (CI excludes 1)
