@@ -137,3 +137,28 @@ def test_a_packed_sweep_writes_the_rows_of_the_unpacked_one(capsys, make_space, 
     # the same command again finds every configuration finished
     rc, again = run_cli(capsys, str(space), "--results", res, "--pack", "3", "--name", "packed")
     assert rc == 0 and "finished (6 of 6 trials)" in again
+
+
+@pytest.fixture
+def failing_long_runs(monkeypatch) -> None:
+    """Trials with steps = 20 raise at step 12 (set before Ray starts its workers)."""
+    import json
+
+    from drift_sweeps.trial import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, json.dumps({"step": 12, "steps": 20}))
+
+
+def test_a_failing_pack_keeps_its_finished_rows_and_records_the_rest_as_errors(capsys, make_space, tmp_path,
+                                                                               failing_long_runs, local_ray):
+    space = make_space("packfail", axes={"steps": [5, 20]}, pack=2, max_failures=0, base_extra={"eps": 1e-9})
+    res = str(tmp_path / "res")
+    rc, out = run_cli(capsys, str(space), "--results", res)
+    assert rc == 0, out  # the sweep goes on
+    trials = results.read_table(f"{res}/packfail", "trials").set_index("steps")
+    assert trials.loc[5, "status"] == "censored" and trials.loc[5, "steps_run"] == 5
+    assert trials.loc[20, "status"] == "error" and "InjectedFailure" in trials.loc[20, "error"]
+    curves = results.read_table(f"{res}/packfail", "curves")
+    assert curves[curves["trial_id"] == trials.loc[20, "trial_id"]]["step"].max() == 10  # its curves so far
+    rc, again = run_cli(capsys, str(space), "--results", res)
+    assert rc == 0 and "finished (2 of 2 trials)" in again
