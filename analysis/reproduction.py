@@ -124,7 +124,9 @@ BEYOND: tuple[Study, ...] = (
     Study("operators_2026", "11. The kernels, normalisations and operators of 2026", ("ablation",),
           checks=studies.operators_check),
     Study("operators_2026_cauchy", "11b. The Cauchy kernel's rows", (), checks=studies.operators_check),
-    Study("operators_2026_generators", "11c. The 2026 drifts training a generator", (),
+    Study("operators_2026_generators", "11c. The 2026 drifts training a generator: eight Gaussians", (),
+          checks=studies.generators_check),
+    Study("operators_2026_generators-moons", "11d. The 2026 drifts training a generator: moons", (),
           checks=studies.generators_check),
 )
 SETS = {"seed": (STUDIES, "reproduction.md", "Reproducing the seed paper's claims"),

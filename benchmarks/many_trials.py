@@ -92,9 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         if at is not None:
             print(f"driver RSS at {mark} rows: {at[2]:.0f} MB (t = {at[0]:.0f} s)")
     first = next((s for s in samples if s[1] > 0), None)
-    peak = max((s[2] for s in samples), default=float("nan"))
-    if first is not None:
-        print(f"driver RSS at the first row: {first[2]:.0f} MB; peak: {peak:.0f} MB")
+    last_row = next((s for s in reversed(samples) if s[1] < len(trials)), None)
+    peak = max(samples, key=lambda s: s[2], default=None)
+    if first is not None and peak is not None:
+        print(f"driver RSS at the first row: {first[2]:.0f} MB; peak: {peak[2]:.0f} MB at t = {peak[0]:.0f} s "
+              f"({peak[1]} rows of {len(trials)})")
+    for frac in (0.25, 0.5, 0.75, 1.0):
+        at = next((s for s in samples if s[1] >= frac * len(trials)), None)
+        if at is not None:
+            print(f"  {at[1]:>6} rows: {at[2]:.0f} MB (t = {at[0]:.0f} s)")
+    if last_row is not None:
+        print(f"after the last trial's row (report, compaction, shutdown): {wall - last_row[0]:.0f} s")
     print(f"read the trials table ({len(trials)} rows): {read_s:.2f} s")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0 if proc.returncode == 0 else 1

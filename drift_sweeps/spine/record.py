@@ -35,6 +35,16 @@ SPECTRUM_KEYS = ("spectrum_k", "spectrum_error")
 # The last report of a trial carries its samples (a list of coordinate lists) under this key (`samples` table).
 SAMPLES_KEY = "samples"
 
+# A packed trial (`pack: P`) is one Tune trial holding several configurations: its Tune parameter is the index of
+# its pack, and its configurations' trial ids are `member_id(<Tune trial id>, index)`.
+PACK_PARAM = "pack"
+
+
+def member_id(trial_id: str, index: int) -> str:
+    """The trial id of a packed trial's index-th configuration."""
+    return f"{trial_id}-{index:04d}"
+
+
 # How a trial ended.
 CONVERGED, CENSORED, DIVERGED, ERROR = "converged", "censored", "diverged", "error"
 STATUSES = (CONVERGED, CENSORED, DIVERGED, ERROR)

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from ..spaces import SearchSpace
 from ..spine.config import PACK_FREE_KEYS
-from ..tune.adapter import PACK_PARAM, member_id  # noqa: F401 - the packed trial's names, with the packs
+from ..spine.record import PACK_PARAM, member_id  # noqa: F401 - the packed trial's names, with the packs
 
 
 def pack_key(config: Mapping[str, Any]) -> str:

@@ -32,8 +32,7 @@ log = logging.getLogger("drift_sweeps")
 
 # Tune's default loggers (CSV, JSON, TensorBoard files per trial under <sweep>/tune/) write what Tune's own
 # view reads (docs/live.md), and keep per-trial state on the driver, whose memory then grows with the
-# trials (ray-project/ray#64231).  Our Parquet rows are the record: beyond this many trials they are off.
-TUNE_LOGGERS_MAX_TRIALS = 1000
+# trials (ray-project/ray#64231).  Our Parquet rows are the record: in a large sweep they are off.
 LOGGERS_OFF = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
 
@@ -66,6 +65,7 @@ class TuneRunner(Runner):
         from ray import tune
 
         from ..tune import live
+        from ..tune.adapter import LARGE_SWEEP_TRIALS
 
         space = p.space
         gpu = session.gpus_per_trial(space, args.gpus_per_trial)
@@ -89,7 +89,7 @@ class TuneRunner(Runner):
         tuner, writer = _tuner(p, args, gpu, todo_params, points, searcher, kept, (commit, versions), packs)
         interrupts.on_first = writer.stop_recording
         try:
-            grid = _fit(tuner, args.verbose, interrupts, loggers=space.trial_count() <= TUNE_LOGGERS_MAX_TRIALS)
+            grid = _fit(tuner, args.verbose, interrupts, loggers=space.trial_count() <= LARGE_SWEEP_TRIALS)
         except OSError:
             grid = None  # a failed write of ours (raised below), or of Tune's own state in the folder
             if writer.failure is None:

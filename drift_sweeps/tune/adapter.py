@@ -30,6 +30,10 @@ STORAGE_KEY = "storage_error"  # the cause of a failed curves write: the sweep s
 ESTIMATED_KEY = f"{record.OBJECTIVE}_estimated"
 HEAVY_KEYS = (*record.SPECTRUM_KEYS, record.SAMPLES_KEY)  # never through Tune: the trial writes them
 FLUSH_S = 5.0  # a running trial's curves on disk are at most this many seconds behind its reports
+# A large sweep (more trials than this) is lean: Tune's per-trial logger files are off (sweep.tune_runner) and each
+# eval report carries only what Tune and the progress lines use (Tune keeps statistics of every numeric key of
+# every trial on the driver: its memory grows with the trials), not every curve metric (the Parquet curves have them).
+LARGE_SWEEP_TRIALS = 1000
 
 
 class CurveStore(Protocol):
@@ -100,11 +104,13 @@ def make_trainable(space: SearchSpace, store: Optional[CurveStore] = None) -> Ca
         t_budget = cfg.steps * cfg.dt
         curves = _Curves(store, tune.get_context().get_trial_id(), every_report=bool(space.scheduler))
         last: dict[str, Any] = {}
+        lean = space.trial_count() > LARGE_SWEEP_TRIALS
 
         def report(metrics: dict[str, Any]) -> None:
             curves.add(metrics)
             last.clear()
-            last.update((k, v) for k, v in metrics.items() if k not in HEAVY_KEYS)
+            last.update((k, v) for k, v in metrics.items() if k not in HEAVY_KEYS
+                        and (not lean or k in ("step", "t", cfg.converge_on, space.metric)))
             value = metrics.get(cfg.converge_on)
             objective = record.time_to_eps(metrics["t"], value, cfg.eps, t_budget)
             estimated = value is None or not bool(record.converged(metrics["step"], value, cfg.eps))
@@ -122,13 +128,8 @@ def make_trainable(space: SearchSpace, store: Optional[CurveStore] = None) -> Ca
     return drift_trial
 
 
-PACK_PARAM = "pack"  # a packed trial's Tune parameter: the index of its pack
 MEMBER_KEY = "member"  # a packed trial's report of one finished configuration carries its index under this key
-
-
-def member_id(trial_id: str, index: int) -> str:
-    """The trial id of a packed trial's index-th configuration."""
-    return f"{trial_id}-{index:04d}"
+PACK_PARAM, member_id = record.PACK_PARAM, record.member_id
 
 
 def make_packed_trainable(space: SearchSpace, packs: list[list[dict]],
