@@ -16,7 +16,9 @@ known modes (e.g. `mode_collapse_cpu` and `mode_collapse_sinkhorn_cpu`, read tog
 Two criteria per bandwidth, each required of every seed: `all_modes`, every mode a data draw covers
 (`modes_covered_floor`) is covered (enough samples within 3 std: a blurred law fails it as well as a collapsed
 one); `balanced`, the mode-mass error is at most half a mode's weight, 1 / (2K) (nearest-mode masses: no mode
-has lost or gained half its mass; blur alone does not fail it, collapse does).  Scanning down from the largest
+has lost or gained half its mass; blur alone does not fail it, collapse does), with at least REACHED = 5% of
+the samples within 3 std of a mode (a cloud stalled away from every mode splits its nearest-mode masses
+evenly; it fails).  Scanning down from the largest
 bandwidth that meets a criterion, the onset is the first bandwidth that does not: the criterion fails at or
 below it (for that grid) and holds at the grid point above.  Compute functions are
 separate from drawing and writing; no torch, no ray.
@@ -44,6 +46,8 @@ LINE_KEY = "variant"  # one line per normalisation / operator arm
 KEYS = PANEL_KEYS + (LINE_KEY, "bandwidth")
 VARIANT_ORDER = ("per-side", "joint", "Sinkhorn")  # the order; others follow alphabetically
 OK_STATUSES = ("converged", "censored")  # failed trials carry no final metrics
+REACHED = 0.05  # balanced masses also need this share of samples within 3 std: a cloud stalled between the modes
+#                 splits its nearest-mode masses evenly without having reached any mode
 
 
 def _t_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -74,7 +78,8 @@ def phase_table(trials: pd.DataFrame) -> pd.DataFrame:
                      "modes_covered": float(modes.mean()), "modes_covered_min": float(modes.min()),
                      "covered_fraction": float(modes.mean() / total) if total > 0 else math.nan,
                      "all_modes": bool((modes >= total).all()),
-                     "balanced": bool((g["final_mode_mass_error"].to_numpy(float) <= 0.5 / total).all()),
+                     "balanced": bool(((g["final_mode_mass_error"].to_numpy(float) <= 0.5 / total)
+                                       & (g["final_high_quality_share"].to_numpy(float) >= REACHED)).all()),
                      "mode_mass_error": mme, "mode_mass_error_lo": lo, "mode_mass_error_hi": hi,
                      "mode_mass_error_min": float(g["final_mode_mass_error"].min()),
                      "mode_mass_error_max": float(g["final_mode_mass_error"].max()),

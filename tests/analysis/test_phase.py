@@ -81,6 +81,10 @@ def test_balanced_criterion_separates_collapse_from_blur():
             r.update(final_modes_covered=3.0, final_mode_mass_error=0.02)
         if r["bandwidth"] <= 0.05:  # collapsed: masses wrong, just over 1/16 at 0.05
             r.update(final_mode_mass_error=0.875 if r["bandwidth"] == 0.02 else 0.07)
+    stalled = {**rows[-1], "seed": 5, "bandwidth": 0.5, "final_modes_covered": 0.0, "final_mode_mass_error": 0.03,
+               "final_high_quality_share": 0.0}  # even masses, no sample near a mode: not balanced
+    t = phase_table(pd.DataFrame(rows + [stalled])).set_index("bandwidth")
+    assert list(t["balanced"]) == [False, False, True, True, False, True]
     t = phase_table(pd.DataFrame(rows)).set_index("bandwidth")
     assert list(t["balanced"]) == [False, False, True, True, True, True]
     assert list(t["all_modes"]) == [True, True, True, True, True, False]
