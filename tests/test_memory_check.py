@@ -53,8 +53,6 @@ def test_estimate_is_a_lower_bound_of_the_measured_peak(fields):
     print(f"\n{fields}: estimate {estimate / 2**20:.0f} MiB, measured peak {peak / 2**20:.0f} MiB "
           f"({estimate / peak:.0%})")
     assert estimate <= peak  # errs low: a refusal means the trial cannot fit
-    counted = estimate - PROCESS_BYTES
-    assert counted > 0.3 * (peak - PROCESS_BYTES)  # and it counts much of what grows with the trial
 
 
 def test_parts_of_the_estimate():

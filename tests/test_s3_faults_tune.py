@@ -53,9 +53,11 @@ def _run(args: list[str], env: dict[str, str], on_first_line=None, timeout: floa
 def test_s3_endpoint_lost_mid_tune_sweep_stops_with_74_and_resumes(make_space, ray_tmp, capsys):
     import boto3
     import pyarrow.fs as pafs
-    from conftest import free_port
+    import socket
 
-    port = free_port()
+    with socket.socket() as s:  # a free loopback port for the local S3 endpoint
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     server = _server(port)
     endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

@@ -25,9 +25,9 @@ from .driver import drive
 
 log = logging.getLogger("drift_sweeps")
 
+
 MAX_NUM_CPUS = 4096
 EXIT_STORAGE = 74  # the sweep folder's storage failed (sysexits' EX_IOERR)
-RAY_STORAGE_LOGGERS = ("ray.train._internal.storage", "ray.train._internal.syncer")  # Tune's uploads to storage
 # Ray puts unix sockets at <temp-dir>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store; a socket path
 # may have at most 107 bytes, so this much is left for the temp folder itself.
 TEMP_DIR_MAX = 107 - len("/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store")
@@ -201,8 +201,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except StorageError as err:
         # the sweep stopped on its storage: Ray's background uploads of Tune's state to it (a thread that can
         # outlive fit) fail the same way, and would each log a traceback after this line
-        for name in RAY_STORAGE_LOGGERS:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        from ..tune.ray_compat import quiet_storage_loggers
+
+        quiet_storage_loggers()
         print(f"error: {one_line(err)}", file=sys.stderr)
         return EXIT_STORAGE
 

@@ -41,12 +41,14 @@ class TuneRunner(Runner):
 
     def __init__(self) -> None:
         self._joined_here = False
+        self._folder: Optional[Any] = None  # the sweep folder, cleaned again once the trials' processes are gone
 
     def run(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts) -> int:
         """Connect, prepare the folder, fit the Tuner of the missing trials, report."""
         import ray
 
         self._joined_here = not ray.is_initialized()
+        self._folder = p.folder
         embedded = session.connect(args.address, temp_dir=args.temp_dir, num_cpus=args.num_cpus)
         if embedded:
             watchdog.start(os.getpid())
@@ -60,6 +62,11 @@ class TuneRunner(Runner):
         ray = sys.modules.get("ray")
         if self._joined_here and ray is not None and ray.is_initialized():
             ray.shutdown()
+        if self._folder is not None:  # a trial stopped by an interrupt may have written its curves after the
+            try:  # end-of-sweep cleanup, before Ray stopped its process
+                self._folder.discard_unfinished()
+            except OSError as err:  # the storage is failing: the resume removes what is partial
+                log.debug("%s: partial files not removed (%s)", self._folder.root, err)
 
     def _sweep(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts, embedded: bool) -> int:
         from ray import tune
@@ -95,6 +102,7 @@ class TuneRunner(Runner):
             if writer.failure is None:
                 raise
         if writer.failure is not None:
+            self._folder = None  # the storage is failing: the resume removes what is partial
             raise StorageError(str(writer.failure)) from None
         if space.pack > 1:
             print(f"\n{writer.progress.best_text()}" if writer.progress else "")

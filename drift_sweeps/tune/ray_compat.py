@@ -35,3 +35,15 @@ def connected_dashboard_url() -> Optional[str]:
     from ray._private.worker import get_dashboard_url
 
     return get_dashboard_url() or None
+
+
+RAY_STORAGE_LOGGERS = ("ray.train._internal.storage", "ray.train._internal.syncer")  # Tune's uploads to storage
+
+
+def quiet_storage_loggers() -> None:
+    """Once the sweep has stopped on its storage: Ray's own writes of Tune's state there (threads that can outlive
+    fit) fail the same way, and would each log a traceback."""
+    import logging
+
+    for name in RAY_STORAGE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)

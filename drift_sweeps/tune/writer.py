@@ -32,6 +32,7 @@ from ..spaces import VARIANT_PARAM, SearchSpace
 from ..spine import record
 from .adapter import ATTEMPT_KEY, CONTEXT_KEYS, CURVES_KEY, STORAGE_KEY, SUMMARY_KEY
 from .progress import ProgressReporter
+from .ray_compat import quiet_storage_loggers
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class ResultsWriter(tune.Callback):
             write(*args)
         except OSError as err:  # the folder's StorageError (a Tune callback's exception would fail the trial)
             self.failure = err
+            quiet_storage_loggers()
             return False
         return True
 
