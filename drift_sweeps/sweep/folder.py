@@ -246,12 +246,14 @@ class SweepFolder:
         """How many trials have a row, as this driver knows without reading the folder (after `prepare`)."""
         return len(self._recorded)
 
-    def discard_unfinished(self) -> set[str]:
+    def discard_unfinished(self, quiet: bool = False) -> set[str]:
         """Remove temporaries and the partial files of every trial without a row; -> the trials with one."""
         written = results.trial_ids(self.root)
         try:
             results.remove_temporaries(self.root)
-            self._log_removed(results.remove_trials(self.root, lambda tid: tid not in written))
+            removed = results.remove_trials(self.root, lambda tid: tid not in written)
+            if not quiet:
+                self._log_removed(removed)
         except OSError as err:  # the storage failed: what is left is removed by the resume that follows
             log.debug("%s: partial files not removed (%s)", self.root, storage_cause(err))
         return written

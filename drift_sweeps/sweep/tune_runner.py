@@ -64,7 +64,7 @@ class TuneRunner(Runner):
             ray.shutdown()
         if self._folder is not None:  # a trial stopped by an interrupt may have written its curves after the
             try:  # end-of-sweep cleanup, before Ray stopped its process
-                self._folder.discard_unfinished()
+                self._folder.discard_unfinished(quiet=True)  # after the sweep's last line
             except OSError as err:  # the storage is failing: the resume removes what is partial
                 log.debug("%s: partial files not removed (%s)", self._folder.root, err)
 
