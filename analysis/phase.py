@@ -40,6 +40,7 @@ from drift_sweeps.results import read_table
 
 from . import style
 from .formatting import markdown
+from .plots.common import sample_panel
 
 PANEL_KEYS = ("target", "kernel")  # one column of the figure per pair
 LINE_KEY = "variant"  # one line per normalisation / operator arm
@@ -219,15 +220,7 @@ def draw_sample_grid(grid: dict[tuple[str, float], np.ndarray], title: str, stem
             x = grid.get((v, h))
             if x is not None:
                 ax.scatter(x[:, 0], x[:, 1], s=1.5, lw=0, alpha=0.7, color=style.palette(variants)[v])
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            for spine in ax.spines.values():
-                spine.set_visible(True)
-                spine.set_linewidth(0.4)
+            sample_panel(ax, lim)
             if i == 0:
                 ax.set_title(f"h = {h:g}")
             if j == 0:

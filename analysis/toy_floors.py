@@ -26,6 +26,7 @@ from . import style
 from .formatting import markdown
 from .phase import OK_STATUSES, _t_ci, read_samples, read_trials
 from .stats import compare_groups, equivalence_bound
+from .plots.common import sample_panel
 
 GROUP_KEYS = ("target", "kernel", "variant", "operator")
 RATIOS = ("sample_distance", "sliced_w2", "w2_exact", "mmd2", "frechet_distance")  # final_<m> / <m>_floor
@@ -179,15 +180,7 @@ def draw_samples(panels: dict[tuple[str, int], np.ndarray], stem: str,
             x = panels.get((target, seed))
             if x is not None:
                 ax.scatter(x[:, 0], x[:, 1], s=1.5, lw=0, alpha=0.7)
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            for spine in ax.spines.values():
-                spine.set_visible(True)
-                spine.set_linewidth(0.4)
+            sample_panel(ax, lim)
             if i == 0:
                 ax.set_title(target)
             if j == 0:

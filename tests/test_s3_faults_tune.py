@@ -7,13 +7,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from test_storage_faults import _run  # the CLI in a subprocess, timed from its last progress line
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "drift-tune-faults"  # a bucket of its own: moto's state is shared by every server in the process
@@ -29,25 +28,6 @@ def _server(port: int):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server
-
-
-def _run(args: list[str], env: dict[str, str], on_first_line=None, timeout: float = 300) -> tuple[int, str, str, float]:
-    """(exit code, stdout, stderr, seconds from the last progress line to the exit)."""
-    proc = subprocess.Popen([sys.executable, "-m", "drift_sweeps.run", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, last = [], time.monotonic()
-    deadline = last + timeout
-    for line in proc.stdout:  # type: ignore[union-attr]
-        out.append(line)
-        if line.startswith("["):
-            if on_first_line is not None:
-                on_first_line()
-                on_first_line = None
-            last = time.monotonic()
-        assert time.monotonic() < deadline, "the sweep hangs"
-    err = proc.stderr.read()  # type: ignore[union-attr]
-    code = proc.wait(timeout=60)
-    return code, "".join(out), err, time.monotonic() - last
 
 
 def test_s3_endpoint_lost_mid_tune_sweep_stops_with_74_and_resumes(make_space, ray_tmp, capsys):
@@ -79,7 +59,7 @@ def test_s3_endpoint_lost_mid_tune_sweep_stops_with_74_and_resumes(make_space, r
     servers = [server]
 
     try:
-        code, out, err, after_s = _run(args, env, on_first_line=stop)
+        code, out, err, after_s = _run(*args, env=env, on_first_line=stop)
         figures = {"exit": code, "s_after_last_progress_line": round(after_s, 1),
                    "s_after_endpoint_stopped": round(time.monotonic() - stopped.get("t", time.monotonic()), 1)}
         errors = [ln for ln in (out + err).splitlines() if ln.startswith("error:")]
@@ -91,7 +71,7 @@ def test_s3_endpoint_lost_mid_tune_sweep_stops_with_74_and_resumes(make_space, r
         assert after_s < 30, figures
 
         servers.append(_server(port))  # moto keeps its buckets in the process: the same bucket is back
-        code, out, err, _ = _run(args + ["--resume"], env)
+        code, out, err, _ = _run(*args, "--resume", env=env)
         with capsys.disabled():
             print(f"resume: exit {code}; " + " ".join(ln for ln in out.splitlines() if "resuming" in ln))
         assert code == 0, out[-3000:] + err[-3000:]

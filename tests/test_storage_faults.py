@@ -44,9 +44,10 @@ def _remount(where: Path, *options: str) -> None:
     subprocess.run(["mount", "-o", ",".join(("remount",) + options), str(where)], check=True, capture_output=True)
 
 
-def _run(*args: str, timeout: float = 300, on_first_line=None) -> tuple[int, str, str, float]:
+def _run(*args: str, timeout: float = 300, on_first_line=None,
+         env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
     """(exit code, stdout, stderr, seconds from the last progress line to the exit)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = env or {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "drift_sweeps.run", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, last = [], time.monotonic()

@@ -51,3 +51,16 @@ def panel_grid(n_panels: int, ncols: int, width: float, height: float, **kw):
     nrows = math.ceil(n / ncols)
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained",
                         **kw)
+
+
+def sample_panel(ax: plt.Axes, lim: float) -> None:
+    """A square panel of 2-D samples in [-lim, lim]^2 with a thin frame and no ticks."""
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+        spine.set_linewidth(0.4)
