@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import glob
 import math
 import os
 import re
@@ -20,7 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from . import studies
+from . import studies, style
 from .formatting import markdown
 from .report import write_report
 from .tables import Analysis, comparison_display
@@ -209,11 +208,9 @@ def _study_section(study: Study, results: str, out: str, n_boot: int, note_text:
     if not os.path.isdir(root):
         return None, [f"## {study.title}", "", f"*not run: no folder {root}*", ""]
     out_dir = os.path.join(out, "reproduction", study.name)
-    analysis, _ = write_report(root, out_dir, baseline=study.baseline, n_boot=n_boot,
-                               floor_factor=study.floor_factor, html=False, **study.report_kwargs)
-    for other in glob.glob(os.path.join(out_dir, "figures", "*.svg")) + \
-            glob.glob(os.path.join(out_dir, "figures", "*.pdf")):
-        os.remove(other)  # the docs keep PNG only (and no report.html: 5 MB each)
+    with style.only_formats(("png",)):  # the docs keep PNG only (and no report.html: 5 MB each)
+        analysis, _ = write_report(root, out_dir, baseline=study.baseline, n_boot=n_boot,
+                                   floor_factor=study.floor_factor, html=False, **study.report_kwargs)
     tr = analysis.sweep.trials
     counts = tr["status"].value_counts()
     row = (f"| [{study.name}](#{_anchor(study.title)}) | {len(tr)} | {counts.get('converged', 0)} | "

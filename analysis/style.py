@@ -9,8 +9,9 @@ colormap (cividis) is sampled instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Sequence
+from typing import Iterator, Optional, Sequence
 
 import matplotlib
 
@@ -23,6 +24,7 @@ COLUMN = 3.4  # inches: one column of a two-column paper
 TEXT = 7.0  # inches: the full text width
 PNG_DPI = 200
 FORMATS = ("png", "pdf", "svg")
+_formats = [FORMATS]  # what save_figure writes when not told: FORMATS, or what `only_formats` set
 MAX_LEGEND = 12  # groups beyond this get no per-group legend entries (colour still follows the group order)
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
@@ -70,11 +72,22 @@ def palette(groups: Sequence[str]) -> dict[str, str]:
     return dict(zip(groups, colors(len(groups))))
 
 
-def save_figure(fig: plt.Figure, path_stem: str, formats: Sequence[str] = FORMATS) -> list[str]:
-    """Write <stem>.png (PNG_DPI), <stem>.pdf and <stem>.svg, close the figure, return the paths."""
+@contextlib.contextmanager
+def only_formats(formats: Sequence[str]) -> Iterator[None]:
+    """Within the block, figures saved without explicit formats are written in `formats` only (the
+    reproduction docs keep PNG: each PDF and SVG costs more time than the PNG itself)."""
+    _formats.append(tuple(formats))
+    try:
+        yield
+    finally:
+        _formats.pop()
+
+
+def save_figure(fig: plt.Figure, path_stem: str, formats: Optional[Sequence[str]] = None) -> list[str]:
+    """Write <stem>.png (PNG_DPI), <stem>.pdf and <stem>.svg (or `formats`), close the figure, return the paths."""
     os.makedirs(os.path.dirname(os.path.abspath(path_stem)), exist_ok=True)
     paths = []
-    for ext in formats:
+    for ext in formats or _formats[-1]:
         path = f"{path_stem}.{ext}"
         fig.savefig(path, dpi=PNG_DPI if ext == "png" else None, metadata=_metadata(ext))
         paths.append(path)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from . import results
+from .results import files
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def compact(sweep_root: str, tables: Sequence[str] = (*results.TABLES, *results.
 
 
 def _compact_table(sweep_root: str, table: str, min_files: int) -> int:
-    fs, parts, singles = results._listing(sweep_root, table)
+    fs, parts, singles = files._listing(sweep_root, table)
     merge = list(singles.values()) + (list(parts) if len(parts) > MAX_PARTS else [])
     if len(merge) < max(2, min_files):
         return 0
@@ -48,8 +49,8 @@ def _compact_table(sweep_root: str, table: str, min_files: int) -> int:
             raise results.SweepFolderError(f"{sweep_root}: trials/ holds a trial twice; not compacted")
     schema = results.SCHEMAS[table]()
     merged = merged.replace_schema_metadata({**(merged.schema.metadata or {}), **(schema.metadata or {})})
-    results._write_atomic(merged, results.table_uri(sweep_root, table), f"{results.PART_PREFIX}{uuid.uuid4().hex}")
+    files._write_atomic(merged, results.table_uri(sweep_root, table), f"{results.PART_PREFIX}{uuid.uuid4().hex}")
     for path in merge:  # the compacted file now shadows these: deleting them can stop at any point
-        results._delete_quietly(fs, path)
+        files._delete_quietly(fs, path)
     log.debug("%s: %s/ compacted, %d files into one (%d rows)", sweep_root, table, len(merge), merged.num_rows)
     return len(merge)

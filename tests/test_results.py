@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from drift_sweeps import results
+from drift_sweeps.results import files
 from drift_sweeps.spine.config import TrialConfig
 
 def reports(n_evals: int, freqs=([1], [2])) -> list[dict]:
@@ -82,7 +83,7 @@ def test_a_failed_write_leaves_no_file_behind(tmp_path, monkeypatch):
             out.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.pq, "write_table", crash)
+    monkeypatch.setattr(files.pq, "write_table", crash)
     with pytest.raises(OSError):
         results.write_curves(root, "t1", reports(2))
     monkeypatch.undo()
@@ -192,7 +193,7 @@ def test_a_compaction_stopped_before_its_deletions_reads_each_row_once(tmp_path,
     root = str(tmp_path / "sweep")
     for i in range(3):
         write_one(root, f"t{i}", seed=i)
-    monkeypatch.setattr(results, "_delete_quietly", lambda fs, path: None)  # the process dies before deleting
+    monkeypatch.setattr(files, "_delete_quietly", lambda fs, path: None)  # the process dies before deleting
     compaction.compact(root)
     monkeypatch.undo()
     assert len(os.listdir(f"{root}/curves")) == 4  # the compacted file and the three it merged

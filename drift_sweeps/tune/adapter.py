@@ -18,6 +18,7 @@ from ray import tune
 from ..spaces import VARIANT_PARAM, SearchSpace
 from ..spine import record
 from ..trial import resolve_device, run_pack, run_trial, versions
+from .ray_compat import quiet_exit_in_callbacks
 
 CONTEXT_KEYS = ("node", "device_used", "versions")  # strings sent with every report
 SUMMARY_KEY = "summary"  # the trial's last report carries run_trial's summary under this key
@@ -97,6 +98,7 @@ def make_trainable(space: SearchSpace, store: Optional[CurveStore] = None) -> Ca
     def drift_trial(params: dict) -> None:
         import torch
 
+        quiet_exit_in_callbacks()
         cfg = space.resolve(params)
         torch.set_num_threads(max(1, int(space.cpu)))  # as many threads as CPUs reserved for the trial
         context = {"node": node_identity(), "device_used": str(resolve_device(cfg.device)), "versions": versions()}
@@ -141,6 +143,7 @@ def make_packed_trainable(space: SearchSpace, packs: list[list[dict]],
         import torch
 
         members = packs[int(params[PACK_PARAM])]
+        quiet_exit_in_callbacks()
         cfgs = [space.resolve(p) for p in members]
         torch.set_num_threads(max(1, int(space.cpu)))
         context = {"node": node_identity(), "device_used": str(resolve_device(cfgs[0].device)),

@@ -47,3 +47,21 @@ def quiet_storage_loggers() -> None:
 
     for name in RAY_STORAGE_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def quiet_exit_in_callbacks() -> None:
+    """In a trial process: when Ray stops the worker (SIGTERM -> SystemExit) while the garbage collector runs a
+    callback, Python prints 'Exception ignored in ... Traceback' to the worker's stderr, which Ray forwards to the
+    sweep's terminal.  Such an exit is what was asked for: it is not shown.  Every other unraisable error is."""
+    import sys
+
+    if getattr(sys.unraisablehook, "drift_quiet", False):
+        return
+    default = sys.unraisablehook
+
+    def hook(unraisable) -> None:  # noqa: ANN001 - sys.UnraisableHookArgs
+        if not isinstance(unraisable.exc_value, (SystemExit, KeyboardInterrupt)):
+            default(unraisable)
+
+    hook.drift_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook

@@ -1,5 +1,5 @@
 """Acceptance: every law, fitted against a derived axis (x = separation/bandwidth) on planted censored data,
-recovers its exponent: b within its bootstrap CI in at least 90 % of 100 draws.
+recovers its exponent: b within its bootstrap CI in at least 90 % of 50 draws.
 
 The data go through the `--axis` code path (the expression evaluated per row from config_json, then
 `fit_scaling` on that column, whose CI for an axis other than k_max is the expanded percentile interval).
@@ -16,7 +16,7 @@ from analysis.axis import evaluate_axis, parse_axis
 from analysis.fits import AXIS_LAWS, fit_scaling
 from synthetic_sweep import PLANTED, planted_times
 
-DRAWS, N_BOOT, SEEDS = 100, 100, 20
+DRAWS, N_BOOT, SEEDS = 50, 100, 20
 
 
 @pytest.mark.parametrize("law", list(PLANTED))
