@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -71,12 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "drift_sweeps.run", str(space), "--results", str(root), "--overwrite",
            "--address", "local", "--num-cpus", str(args.num_cpus)]
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[tuple[float, str]] = []  # the driver's output, timed: what it was doing at the peak
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic() - start, ln.rstrip()) for ln in proc.stdout),
+                              daemon=True)
+    reader.start()
     samples: list[tuple[float, int, float]] = []
     while proc.poll() is None:
         samples.append((time.monotonic() - start, rows(root / "many"), rss_mb(proc.pid)))
-        time.sleep(1.0)
+        time.sleep(0.25)
     wall = time.monotonic() - start
+    reader.join(timeout=10)
     sweep = str(root / "many")
     t0 = time.perf_counter()
     trials = results.read_table(sweep, "trials")
@@ -101,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         at = next((s for s in samples if s[1] >= frac * len(trials)), None)
         if at is not None:
             print(f"  {at[1]:>6} rows: {at[2]:.0f} MB (t = {at[0]:.0f} s)")
+    if peak is not None:
+        before = [ln for ln in lines if ln[0] <= peak[0]][-2:]
+        after = [ln for ln in lines if ln[0] > peak[0]][:2]
+        print("  the driver's lines around the peak:")
+        for t, ln in before + [(peak[0], "<-- peak")] + after:
+            print(f"    t = {t:6.1f} s  {ln[:150]}")
     if last_row is not None:
         print(f"after the last trial's row (report, compaction, shutdown): {wall - last_row[0]:.0f} s")
     print(f"read the trials table ({len(trials)} rows): {read_s:.2f} s")
