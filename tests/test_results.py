@@ -161,9 +161,12 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(keys).reset_index(drop=True)
 
 
-def test_compaction_merges_files_and_reads_the_same(tmp_path):
+@pytest.mark.parametrize("chunk", [256, 4], ids=["one-chunk", "chunks-of-4"])
+def test_compaction_merges_files_and_reads_the_same(tmp_path, monkeypatch, chunk):
+    from drift_sweeps import compaction
     from drift_sweeps.compaction import compact
 
+    monkeypatch.setattr(compaction, "CHUNK_FILES", chunk)  # 4: the six files are read in two chunks
     root = str(tmp_path / "sweep")
     for i in range(6):
         write_one(root, f"t{i}", seed=i, n_evals=2 + i % 3)
@@ -185,6 +188,22 @@ def test_compaction_merges_files_and_reads_the_same(tmp_path):
     assert compact(root)["trials"] == 0 and len(results.read_table(root, "trials")) == 7  # one file: nothing to do
     write_one(root, "t7", seed=7)
     assert compact(root)["trials"] == 2 and len(results.read_table(root, "trials")) == 8
+
+
+def test_a_trial_twice_in_different_chunks_stops_the_compaction_and_keeps_every_file(tmp_path, monkeypatch):
+    from drift_sweeps import compaction
+
+    monkeypatch.setattr(compaction, "CHUNK_FILES", 4)
+    root = str(tmp_path / "sweep")
+    for i in range(5):
+        write_one(root, f"t{i}", seed=i)
+    again = results.trial_row(sweep="s", trial_id="t1", config=TrialConfig().to_dict(), summary={"status": "censored"},
+                              node="n")
+    results.write_trial(root, "t9", again)  # t1's row in a file of its own: read in the second chunk, t1 in the first
+    with pytest.raises(results.SweepFolderError, match="holds a trial twice"):
+        compaction.compact(root)
+    names = sorted(os.listdir(f"{root}/trials"))
+    assert names == [f"t{i}.parquet" for i in (0, 1, 2, 3, 4, 9)], names  # no part, no temporary
 
 
 def test_a_compaction_stopped_before_its_deletions_reads_each_row_once(tmp_path, monkeypatch):

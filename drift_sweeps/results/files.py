@@ -45,12 +45,29 @@ def table_uri(sweep_root: str, table: str) -> str:
 
 
 def _write_atomic(table: pa.Table, folder_uri: str, name: str) -> str:
+    return _atomically(folder_uri, name, lambda fs, tmp: pq.write_table(table, tmp, filesystem=fs))
+
+
+def write_chunks_atomic(schema: pa.Schema, chunks: Iterable[pa.Table], folder_uri: str, name: str) -> str:
+    """Write the tables of `chunks` (each of `schema`) one after another into one Parquet file, atomically:
+    only one chunk is in memory at a time (compaction merges thousands of files this way)."""
+    def write(fs: pafs.FileSystem, tmp: str) -> None:
+        with pq.ParquetWriter(tmp, schema, filesystem=fs) as out:
+            for chunk in chunks:
+                out.write_table(chunk.replace_schema_metadata(schema.metadata))
+
+    return _atomically(folder_uri, name, write)
+
+
+def _atomically(folder_uri: str, name: str, write: Callable[[pafs.FileSystem, str], None]) -> str:
+    """`write(fs, temporary path)`, then the rename to <folder>/<name>.parquet; on any failure the temporary
+    is removed and the error raised."""
     fs, folder = resolve(folder_uri)
     fs.create_dir(folder, recursive=True)
     final = f"{folder}/{name}.parquet"
     tmp = f"{folder}/.tmp-{name}-{uuid.uuid4().hex}.parquet"
     try:
-        pq.write_table(table, tmp, filesystem=fs)
+        write(fs, tmp)
         fs.move(tmp, final)  # atomic rename locally; on object stores the put itself is atomic
     except BaseException:
         _delete_quietly(fs, tmp)
