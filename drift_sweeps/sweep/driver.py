@@ -47,14 +47,11 @@ def drive(p: Plan, args: argparse.Namespace) -> int:
             print(f"{p.sweep_root} holds this sweep, unfinished ({p.finished} of {p.space.trial_count()} trials): "
                   "continuing it", flush=True)
         try:
-            code = execute(make_runner(args.serial), p, args)
+            return execute(make_runner(args.serial), p, args)  # a complete sweep is compacted by its report
         except StorageError as err:
             failed = True  # its lock may be undeletable too: the resume takes a dead driver's lock over
             raise StorageError(f"{one_line(err)}; {storage_tally(p)}; fix the cause and continue with: "
                                f"{resume_command(args)}") from None
-        if code == 0:  # an interrupted sweep is compacted when it resumes
-            p.folder.compact()
-        return code
     finally:
         lock.release(failed=failed)
 

@@ -46,6 +46,10 @@ def report(p: Plan, args: Optional[argparse.Namespace] = None, signame: Optional
     command that continues the sweep on the last line.
     """
     space = p.space
+    finished = p.folder.finished_count()
+    complete = not signame and finished >= space.trial_count()
+    if complete:  # compacted before the table, which then reads a few files instead of one per trial per table
+        p.folder.compact()  # (3000 trials: 0.4 s and 170 MB instead of 39 s and 1.2 GB); an unfinished sweep: later
     print()
     try:
         from analysis.headline import format_markdown, headline_table
@@ -59,8 +63,7 @@ def report(p: Plan, args: Optional[argparse.Namespace] = None, signame: Optional
     print(f"\nParquet results ({n['trials']} trials): {p.sweep_root}/{{{','.join(results.TABLES)}}}/ "
           f"- e.g. pandas.read_parquet('{results.table_uri(p.sweep_root, 'trials')}')")
     print(f"spec and trial configs: {p.sweep_root}/{SPEC_FILE}, {p.sweep_root}/{CONFIGS_DIR}/")
-    finished = p.folder.finished_count()
-    if signame or finished < space.trial_count():
+    if not complete:
         how = resume_command(args) if args is not None else "--resume"
         print(f"interrupted{' by ' + signame if signame else ''}: {finished} of {space.trial_count()} trials "
               f"finished; continue with: {how}", flush=True)
