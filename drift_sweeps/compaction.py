@@ -49,9 +49,10 @@ def _compact_table(sweep_root: str, table: str, min_files: int) -> int:
     schema = pa.unify_schemas(list(schemas.values()))
     schema = schema.with_metadata({**(schema.metadata or {}), **(results.SCHEMAS[table]().metadata or {})})
     seen: set[str] = set()
-    rows = [0]
+    rows = 0
 
     def chunks() -> Iterator[pa.Table]:
+        nonlocal rows
         for i in range(0, len(merge), CHUNK_FILES):
             chunk = pads.dataset(merge[i:i + CHUNK_FILES], filesystem=fs, format="parquet", schema=schema).to_table()
             if table == "trials":
@@ -59,12 +60,12 @@ def _compact_table(sweep_root: str, table: str, min_files: int) -> int:
                 if len(set(ids)) != len(ids) or seen & set(ids):
                     raise results.SweepFolderError(f"{sweep_root}: trials/ holds a trial twice; not compacted")
                 seen.update(ids)
-            rows[0] += chunk.num_rows
+            rows += chunk.num_rows
             yield chunk
 
     files.write_chunks_atomic(schema, chunks(), results.table_uri(sweep_root, table),
                               f"{results.PART_PREFIX}{uuid.uuid4().hex}")
     for path in merge:  # the compacted file now shadows these: deleting them can stop at any point
         files._delete_quietly(fs, path)
-    log.debug("%s: %s/ compacted, %d files into one (%d rows)", sweep_root, table, len(merge), rows[0])
+    log.debug("%s: %s/ compacted, %d files into one (%d rows)", sweep_root, table, len(merge), rows)
     return len(merge)

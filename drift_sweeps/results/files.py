@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from ..spine import record
 from .schema import CURVES_SCHEMA, OPTIONAL_TABLES, SAMPLES_SCHEMA, SPECTRA_SCHEMA, TABLES, trials_schema
 
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path) for a local path or an s3:// URI (endpoint from ?endpoint_override= or env)."""
     if "://" in uri:

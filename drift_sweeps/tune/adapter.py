@@ -142,8 +142,8 @@ def make_packed_trainable(space: SearchSpace, packs: list[list[dict]],
     def drift_pack(params: dict) -> None:
         import torch
 
-        members = packs[int(params[PACK_PARAM])]
         quiet_exit_in_callbacks()
+        members = packs[int(params[PACK_PARAM])]
         cfgs = [space.resolve(p) for p in members]
         torch.set_num_threads(max(1, int(space.cpu)))
         context = {"node": node_identity(), "device_used": str(resolve_device(cfgs[0].device)),
