@@ -123,6 +123,16 @@ def node_ip(node: str) -> str:
     return node.split("/")[1]  # `hostname/ip/ray-node-id`
 
 
+def node_id(node: str) -> str:
+    return node.split("/")[2]
+
+
+def raylet_node_id(pid: int) -> str:
+    """The node id a raylet was started with (its `--node_id` flag), as the rows abbreviate it."""
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return next(a.split("=", 1)[1] for a in args if a.startswith("--node_id="))[:12]
+
+
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -224,7 +234,11 @@ def test_ray_up_sweep_faults_and_down(cluster: NamespaceCluster, capsys) -> None
         nodes = dict(zip(rows["trial_id"], rows["node"]))
         figures["sweep_nodes"] = nodes
         worker_ips = {c.ips[n] for n in c.names[1:]}
-        assert {node_ip(n) for n in nodes.values()} == worker_ips, nodes  # both workers, never the head
+        used = {node_ip(n) for n in nodes.values()}
+        # workers only, never the head; both when the second's first worker process started in time (on
+        # a loaded machine the first can run all 8 trials, as Tune reuses its actors)
+        assert used and used <= worker_ips, nodes
+        figures["sweep_workers_used"] = sorted(used)
         for table in ("curves", "spectra"):
             assert set(read_table(str(shared / "quickstart-smoke"), table)["trial_id"]) == set(nodes)
         _, status = run_on_head("ray status")
@@ -232,7 +246,6 @@ def test_ray_up_sweep_faults_and_down(cluster: NamespaceCluster, capsys) -> None
 
         # ---- fault 1: SIGKILL the raylet of worker w2 mid-sweep -------------------------------------
         root_b = shared / "raylet-kill"
-        victim = next(n for n in nodes.values() if node_ip(n) == c.ips["w2"])
         driver = subprocess.Popen(
             [ray, "exec", cfg, sweep_cmd("quickstart", *LIGHT, "--name", "raylet-kill", "--results", str(shared))],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -248,6 +261,7 @@ def test_ray_up_sweep_faults_and_down(cluster: NamespaceCluster, capsys) -> None
                                               "w2: " + (driver.stdout.read() or "")[-3000:])
             raylet = c.find("w2", "/raylet")
             assert raylet, "no raylet on w2"
+            victim = raylet_node_id(raylet[0])  # as the rows name nodes: `hostname/ip/<node id[:12]>`
             os.kill(raylet[0], signal.SIGKILL)
             figures["killed_after_rows"] = row_files(root_b)
             out_b, _ = driver.communicate(timeout=1500)
@@ -265,10 +279,11 @@ def test_ray_up_sweep_faults_and_down(cluster: NamespaceCluster, capsys) -> None
         figures["raylet_kill"] = {tid: (node, int(a)) for tid, node, a in
                                   zip(rows["trial_id"], rows["node"], rows["attempts"])}
         assert len(retried) >= 1, "no trial was running on w2 when its raylet died"
-        assert victim not in set(retried["node"]), retried[["trial_id", "node"]]  # retried elsewhere
+        assert victim not in {node_id(n) for n in retried["node"]}, retried[["trial_id", "node"]]  # elsewhere
         figures["running_on_w2_when_killed"] = in_flight
         lost = rows[rows["trial_id"].isin(in_flight)]
-        assert (lost["attempts"] >= 2).all() and victim not in set(lost["node"]), lost[["trial_id", "node"]]
+        assert (lost["attempts"] >= 2).all() and victim not in {node_id(n) for n in lost["node"]}, \
+            lost[["trial_id", "node"]]
         figures["w2_raylet_restarted_by_autoscaler"] = bool(c.find("w2", "/raylet"))
 
         # ---- fault 2: SIGKILL the driver, then --resume ---------------------------------------------

@@ -10,6 +10,7 @@ samples anew; Optuna continues its study.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -34,6 +35,10 @@ log = logging.getLogger("drift_sweeps")
 # view reads (docs/live.md), and keep per-trial state on the driver, whose memory then grows with the
 # trials (ray-project/ray#64231).  Our Parquet rows are the record: in a large sweep they are off.
 LOGGERS_OFF = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+
+# Rounds of trials that Tune ended before they ran (writer.lost_before_start); what is still missing after
+# them is left to --resume, as after an interrupt
+LOST_ROUNDS = 3
 
 
 class TuneRunner(Runner):
@@ -68,7 +73,8 @@ class TuneRunner(Runner):
             except OSError as err:  # the storage is failing: the resume removes what is partial
                 log.debug("%s: partial files not removed (%s)", self._folder.root, err)
 
-    def _sweep(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts, embedded: bool) -> int:
+    def _sweep(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts, embedded: bool,
+               round_: int = 0) -> int:
         from ray import tune
 
         from ..tune import live
@@ -104,6 +110,9 @@ class TuneRunner(Runner):
         if writer.failure is not None:
             self._folder = None  # the storage is failing: the resume removes what is partial
             raise StorageError(str(writer.failure)) from None
+        if writer.lost and interrupts.signame is None and round_ < LOST_ROUNDS:
+            print(f"{len(writer.lost)} trial(s) lost their node before they started; running them again", flush=True)
+            return self._sweep(dataclasses.replace(p, mode="resume"), args, interrupts, embedded, round_ + 1)
         if space.pack > 1:
             print(f"\n{writer.progress.best_text()}" if writer.progress else "")
         else:

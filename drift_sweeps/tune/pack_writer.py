@@ -68,6 +68,8 @@ class PackWriter(ResultsWriter):
             log.info("pack %s ended during the interrupt; its unfinished configurations run again on resume",
                      trial.trial_id)
             return
+        if self.lost_before_start(trial):
+            return
         message: Optional[str] = None
         for j, member in enumerate(self._members(trial)):
             if j in written:

@@ -77,6 +77,7 @@ class ResultsWriter(tune.Callback):
         self.keep = set(keep or ())  # finished trials of earlier runs of this sweep (a resume)
         self.recording = True  # False once the sweep is interrupted
         self.failure: Optional[OSError] = None  # the first failed write (StorageError): the sweep stops
+        self.lost: set[str] = set()  # trials Tune ended before they ran, with retries left: the runner reruns them
         self._state: dict[str, _TrialState] = {}
 
     def stop_recording(self) -> None:
@@ -159,8 +160,22 @@ class ResultsWriter(tune.Callback):
             log.info("trial %s ended during the interrupt; not recorded (it runs again on resume)", trial.trial_id)
             self._state.pop(trial.trial_id, None)
             return
+        if self.lost_before_start(trial):
+            return
         summary = self._partial_summary(trial, st, record.ERROR)
         self._write(trial, st, summary, error=error_message(trial), attempts=max(1, trial.num_failures))
+
+    def lost_before_start(self, trial: Trial) -> bool:
+        """Whether Tune ended the trial although it had retries left: a failure while the trial is PENDING (its
+        actor died starting, e.g. on a node going down) is final in Tune whatever `max_failures` says.  Not an
+        error of the trial: no row, and the runner runs it again."""
+        if not trial.should_recover():
+            return False
+        log.warning("trial %s lost its node before it started (%s); it runs again", trial.trial_id,
+                    error_message(trial))
+        self.lost.add(trial.trial_id)
+        self._state.pop(trial.trial_id, None)
+        return True
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Remove temporaries and the partial files (configs, curves, spectra) of every trial without a row:
