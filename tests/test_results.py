@@ -163,10 +163,9 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.parametrize("chunk", [256, 4], ids=["one-chunk", "chunks-of-4"])
 def test_compaction_merges_files_and_reads_the_same(tmp_path, monkeypatch, chunk):
-    from drift_sweeps import compaction
     from drift_sweeps.compaction import compact
 
-    monkeypatch.setattr(compaction, "CHUNK_FILES", chunk)  # 4: the six files are read in two chunks
+    monkeypatch.setattr(results.read, "CHUNK_FILES", chunk)  # 4: the six files are read in two chunks
     root = str(tmp_path / "sweep")
     for i in range(6):
         write_one(root, f"t{i}", seed=i, n_evals=2 + i % 3)
@@ -193,7 +192,7 @@ def test_compaction_merges_files_and_reads_the_same(tmp_path, monkeypatch, chunk
 def test_a_trial_twice_in_different_chunks_stops_the_compaction_and_keeps_every_file(tmp_path, monkeypatch):
     from drift_sweeps import compaction
 
-    monkeypatch.setattr(compaction, "CHUNK_FILES", 4)
+    monkeypatch.setattr(results.read, "CHUNK_FILES", 4)
     root = str(tmp_path / "sweep")
     for i in range(5):
         write_one(root, f"t{i}", seed=i)

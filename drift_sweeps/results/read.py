@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -33,29 +33,43 @@ def _file_schema(fs: pafs.FileSystem, path: str) -> pa.Schema:
         raise _damaged(path, f"not a readable Parquet file ({' '.join(str(err).split())[:200]})") from None
 
 
-def _check_files(fs: pafs.FileSystem, files: Sequence[str], table: str) -> None:
-    """Refuse (naming the file) a damaged file, a column of the wrong type, or a trials file whose row is
-    not the trial its name says (a copy or a duplicate)."""
+CHUNK_FILES = 256  # files read at once: a dataset of 3000 trials files held 0.8 GB of their Parquet metadata
+
+
+def _check_files(fs: pafs.FileSystem, files: Sequence[str], table: str) -> pa.Schema:
+    """The files' schema (unified over files written by different versions).  Refuses, naming the file, a
+    damaged file, a column of the wrong type, or a trials file whose row is not the trial its name says (a
+    copy or a duplicate).  Each file is opened once."""
     expected = {f.name: f.type for f in SCHEMAS[table]()}
+    found: dict[str, pa.Schema] = {}
     for path in files:
-        schema = _file_schema(fs, path)
+        ids = None
+        try:
+            with fs.open_input_file(path) as handle:
+                parquet = pq.ParquetFile(handle)
+                schema = parquet.schema_arrow
+                if table == "trials" and not is_part(path):  # a compacted file's ids are checked as it is written
+                    ids = parquet.read(columns=["trial_id"]).column("trial_id").to_pylist()
+        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+            raise _damaged(path, f"not a readable Parquet file ({' '.join(str(err).split())[:200]})") from None
         for field in schema:
             want = expected.get(field.name)
             if want is not None and field.type != want and not pa.types.is_null(field.type):
                 raise _damaged(path, f"column {field.name!r} is {field.type}, the schema says {want}")
-    if table != "trials":
-        return
-    for path in files:
-        if is_part(path):
-            continue  # a compacted file's ids are checked when it is written (one row per trial)
-        try:
-            ids = pq.read_table(path, filesystem=fs, columns=["trial_id"]).column("trial_id").to_pylist()
-        except (pa.ArrowException, OSError, ValueError, KeyError) as err:
-            raise _damaged(path, f"unreadable ({' '.join(str(err).split())[:200]})") from None
         name = posixpath.basename(path)[: -len(".parquet")]
-        if ids != [name]:
+        if ids is not None and ids != [name]:
             raise _damaged(path, f"holds trial id(s) {ids[:3]} but is named after {name!r} (one row per trial, "
                                  "in the file named after it: a copied or renamed file?)")
+        found.setdefault(str(schema), schema)
+    schemas = list(found.values())
+    return schemas[0] if len(schemas) == 1 else pa.unify_schemas(schemas)
+
+
+def read_chunks(fs: pafs.FileSystem, files: Sequence[str], schema: pa.Schema) -> Iterator[pa.Table]:
+    """The files' rows under `schema`, CHUNK_FILES files at a time: memory flat in the number of files."""
+    for i in range(0, len(files), CHUNK_FILES):
+        chunk = pads.dataset(list(files[i:i + CHUNK_FILES]), filesystem=fs, format="parquet", schema=schema)
+        yield chunk.to_table().combine_chunks()  # one batch, not one per file (3000 files: 1.2 GB -> 0.26 GB)
 
 
 def check_sweep_folder(sweep_root: str, tables: Sequence[str] = TABLES) -> None:
@@ -104,14 +118,9 @@ def read_table(sweep_root: str, table: str) -> pd.DataFrame:
         if fs_.get_file_info(folder).type != pafs.FileType.Directory:
             raise FileNotFoundError(f"{sweep_root}: no {table}/ table (is this a drift_sweeps sweep folder?)")
         raise FileNotFoundError(f"{sweep_root}: {table}/ holds no Parquet files")
-    _check_files(fs, files, table)
+    schema = _check_files(fs, files, table)
     try:
-        dataset = pads.dataset(files, filesystem=fs, format="parquet")
-        schemas = {str(fr.physical_schema): fr.physical_schema for fr in dataset.get_fragments()}
-        if len(schemas) > 1:  # files of different versions: read them under one unified schema
-            dataset = pads.dataset(files, filesystem=fs, format="parquet",
-                                   schema=pa.unify_schemas(list(schemas.values())))
-        df = dataset.to_table().to_pandas()
+        df = pa.concat_tables(list(read_chunks(fs, files, schema))).to_pandas()
     except (pa.ArrowException, OSError, ValueError) as err:
         for path in files:  # name the file that cannot be read
             try:
