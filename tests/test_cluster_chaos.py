@@ -5,8 +5,8 @@ running `ray start` itself (no launcher: the launcher is tested in test_cluster_
 on the head, which takes no trials; each worker runs one trial at a time.  While the sweep runs, every few
 seconds (a bounded number of times) either a random worker's raylet is SIGKILLed (that node then dies
 and is started again, as a machine that reboots) or a random running trial process is.  Then: every trial
-has exactly one row, none is lost (a `--resume` runs what is missing, if anything), and the statuses are
-those of the same trials run directly without Ray.  The figures are printed.
+has exactly one row, none is lost, no `--resume` is needed (one runs what is missing, if anything, before
+the test fails), and the statuses are those of the same trials run directly without Ray.  The figures are printed.
 """
 
 from __future__ import annotations
@@ -258,3 +258,6 @@ def test_chaos_on_a_three_node_cluster(cluster: NamespaceCluster, capsys) -> Non
               if isinstance(m, str)}
     assert statuses == expected, ({s: (statuses.get(s), e) for s, e in expected.items() if statuses.get(s) != e},
                                   "errors (attempts, message):", errors, out[-3000:])
+    # and no resume was needed: a trial Tune gave up on before it ran (its node going down) ran again in the
+    # same sweep (the runner's rounds, tune/writer.lost_before_start)
+    assert figures["after_chaos"]["lost"] == 0, (figures["after_chaos"], out[-3000:])
