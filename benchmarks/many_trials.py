@@ -5,7 +5,8 @@ to read the trials table afterwards.
 
 The space is a grid of tiny torus trials (`--steps` steps of 16 particles, seeds as the axis).  While the
 sweep runs, the driver's resident memory is sampled from /proc with the count of finished rows; printed:
-wall time, per-trial overhead (wall x slots / trials - the trials' own mean run time), RSS at 1k / 5k /
+wall time, per-trial overhead (wall x slots / trials - the trials' own mean run time; over the whole sweep and
+in the steady state between a quarter and three quarters of the rows), RSS at 1k / 5k /
 10k finished trials, and the time `results.read_table` takes on the trials table.
 """
 
@@ -93,12 +94,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.num_cpus} CPUs, {args.steps} steps each")
     print(f"wall: {wall:.0f} s; wall x slots / trials: {wall * args.num_cpus / len(trials):.3f} s; "
           f"trial's own mean run time: {mean_run:.3f} s; overhead per trial: {per_trial:.3f} s")
+    q1 = next((s for s in samples if s[1] >= 0.25 * len(trials)), None)
+    q3 = next((s for s in samples if s[1] >= 0.75 * len(trials)), None)
+    if q1 is not None and q3 is not None and q3[1] > q1[1]:  # between a quarter and three quarters of the rows:
+        steady = (q3[0] - q1[0]) * args.num_cpus / (q3[1] - q1[1])  # without Ray's start, the actors' imports, the end
+        print(f"steady state (rows {q1[1]} -> {q3[1]}): wall x slots / trials {steady:.3f} s; overhead per trial: "
+              f"{steady - (mean_run if args.pack == 1 else 0.0):.3f} s")
     for mark in MARKS:
         at = next((s for s in samples if s[1] >= mark), None)
         if at is not None:
             print(f"driver RSS at {mark} rows: {at[2]:.0f} MB (t = {at[0]:.0f} s)")
     first = next((s for s in samples if s[1] > 0), None)
-    last_row = next((s for s in reversed(samples) if s[1] < len(trials)), None)
+    last_row = next((s for s in samples if s[1] >= len(trials)), None)  # (compaction then leaves one file)
     peak = max(samples, key=lambda s: s[2], default=None)
     if first is not None and peak is not None:
         print(f"driver RSS at the first row: {first[2]:.0f} MB; peak: {peak[2]:.0f} MB at t = {peak[0]:.0f} s "
@@ -107,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         at = next((s for s in samples if s[1] >= frac * len(trials)), None)
         if at is not None:
             print(f"  {at[1]:>6} rows: {at[2]:.0f} MB (t = {at[0]:.0f} s)")
+    if first is not None:
+        print(f"before the first row (driver start, Ray, the trial processes' start): {first[0]:.0f} s; the "
+              "driver's lines until then:")
+        for t, ln in [ln for ln in lines if ln[0] <= first[0]][:8]:
+            print(f"    t = {t:6.1f} s  {ln[:150]}")
     if peak is not None:
         before = [ln for ln in lines if ln[0] <= peak[0]][-2:]
         after = [ln for ln in lines if ln[0] > peak[0]][:2]

@@ -215,3 +215,27 @@ def test_importing_every_analysis_module_loads_no_torch_or_ray():
             + "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+# the driver's side of a sweep: what the CLI, the runners and Tune's callbacks import on the driver
+DRIVER_MODULES = ("drift_sweeps.run", "drift_sweeps.sweep.cli", "drift_sweeps.sweep.driver",
+                  "drift_sweeps.sweep.tune_runner", "drift_sweeps.sweep.memory_check", "drift_sweeps.tune.adapter",
+                  "drift_sweeps.tune.writer", "drift_sweeps.tune.pack_writer", "drift_sweeps.tune.progress",
+                  "drift_sweeps.tune.live")
+
+
+def test_the_driver_never_imports_torch(tmp_path):
+    """Torch is the trials' (2 s and ~150 MB of a driver's start otherwise): the driver's modules, its
+    provenance record and the TensorBoard writers (tensorboardX imports torch when it can) leave it out."""
+    code = ("import sys, types\n" + "".join(f"import {m}\n" for m in DRIVER_MODULES)
+            + "from drift_sweeps.sweep.provenance import driver_versions\nimport json\n"
+            + "assert json.loads(driver_versions())['torch']\n"
+            + "from drift_sweeps.tune import live, ray_compat\nray_compat.tensorboardx_without_torch()\n"
+            + f"w = live.TensorBoardWriter({str(tmp_path)!r}, ['loss'])\n"
+            + "trial = types.SimpleNamespace(trial_id='t1', config={'seed': 0})\n"
+            + "w.on_trial_result(0, [], trial, {'step': 1, 'loss': 0.5})\nassert not w.failed\n"
+            + "from ray.tune.logger import TBXLoggerCallback\nTBXLoggerCallback()\nimport tensorboardX\n"
+            + "assert 'torch' not in sys.modules, 'torch imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(tmp_path.glob("t1/events*")), "no TensorBoard event file"

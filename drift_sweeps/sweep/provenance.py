@@ -25,10 +25,14 @@ def git_commit() -> Optional[str]:
 
 
 def driver_versions() -> str:
-    """JSON of the driver's package versions (workers report their own with each trial); null where absent."""
+    """JSON of the driver's package versions (workers report their own with each trial, `trial.versions`, under
+    the same keys); null where absent.  From the installed packages' metadata: the driver never imports torch."""
     import importlib.metadata
+    import importlib.util
+    import platform
+    import re
 
-    from ..trial import versions
+    from .. import __version__
 
     def version(name: str) -> Optional[str]:
         try:
@@ -36,5 +40,14 @@ def driver_versions() -> str:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    return json.dumps({**json.loads(versions()), **{n: version(n) for n in ("optuna", "pandas", "pyarrow")}},
-                      sort_keys=True)
+    cuda = None
+    spec = importlib.util.find_spec("torch")
+    if spec is not None and spec.origin:  # torch/version.py: `cuda: Optional[str] = '12.8'` (None on CPU builds)
+        try:
+            found = re.search(r"^cuda\b[^=]*=\s*'([^']+)'", (Path(spec.origin).parent / "version.py").read_text(), re.M)
+            cuda = found.group(1) if found else None
+        except OSError:
+            pass
+    names = ("torch", "ray", "numpy", "optuna", "pandas", "pyarrow")
+    return json.dumps({"python": platform.python_version(), "drift_sweeps": __version__, "cuda": cuda,
+                       **{n: version(n) for n in names}}, sort_keys=True)

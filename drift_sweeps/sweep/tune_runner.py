@@ -18,7 +18,7 @@ import os
 from typing import Any, Mapping, Optional
 
 from ..spaces import SearchSpace
-from ..tune import session
+from ..tune import ray_compat, session
 from . import watchdog
 from .folder import TUNE_DIR, StorageError
 from .identity import grid_part, missing_points
@@ -171,6 +171,7 @@ def _fit(tuner: Any, verbose: int, interrupts: Interrupts, loggers: bool = True)
     if not loggers:
         quiet.update({k: v for k, v in LOGGERS_OFF.items() if k not in os.environ})
     os.environ.update(quiet)
+    ray_compat.tensorboardx_without_torch()  # before Tune's loggers or ours import it
     interrupts.in_fit = True
     # fit() ends by reading Tune's per-trial result files, which its loggers (when on) write
     analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")

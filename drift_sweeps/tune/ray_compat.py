@@ -5,6 +5,8 @@ it fails one test (tests/test_spine.py) instead of a user's sweep.
   `ray.init(address="auto")` reads), without connecting to it.
 - `dashboard_dependency_error`, `connected_dashboard_url`: whether this Ray can start its dashboard, and
   where the dashboard of the connected cluster is (the live view, `live.py`).
+- `tensorboardx_without_torch`: tensorboardX (Tune's loggers, our live TensorBoard view) imported without
+  the torch that its package imports, in a try, only to accept tensors: the driver never imports torch.
 
 (`--resume` used to restore Tune's pickled experiment state and patch its RunConfig here; it now builds a
 fresh Tuner from the recorded JSON spec instead, see `drift_sweeps.sweep.tune_runner`.)
@@ -12,6 +14,7 @@ fresh Tuner from the recorded JSON spec instead, see `drift_sweeps.sweep.tune_ru
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 
@@ -65,3 +68,19 @@ def quiet_exit_in_callbacks() -> None:
 
     hook.drift_quiet = True  # type: ignore[attr-defined]
     sys.unraisablehook = hook
+
+
+def tensorboardx_without_torch() -> None:
+    """Import tensorboardX with torch hidden (torch is optional to it: `try: import torch`).  The driver handles
+    no tensors; without this, the first TensorBoard writer (Tune's or ours) imports torch into the driver: 2 s
+    of a sweep's start and ~150 MB of its memory.  Nothing when either is imported already."""
+    if "tensorboardX" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError meanwhile
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        pass  # not installed: the writers say so themselves
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
