@@ -31,9 +31,11 @@ from .signals import Interrupts
 
 log = logging.getLogger("drift_sweeps")
 
-# Tune's default loggers (CSV, JSON, TensorBoard files per trial under <sweep>/tune/) write what Tune's own
-# view reads (docs/live.md), and keep per-trial state on the driver, whose memory then grows with the
-# trials (ray-project/ray#64231).  Our Parquet rows are the record: in a large sweep they are off.
+# Tune's default loggers (CSV, JSON, TensorBoard files per trial under <sweep>/tune/) keep per-trial state on
+# the driver, whose memory then grows with the trials (ray-project/ray#64231).  Never added by Tune: the CSV and
+# JSON ones (what Tune's own view reads, docs/live.md) are ours to add, up to LARGE_SWEEP_TRIALS; its TensorBoard
+# one never (a copy of our live view, `live.TensorBoardWriter`, at ~20 ms of the driver per report).  Our
+# Parquet rows are the record.
 LOGGERS_OFF = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
 # Rounds of trials that Tune ended before they ran (writer.lost_before_start); what is still missing after
@@ -78,7 +80,6 @@ class TuneRunner(Runner):
         from ray import tune
 
         from ..tune import live
-        from ..tune.adapter import LARGE_SWEEP_TRIALS
 
         space = p.space
         gpu = session.gpus_per_trial(space, args.gpus_per_trial)
@@ -102,7 +103,7 @@ class TuneRunner(Runner):
         tuner, writer = _tuner(p, args, gpu, todo_params, points, searcher, kept, (commit, versions), packs)
         interrupts.on_first = writer.stop_recording
         try:
-            grid = _fit(tuner, args.verbose, interrupts, loggers=space.trial_count() <= LARGE_SWEEP_TRIALS)
+            grid = _fit(tuner, args.verbose, interrupts)
         except OSError:
             grid = None  # a failed write of ours (raised below), or of Tune's own state in the folder
             if writer.failure is None:
@@ -128,7 +129,7 @@ def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str,
 
     from ..spine.record import CURVE_METRICS
     from ..tune import live
-    from ..tune.adapter import make_packed_trainable, make_trainable, scheduler
+    from ..tune.adapter import LARGE_SWEEP_TRIALS, make_packed_trainable, make_trainable, scheduler
     from ..tune.pack_writer import PackWriter
     from ..tune.progress import ProgressReporter
     from ..tune.writer import ResultsWriter
@@ -143,6 +144,10 @@ def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str,
     writer = (ResultsWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept)) if packs is None else
               PackWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept), packs=packs))
     callbacks = [writer, progress]
+    if space.trial_count() <= LARGE_SWEEP_TRIALS:  # Tune's own view (LOGGERS_OFF)
+        from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+        callbacks += [CSVLoggerCallback(), JsonLoggerCallback()]
     tensorboard = live.tensorboard_dir(p.sweep_root)
     if tensorboard:
         metrics = [m for m in CURVE_METRICS if m != "step"] + [space.metric]
@@ -163,13 +168,12 @@ def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str,
     return tuner, writer
 
 
-def _fit(tuner: Any, verbose: int, interrupts: Interrupts, loggers: bool = True) -> Any:
+def _fit(tuner: Any, verbose: int, interrupts: Interrupts) -> Any:
     """tuner.fit() with our SIGINT/SIGTERM handling forwarded to Tune's own."""
     # --verbose 0: our own progress lines only (Tune's new output prints a configuration box and a
     # TensorBoard hint pointing at a temporary folder even when silent; its legacy reporter does not)
     quiet = {"RAY_AIR_NEW_OUTPUT": "0"} if verbose == 0 and "RAY_AIR_NEW_OUTPUT" not in os.environ else {}
-    if not loggers:
-        quiet.update({k: v for k, v in LOGGERS_OFF.items() if k not in os.environ})
+    quiet.update({k: v for k, v in LOGGERS_OFF.items() if k not in os.environ})
     os.environ.update(quiet)
     ray_compat.tensorboardx_without_torch()  # before Tune's loggers or ours import it
     interrupts.in_fit = True
