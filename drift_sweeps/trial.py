@@ -47,24 +47,12 @@ _VERSIONS: Optional[str] = None
 
 
 def versions() -> str:
-    """JSON of the package versions in this process (cached); ray is null where it is not installed."""
+    """JSON of the package versions in this process (cached): `record.versions` with torch's own."""
     global _VERSIONS
     if _VERSIONS is None:
-        import importlib.metadata
-        import platform
-
-        import numpy
-
         from . import __version__
 
-        try:
-            ray_version: Optional[str] = importlib.metadata.version("ray")
-        except importlib.metadata.PackageNotFoundError:
-            ray_version = None
-        _VERSIONS = json.dumps({
-            "python": platform.python_version(), "drift_sweeps": __version__, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "ray": ray_version, "numpy": numpy.__version__,
-        }, sort_keys=True)
+        _VERSIONS = record.versions(__version__, torch.__version__, torch.version.cuda)
     return _VERSIONS
 
 

@@ -40,6 +40,24 @@ SAMPLES_KEY = "samples"
 PACK_PARAM = "pack"
 
 
+def versions(drift_sweeps: str, torch: Optional[str], cuda: Optional[str], more: tuple[str, ...] = ()) -> str:
+    """JSON of the package versions a trials row records, the same keys wherever it is built: in a trial
+    process (`trial.versions`, torch imported) and on the driver (`sweep.provenance`, torch never imported);
+    the other packages' versions from their installed metadata, null where absent."""
+    import importlib.metadata
+    import json
+    import platform
+
+    def version(name: str) -> Optional[str]:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return json.dumps({"python": platform.python_version(), "drift_sweeps": drift_sweeps, "torch": torch,
+                       "cuda": cuda, **{n: version(n) for n in ("ray", "numpy", *more)}}, sort_keys=True)
+
+
 def member_id(trial_id: str, index: int) -> str:
     """The trial id of a packed trial's index-th configuration."""
     return f"{trial_id}-{index:04d}"

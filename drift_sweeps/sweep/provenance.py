@@ -25,21 +25,19 @@ def git_commit() -> Optional[str]:
 
 
 def driver_versions() -> str:
-    """JSON of the driver's package versions (workers report their own with each trial, `trial.versions`, under
-    the same keys); null where absent.  From the installed packages' metadata: the driver never imports torch."""
+    """JSON of the driver's package versions (`spine.record.versions`, the keys each trial reports with its own),
+    torch's from its metadata and its version.py: the driver never imports torch."""
     import importlib.metadata
     import importlib.util
-    import platform
     import re
 
     from .. import __version__
+    from ..spine import record
 
-    def version(name: str) -> Optional[str]:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
+    try:
+        torch: Optional[str] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch = None
     cuda = None
     spec = importlib.util.find_spec("torch")
     if spec is not None and spec.origin:  # torch/version.py: `cuda: Optional[str] = '12.8'` (None on CPU builds)
@@ -48,6 +46,4 @@ def driver_versions() -> str:
             cuda = found.group(1) if found else None
         except OSError:
             pass
-    names = ("torch", "ray", "numpy", "optuna", "pandas", "pyarrow")
-    return json.dumps({"python": platform.python_version(), "drift_sweeps": __version__, "cuda": cuda,
-                       **{n: version(n) for n in names}}, sort_keys=True)
+    return record.versions(__version__, torch, cuda, more=("optuna", "pandas", "pyarrow"))
