@@ -15,6 +15,19 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
+
+# The suite runs on two pytest-xdist workers (pyproject `addopts`): it waits far more than it computes
+# (Ray's start, subprocess drivers, polling; a serial run used 20 min of CPU in 30 min of wall time on
+# 2 cores).  Each file's tests stay on one worker (their module fixtures are built once), and the two
+# network-namespace cluster tests share a group, so they never run at the same time.
+SERIAL_GROUPS = {"test_cluster_e2e.py": "netns-cluster", "test_cluster_chaos.py": "netns-cluster"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(SERIAL_GROUPS.get(name, str(item.path.relative_to(config.rootpath)))))
+
 # Ray reads these when it starts; set them explicitly so every node of every test agrees
 # (a token left in the home folder by an earlier ray.init() otherwise splits auth modes).
 os.environ["RAY_AUTH_MODE"] = "disabled"

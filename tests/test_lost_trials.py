@@ -38,3 +38,27 @@ def test_a_trial_ended_with_retries_left_has_no_row_and_is_handed_back(tmp_path,
     rows = results.read_table(folder.root, "trials")
     assert list(rows["trial_id"]) == ["lost_00001"]
     assert list(rows["status"]) == ["error"] and list(rows["attempts"]) == [3]
+
+
+def test_a_large_sweep_runs_in_rounds_of_tuners_each_point_once(capsys, make_space, tmp_path, ray_tmp, monkeypatch):
+    # Tune keeps every trial of a Tuner on the driver until fit returns: a large sweep is rounds of Tuners
+    from drift_sweeps.run import main
+    from drift_sweeps.sweep import tune_runner
+
+    monkeypatch.setattr(tune_runner, "ROUND_TRIALS", 3)
+    space = make_space("rounds", axes={"seed": list(range(7))})
+    res = str(tmp_path / "res")
+    rc = main([str(space), "--results", res, "--num-cpus", "2", "--temp-dir", ray_tmp])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rounds = [ln for ln in out.splitlines() if ln.startswith("round of trials")]
+    assert [ln.split(" (")[0] for ln in rounds] == ["round of trials 1-3 of 7", "round of trials 4-6 of 7",
+                                                   "round of trials 7-7 of 7"], out
+    assert out.count("sweep rounds: 7 trials") == 1 and "[7/7]" in out  # one header; progress over the rounds
+    rows = results.read_table(f"{res}/rounds", "trials")
+    assert rows["trial_id"].is_unique and sorted(rows["seed"]) == list(range(7))
+    assert set(rows["status"]) <= {"converged", "censored"}
+    for table in ("curves", "spectra"):
+        assert set(results.read_table(f"{res}/rounds", table)["trial_id"]) == set(rows["trial_id"]), table
+    rc = main([str(space), "--results", res, "--num-cpus", "2", "--temp-dir", ray_tmp])
+    assert rc == 0 and "finished (7 of 7 trials)" in capsys.readouterr().out

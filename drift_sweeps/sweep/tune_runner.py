@@ -42,12 +42,18 @@ LOGGERS_OFF = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 # them is left to --resume, as after an interrupt
 LOST_ROUNDS = 3
 
+# Trials per Tuner of a large sweep (`in_rounds`): Tune keeps every trial's state on the driver until its fit
+# returns, ~75 MB per 1000 finished trials (docs/benchmarks.md); a new Tuner per round frees it, at the cost of
+# starting Tune and the trial actors again (a few seconds)
+ROUND_TRIALS = 2000
+
 
 class TuneRunner(Runner):
     """The trials on Ray Tune: joins the running cluster or starts an embedded Ray (stopped by `close`)."""
 
     def __init__(self) -> None:
         self._joined_here = False
+        self._kept_at_start = 0  # finished trials when this run began (the rounds' progress counts from there)
         self._folder: Optional[Any] = None  # the sweep folder, cleaned again once the trials' processes are gone
 
     def run(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts) -> int:
@@ -75,8 +81,22 @@ class TuneRunner(Runner):
             except OSError as err:  # the storage is failing: the resume removes what is partial
                 log.debug("%s: partial files not removed (%s)", self._folder.root, err)
 
-    def _sweep(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts, embedded: bool,
-               round_: int = 0) -> int:
+    def _sweep(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts, embedded: bool) -> int:
+        """The missing trials in rounds of Tuners: again those Tune ended before they started (up to
+        LOST_ROUNDS times), and a large grid or random sweep ROUND_TRIALS at a time."""
+        lost_rounds, previous = 0, None
+        while True:
+            outcome = self._round(p, args, interrupts, embedded, previous, lost_rounds < LOST_ROUNDS)
+            if isinstance(outcome, int):
+                return outcome
+            lost_rounds += outcome == "lost"
+            p, previous = dataclasses.replace(p, mode="resume"), previous or outcome
+
+    def _round(self, p: Plan, args: argparse.Namespace, interrupts: Interrupts, embedded: bool,
+               previous: Optional[str], rerun_lost: bool) -> "int | str":
+        """One Tuner of (up to ROUND_TRIALS of) the missing trials -> the exit code, or why to run another
+        round: "lost" (trials Tune ended before they started) or "more" (the sweep's next round); `previous`:
+        None in the first round, else the first round's reason for another."""
         from ray import tune
 
         from ..tune import live
@@ -87,12 +107,18 @@ class TuneRunner(Runner):
         commit, versions = git_commit(), driver_versions()
         kept = p.folder.prepare(p.mode == "resume", args.overwrite, spec_record(p, gpu, commit, versions))
         optuna_db = live.optuna_storage_url(p.sweep_root) if space.search == "optuna" else None
-        todo_params, points, searcher = space_for_run(space, kept, p, optuna_db)
-        print(f"sweep {p.name}: {space.trial_count()} trials, {space.cpu:g} CPU + {gpu:g} GPU each, "
-              + (f"resuming ({len(kept)} finished, {points} to run)" if p.mode == "resume" else "results")
-              + f" in {p.sweep_root}", flush=True)
-        for line in live.live_lines(p.sweep_root, live.dashboard_url(), optuna_db):
-            print(line, flush=True)
+        limit = ROUND_TRIALS if in_rounds(space) else None
+        todo_params, points, searcher, left = space_for_run(space, kept, p, optuna_db, limit)
+        if previous is None:
+            self._kept_at_start = len(kept)
+            print(f"sweep {p.name}: {space.trial_count()} trials, {space.cpu:g} CPU + {gpu:g} GPU each, "
+                  + (f"resuming ({len(kept)} finished, {points + left} to run)" if p.mode == "resume" else "results")
+                  + f" in {p.sweep_root}", flush=True)
+            for line in live.live_lines(p.sweep_root, live.dashboard_url(), optuna_db):
+                print(line, flush=True)
+        if left or previous == "more":
+            print(f"round of trials {len(kept) + 1}-{len(kept) + points} of {space.trial_count()} (one Tuner per "
+                  f"{ROUND_TRIALS} trials: Tune's driver-side state is freed after each)", flush=True)
         if points == 0:
             return report(p, args)
         packs = make_packs(space, [params for _, params in missing_points(space, kept)]) if space.pack > 1 else None
@@ -100,7 +126,8 @@ class TuneRunner(Runner):
             todo_params, searcher = {PACK_PARAM: tune.grid_search(list(range(len(packs))))}, None
             points = sum(len(pack) for pack in packs)
             print(f"{points} trials in {len(packs)} packs of up to {space.pack} configurations", flush=True)
-        tuner, writer = _tuner(p, args, gpu, todo_params, points, searcher, kept, (commit, versions), packs)
+        tuner, writer = _tuner(p, args, gpu, todo_params, (points, left, len(kept) - self._kept_at_start), searcher,
+                               kept, (commit, versions), packs)
         interrupts.on_first = writer.stop_recording
         try:
             grid = _fit(tuner, args.verbose, interrupts)
@@ -111,20 +138,29 @@ class TuneRunner(Runner):
         if writer.failure is not None:
             self._folder = None  # the storage is failing: the resume removes what is partial
             raise StorageError(str(writer.failure)) from None
-        if writer.lost and interrupts.signame is None and round_ < LOST_ROUNDS:
+        if interrupts.signame is None and writer.lost and rerun_lost:
             print(f"{len(writer.lost)} trial(s) lost their node before they started; running them again", flush=True)
-            return self._sweep(dataclasses.replace(p, mode="resume"), args, interrupts, embedded, round_ + 1)
+            return "lost"
+        if interrupts.signame is None and left:
+            return "more"
         if space.pack > 1:
             print(f"\n{writer.progress.best_text()}" if writer.progress else "")
-        else:
+        elif previous != "more":  # Tune's view of one round is not the sweep's
             print_best(grid, space)
         return report(p, args, interrupts.signame)
 
 
-def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str, Any], points: int,
+def in_rounds(space: SearchSpace) -> bool:
+    """Whether a sweep runs as rounds of ROUND_TRIALS: grid and random sweeps, unpacked, without a scheduler
+    (ASHA compares a trial with every trial of its Tuner; Optuna's searcher is the study)."""
+    return space.search in ("grid", "random") and not space.scheduler and space.pack <= 1
+
+
+def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str, Any], counts: tuple[int, int, int],
            searcher: Any, kept: Mapping[str, Any], provenance: tuple[Optional[str], str],
            packs: Optional[list[list[dict[str, Any]]]] = None) -> tuple[Any, Any]:
-    """(Tuner, results writer) of the trials to run (packed trials when `packs` is given)."""
+    """(Tuner, results writer) of the trials to run (packed trials when `packs` is given); `counts`: (this
+    Tuner's trials, trials left for later rounds, trials finished by this run's earlier rounds)."""
     from ray import tune
 
     from ..spine.record import CURVE_METRICS
@@ -139,8 +175,9 @@ def _tuner(p: Plan, args: argparse.Namespace, gpu: float, todo_params: dict[str,
     store = p.folder.curve_files()
     function = make_trainable(space, store) if packs is None else make_packed_trainable(space, packs, store)
     trainable = tune.with_resources(function, {"cpu": space.cpu, "gpu": gpu})
-    progress = ProgressReporter(points, metric=space.metric, mode=space.mode, counts_trials=packs is None,
-                                converge_on=space.base.get("converge_on", "worst_rel_error"))
+    points, left, before = counts
+    progress = ProgressReporter(points + left, metric=space.metric, mode=space.mode, counts_trials=packs is None,
+                                converge_on=space.base.get("converge_on", "worst_rel_error"), before=before)
     writer = (ResultsWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept)) if packs is None else
               PackWriter(space, p.name, p.folder, *provenance, progress, keep=set(kept), packs=packs))
     callbacks = [writer, progress]
@@ -202,10 +239,11 @@ def print_best(grid: Any, space: SearchSpace) -> None:
 
 
 def space_for_run(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]], p: Plan,
-                  optuna_db: Optional[str]) -> tuple[dict[str, Any], int, Any]:
-    """(param_space, num_samples, search_alg) of the trials still to run.
+                  optuna_db: Optional[str], limit: Optional[int] = None) -> tuple[dict[str, Any], int, Any, int]:
+    """(param_space, num_samples, search_alg, left) of the trials of this Tuner: all of them, or at most
+    `limit` of a grid or random sweep, `left` missing after them.
 
-    Fresh sweep: the space as is.  Resume: grid/random presets (the grid points, each as often as it still
+    Fresh sweep: the space as is (the first `limit` grid points as presets when the sweep has more).  Resume: grid/random presets (the grid points, each as often as it still
     lacks a row) over a param_space of choices, so every preset trial takes exactly its point; Optuna: the
     study continues (the SQLite study in a local sweep folder, else one told the finished trials' results).
     """
@@ -215,22 +253,25 @@ def space_for_run(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]], p: 
     from ..tune import live
     from ..tune.adapter import param_space, search_alg
 
-    if not kept and p.mode != "resume":
+    fresh = not kept and p.mode != "resume"
+    if fresh and (limit is None or space.trial_count() <= limit):
         return param_space(space), space.num_samples, search_alg(
-            space, live.optuna_storage(p.sweep_root) if optuna_db else None, p.name)
+            space, live.optuna_storage(p.sweep_root) if optuna_db else None, p.name), 0
     if space.search == "optuna":
         todo = max(0, space.num_samples - len(kept))
         if optuna_db:
-            return param_space(space), todo, search_alg(space, live.optuna_storage(p.sweep_root), p.name)
-        return param_space(space), todo, _warm_optuna(space, kept)
+            return param_space(space), todo, search_alg(space, live.optuna_storage(p.sweep_root), p.name), 0
+        return param_space(space), todo, _warm_optuna(space, kept), 0
     presets = [grid_part(space, params) for _, params in missing_points(space, kept)]
+    left = max(0, len(presets) - limit) if limit is not None else 0
+    presets = presets[:len(presets) - left]
     choices: dict[str, Any] = {}
     for a in space.axes:
         choices[a.key] = tune.choice(list(a.values)) if a.kind == "grid" else param_space(space)[a.key]
     if len(space.variants) > 1:
         choices["variant"] = tune.choice([v.name for v in space.variants])
     searcher = BasicVariantGenerator(points_to_evaluate=presets or None, random_state=space.seed + len(kept))
-    return choices, len(presets), searcher
+    return choices, len(presets), searcher, left
 
 
 def _warm_optuna(space: SearchSpace, kept: Mapping[str, Mapping[str, Any]]) -> Any:

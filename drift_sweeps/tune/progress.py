@@ -25,8 +25,9 @@ class ProgressReporter(tune.Callback):
     """Progress lines: `[done/total] trial params: outcome (wall time on node)` and periodic summaries."""
 
     def __init__(self, total: int, metric: str = record.OBJECTIVE, mode: str = "min",
-                 converge_on: str = "worst_rel_error", counts_trials: bool = True) -> None:
-        self._total = total
+                 converge_on: str = "worst_rel_error", counts_trials: bool = True, before: int = 0) -> None:
+        self._before = before  # trials finished by this run's earlier Tuners (a sweep in rounds), counted in
+        self._total = before + total  # both the finished and the total
         self._counts_trials = counts_trials  # False: Tune's trials are packs, `total` counts configurations
         self._converge_on = converge_on  # the running trials' convergence metric (the space's base config)
         self._metric, self._mode = metric, mode
@@ -37,8 +38,9 @@ class ProgressReporter(tune.Callback):
 
     def setup(self, total_num_samples: Optional[int] = None, **info: Any) -> None:
         """Start of fit (also after a restore)."""
-        self._total = (total_num_samples if self._counts_trials else None) or self._total
-        self._done = 0
+        if self._counts_trials and total_num_samples:
+            self._total = max(self._total, self._before + total_num_samples)
+        self._done = self._before
         self._best = None
         self._latest = {}
         self._started = self._last_line = time.monotonic()
@@ -56,7 +58,7 @@ class ProgressReporter(tune.Callback):
         if now - self._last_line < PROGRESS_EVERY_S or not running:
             return
         self._last_line = now
-        finished = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        finished = self._before + sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
         pending = sum(t.status == Trial.PENDING for t in trials)
         parts = []
         for t in running:
@@ -64,10 +66,11 @@ class ProgressReporter(tune.Callback):
             value = f"{latest[1]:.3g}" if latest and isinstance(latest[1], (int, float)) else "-"
             parts.append(f"{t.trial_id} t={latest[0]:g} {self._converge_on}={value}" if latest
                          else f"{t.trial_id} starting")
-        total = max(self._total, len(trials))
+        total = max(self._total, self._before + len(trials))
         elapsed = now - self._started
         log.info("... %s %d/%d finished, %d pending, %s%s; %s; running: %s", bar(finished, total), finished, total,
-                 pending, duration(elapsed), eta_text(elapsed, finished, total), self.best_text(), "; ".join(parts))
+                 pending, duration(elapsed), eta_text(elapsed, finished - self._before, total - self._before),
+                 self.best_text(), "; ".join(parts))
 
     def best_text(self) -> str:
         """'best time_to_eps 9 (trial id)'; for time_to_eps only converged trials count (no stand-ins)."""
