@@ -36,6 +36,13 @@ class Study:
     baseline: Optional[str] = None
     checks: Optional[Callable[[Analysis], list[str]]] = None
     report_kwargs: dict = field(default_factory=dict)
+    space: str = ""  # the shipped space the sweep runs (default: `name`)
+    run_args: str = ""  # what the run command adds to the space (e.g. --set target=moons --name <name>)
+
+    def command(self) -> str:
+        """The command that writes this study's folder under results/."""
+        return " ".join(filter(None, ("python -m drift_sweeps.run", self.space or self.name, self.run_args,
+                                      "--results results")))
 
 
 def _rate_check(analysis: Analysis) -> list[str]:
@@ -126,7 +133,11 @@ BEYOND: tuple[Study, ...] = (
     Study("operators_2026_generators", "11c. The 2026 drifts training a generator: eight Gaussians", (),
           checks=studies.generators_check),
     Study("operators_2026_generators-moons", "11d. The 2026 drifts training a generator: moons", (),
-          checks=studies.generators_check),
+          checks=studies.generators_check, space="operators_2026_generators",
+          run_args="--set target=moons --name operators_2026_generators-moons"),
+    Study("operators_2026_generators-digits", "11e. The 2026 drifts training a generator: digits", (),
+          checks=studies.generators_check, space="operators_2026_generators",
+          run_args="--set target=digits --name operators_2026_generators-digits"),
 )
 SETS = {"seed": (STUDIES, "reproduction.md", "Reproducing the seed paper's claims"),
         "beyond": (BEYOND, "reproduction_beyond.md", "Studies beyond K_max")}
@@ -172,9 +183,7 @@ def build(results: str, out: str, notes: Optional[str] = None, timings: Optional
         "## Re-running the studies",
         "",
         "```bash",
-        f"for s in {' '.join(study.name for study in studies_)}; do",
-        "  python -m drift_sweeps.run $s --results results",
-        "done",
+        *(study.command() for study in studies_),
         "python -m analysis.reproduction results --out docs --notes docs/reproduction_notes.md",
         "```",
         "",
@@ -217,7 +226,7 @@ def _study_section(study: Study, results: str, out: str, n_boot: int, note_text:
            f"{counts.get('censored', 0)} | {counts.get('diverged', 0)} | {counts.get('error', 0)} | "
            f"{_minutes(wall.get(study.name))} | {_minutes(float(tr['wall_time_s'].sum()))} |")
     body = [f"## {study.title}", "", f"Sweep `{study.name}` "
-            f"([space](../search_spaces/{study.name}.yaml), [full report](reproduction/{study.name}/report.md)).", ""]
+            f"([space](../search_spaces/{study.space or study.name}.yaml), [full report](reproduction/{study.name}/report.md)).", ""]
     if study.name in note_text:
         body += [note_text[study.name], ""]
     body += ["### Comparison", "", markdown(comparison_display(analysis.comparison, analysis.sweep.group_keys)), ""]

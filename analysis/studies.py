@@ -153,7 +153,9 @@ def _ratio_verdict(c: dict) -> str:
 # final quality of a generator sweep: (column, label, direction); ratios to the data-vs-data floor where it has one
 GENERATOR_QUALITY = (("sample_distance", "energy dist. / floor", "min"), ("sliced_w2", "sliced W2 / floor", "min"),
                      ("w2_exact", "W2^2 exact", "min"), ("modes_covered", "modes covered", "max"),
-                     ("high_quality_share", "within 3 std", "max"), ("mode_mass_error", "mode-mass error", "min"))
+                     ("high_quality_share", "within 3 std", "max"), ("mode_mass_error", "mode-mass error", "min"),
+                     ("frechet_distance", "Frechet dist. / floor", "min"), ("class_coverage", "class coverage", "max"))
+RATIO_TO_FLOOR = ("sample_distance", "sliced_w2", "frechet_distance")  # shown as multiples of the data-vs-data floor
 
 
 def generators_check(analysis: Analysis, by: Sequence[str] = ("kernel",)) -> list[str]:
@@ -168,7 +170,7 @@ def generators_check(analysis: Analysis, by: Sequence[str] = ("kernel",)) -> lis
             final, floor = g.get(f"final_{name}"), g.get(f"{name}_floor")
             if final is None or final.isna().all():
                 continue
-            ratio = name in ("sample_distance", "sliced_w2") and floor is not None and floor.notna().all()
+            ratio = name in RATIO_TO_FLOOR and floor is not None and floor.notna().all()
             cols[label] = (final / floor) if ratio else final
         head = "energy dist. / floor"
         score = {d: float(np.log(cols[head][g["drift"] == d]).mean()) for d in g["drift"].unique()}

@@ -47,10 +47,28 @@ def test_generators_check_ranks_drifts_by_their_distance_to_the_floor():
             d = ratio * (1 + 0.05 * rng.standard_normal())
             rows.append({"kernel": "gaussian", "variant": drift, "status": "censored", "wall_time_s": 1.0,
                          "final_sample_distance": 0.01 * d, "sample_distance_floor": 0.01,
-                         "final_sliced_w2": 0.002 * d, "sliced_w2_floor": 0.002, "final_modes_covered": 8.0})
+                         "final_sliced_w2": 0.002 * d, "sliced_w2_floor": 0.002, "final_modes_covered": 8.0,
+                         "final_frechet_distance": 3.0 * d, "frechet_distance_floor": 3.0})
     analysis = SimpleNamespace(sweep=SimpleNamespace(trials=pd.DataFrame(rows)))
     table = [ln for ln in "\n".join(studies.generators_check(analysis)).splitlines() if ln.startswith("| gaussian")]
     assert [ln.split(" | ")[2] for ln in table] == ["good", "bad"]
     good, bad = (ln.split(" | ") for ln in table)
     assert good[3].startswith("1.2") and bad[3].startswith("4")  # energy distance / floor, mean [CI]
+    assert good[6].startswith("1.2") and bad[6].startswith("4")  # the Frechet distance / floor (digits)
     assert bad[-2].startswith("x3.3")  # bad / good, separated (CI excludes 1)
+
+
+def test_every_reproduction_study_is_a_command_that_dry_runs(capsys):
+    # the re-run block of docs/reproduction*.md lists these commands: each names a shipped space and valid flags,
+    # and writes the folder the study reads
+    import shlex
+
+    from analysis.reproduction import SETS
+    from drift_sweeps.run import main
+
+    for studies_, _, _ in SETS.values():
+        for study in studies_:
+            argv = shlex.split(study.command())[3:]
+            assert main(argv + ["--dry-run"]) == 0, study.name
+            out = capsys.readouterr().out
+            assert f"results/{study.name}/" in out, (study.name, out[-500:])
