@@ -68,6 +68,10 @@ def test_reproduction_report_has_every_study(smoke_results: str, tmp_path) -> No
         assert not [f for f in os.listdir(tmp_path / "docs" / "reproduction" / study.name / "figures")
                     if f.endswith(".svg")]
     assert "smoke overview" in text and "smoke commentary for K_max" in text
+    # the re-run block: each study's command, then this very page's command with its notes and timings
+    rerun = text.split("## Re-running the studies")[1].split("```bash")[1].split("```")[0].strip().splitlines()
+    assert rerun == [study.command() for study in STUDIES] + [
+        f"python -m analysis.reproduction results --out docs --notes {notes} --timings {timings}"]
     assert "2.0 min" in text  # the study's wall time from the timings file
     assert "### Against the theory" in text  # studies 1 and 2 carry their theory checks
     assert text.count("![") >= len(STUDIES)
