@@ -6,14 +6,15 @@ to read the trials table afterwards.
 The space is a grid of tiny torus trials (`--steps` steps of 16 particles, seeds as the axis).  While the
 sweep runs, the driver's resident memory is sampled from /proc with the count of finished rows; printed:
 wall time, per-trial overhead (wall x slots / trials - the trials' own mean run time; over the whole sweep and
-in the steady state between a quarter and three quarters of the rows), RSS at 1k / 5k /
-10k finished trials, and the time `results.read_table` takes on the trials table.
+in the steady state between a quarter and three quarters of the rows), RSS at every 1000
+finished trials, and the time `results.read_table` takes on the trials table.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import yaml
 
 from drift_sweeps import results
 
-MARKS = (1000, 5000, 10000)
+MARK_EVERY = 1000  # driver RSS printed at every 1000 finished trials
 
 
 def space_file(folder: Path, trials: int, steps: int, pack: int) -> Path:
@@ -49,6 +50,9 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+PROGRESS = re.compile(r"\[(\d+)/\d+\] ")
 
 
 def rows(sweep: Path) -> int:
@@ -75,12 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[tuple[float, str]] = []  # the driver's output, timed: what it was doing at the peak
-    reader = threading.Thread(target=lambda: lines.extend((time.monotonic() - start, ln.rstrip()) for ln in proc.stdout),
-                              daemon=True)
+    done = [0]  # finished trials by the driver's progress lines ("[k/N] ..."): files are merged between rounds
+
+    def read() -> None:
+        for ln in proc.stdout:
+            lines.append((time.monotonic() - start, ln.rstrip()))
+            m = PROGRESS.match(ln)
+            if m:
+                done[0] = max(done[0], int(m.group(1)))
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     samples: list[tuple[float, int, float]] = []
     while proc.poll() is None:
-        samples.append((time.monotonic() - start, rows(root / "many"), rss_mb(proc.pid)))
+        samples.append((time.monotonic() - start, max(done[0], rows(root / "many")), rss_mb(proc.pid)))
         time.sleep(0.25)
     wall = time.monotonic() - start
     reader.join(timeout=10)
@@ -100,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         steady = (q3[0] - q1[0]) * args.num_cpus / (q3[1] - q1[1])  # without Ray's start, the actors' imports, the end
         print(f"steady state (rows {q1[1]} -> {q3[1]}): wall x slots / trials {steady:.3f} s; overhead per trial: "
               f"{steady - (mean_run if args.pack == 1 else 0.0):.3f} s")
-    for mark in MARKS:
+    for mark in range(MARK_EVERY, len(trials) + 1, MARK_EVERY):
         at = next((s for s in samples if s[1] >= mark), None)
         if at is not None:
             print(f"driver RSS at {mark} rows: {at[2]:.0f} MB (t = {at[0]:.0f} s)")

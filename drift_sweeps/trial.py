@@ -126,7 +126,8 @@ class _Trial:
         self.finite = finite and all(math.isfinite(metrics[k]) for k in ("loss", "drift_rms", "worst_rel_error",
                                                                          "sample_distance") if metrics[k] is not None)
         self.done = self.finite and self.evaluation.done(metrics)
-        if (self.done or not self.finite or step == self.cfg.steps) and self.cfg.samples_kept > 0:
+        self.stops = not self.finite or (self.done and self.cfg.stop_at_convergence)
+        if (self.stops or step == self.cfg.steps) and self.cfg.samples_kept > 0:
             metrics[record.SAMPLES_KEY] = xs[: self.cfg.samples_kept].detach().cpu().tolist()
         return metrics
 
@@ -152,9 +153,9 @@ class _Run:
                 self.report(self.last)
             if not trial.finite:
                 self.status = record.DIVERGED
-            elif trial.done:
+            elif trial.done and self.conv_time is None:  # the first evaluation meeting eps
                 self.status, self.conv_time = record.CONVERGED, step * cfg.dt
-            if not trial.finite or trial.done:
+            if trial.stops:
                 return self._finish()
         if step == cfg.steps:
             return self._finish()

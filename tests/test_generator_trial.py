@@ -138,3 +138,18 @@ def test_last_report_carries_samples_and_results_store_them(tmp_path):
     assert torch.allclose(stored.double(), torch.tensor(xs, dtype=torch.float64))
     none, rep = _run(target="moons", model="mlp", samples_kept=0)
     assert record.SAMPLES_KEY not in rep[-1]
+
+
+def test_stop_at_convergence_false_runs_the_budget_and_keeps_the_first_convergence_time():
+    """A torus trial that meets eps at its first evaluation: by default it stops there; with
+    stop_at_convergence false it runs every step and records that first evaluation's time."""
+    base = dict(target="torus1d", k_max=2, n_samples=64, n_data=64, n_eval=64, steps=12, eval_every=4, dt=0.1,
+                eps=0.99, bandwidth=1.0)
+    stopped, _ = _run(**base)
+    assert stopped["status"] == record.CONVERGED and stopped["steps_run"] == 4
+    assert stopped["convergence_time"] == pytest.approx(0.4)
+    full, reports = _run(**base, stop_at_convergence=False)
+    assert full["status"] == record.CONVERGED and full["steps_run"] == 12
+    assert full["convergence_time"] == pytest.approx(0.4) and full["t_final"] == pytest.approx(1.2)
+    assert [r["step"] for r in reports] == [0, 4, 8, 12]
+    assert full["final_worst_rel_error"] == reports[-1]["worst_rel_error"]

@@ -97,6 +97,8 @@ class TrialConfig:
     eval_every: int = 10  # steps between reports
     eps: float = 0.1  # converged when the metric `converge_on` <= eps
     converge_on: str = "worst_rel_error"  # the metric convergence is defined on (any 'min' metric of spine.metrics)
+    stop_at_convergence: bool = True  # false: run every step of the budget (final quality at the budget); the
+    #                                   convergence time is still that of the first evaluation meeting eps
     metrics: str = "all"  # what an evaluation computes: all (every metric that applies), or comma-separated metric
     #                       names; the torus spectrum, the plane distances and converge_on's metric always run
     n_eval: int = 1024  # samples used for the sample distance and quality metrics (and their data floors)
@@ -172,7 +174,8 @@ _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", Optional[st
 # shapes or code paths, so the trials still share one batched step.  Every other key is the same in a pack.
 PACK_FREE_KEYS = ("seed", "target_seed", "amplitude", "phase", "k_max", "k_min", "target_modes", "separation",
                   "mode_std", "mode_weights", "init_weights", "bandwidth", "bandwidth_per_kmax", "rate",
-                  "bandwidth_min", "dt", "lr", "warmup_steps", "ema", "steps", "eval_every", "eps")
+                  "bandwidth_min", "dt", "lr", "warmup_steps", "ema", "steps", "eval_every", "eps",
+                  "stop_at_convergence")
 NORMALIZATIONS = ("auto", "per_side", "joint", "none", "sharp")  # normalization: the kernel weights' normalisations
 NORMALIZED_OPERATORS = ("meanshift", "deng")  # the operators whose normalisation is the key `normalization`
 
