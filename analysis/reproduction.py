@@ -135,7 +135,7 @@ BEYOND: tuple[Study, ...] = (
     Study("operators_2026_generators-moons", "11d. The 2026 drifts training a generator: moons", (),
           checks=studies.generators_check, space="operators_2026_generators",
           run_args="--set target=moons --name operators_2026_generators-moons"),
-    Study("operators_2026_generators-digits", "11e. The 2026 drifts training a generator: digits", (),
+    Study("operators_2026_generators-digits", "11e. The 2026 drifts training a generator: digits", ("quality",),
           checks=studies.generators_check, space="operators_2026_generators",
           run_args="--set target=digits --name operators_2026_generators-digits"),
 )
