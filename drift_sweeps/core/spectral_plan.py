@@ -32,12 +32,13 @@ EWALD_MODES = 85.0  # ... and about EWALD_MODES / a on average (measured 0.8-0.9
 MAX_MODES_2D = 1024  # 2-D Fourier grids beyond this many modes per dimension cost too much memory
 EWALD_MIN_MODES = 8.0  # the far part needs at least ~8/a modes: direct below that is never beaten
 # cost model (seconds per unit, one thread), fitted to `python -m benchmarks.field --torus --threads 1`
-# and `--small` (docs/benchmarks.md)
+# and `--small` (docs/benchmarks.md); COST_CALL and COST_MODE[2] refitted on an idle machine (2026-12-03:
+# the 2-D direct plans took 0.19-0.27 of the earlier price, fitted under a load of 12-21)
 COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image)
 COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes' set-up)
 COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
-COST_MODE = {1: 2e-8, 2: 5e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
-COST_CALL = 1e-3  # NUFFT: fixed cost of one spectral evaluation (plans, conversions, the fallback check)
+COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
+COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (plans, conversions, the fallback check)
 COST_NEAR = {True: 1.5e-8, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
 COST_BUILD_CALL = 1e-3  # a new bandwidth's plan: truncation search and tables, fixed part
 COST_BUILD_MODE = 3e-7  # ... per mode of the (2K+1)^D coefficient grid (norms, unique, multipliers)
