@@ -9,6 +9,7 @@ EMA of the weights that the evaluations use.  Both expose `draw(gen)` (this step
 from __future__ import annotations
 
 import copy
+import math
 from typing import Optional
 
 import torch
@@ -69,10 +70,9 @@ class Generators:
             return (self.ema if self.ema is not None else self.net)(noise)
 
     def update(self, loss: torch.Tensor, v: torch.Tensor, x: torch.Tensor, step: int) -> None:
-        """One Adam step (learning rate warmed up linearly), then the EMA."""
-        if self.cfg.warmup_steps > 0:
-            for group in self.opt.param_groups:
-                group["lr"] = self.cfg.lr * min(1.0, (step + 1) / self.cfg.warmup_steps)
+        """One Adam step (learning rate `lr_factor` x lr), then the EMA."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.lr * lr_factor(self.cfg, step)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -81,6 +81,17 @@ class Generators:
                 decay = ema_decay(self.cfg.ema, step)
                 for pe, p in zip(self.ema.parameters(), self.net.parameters()):
                     pe.lerp_(p, 1.0 - decay)
+
+
+def lr_factor(cfg: TrialConfig, step: int) -> float:
+    """The learning rate's factor at `step` (0-based): a linear warm-up over `warmup_steps`, then `lr_decay`
+    (cosine: from 1 after the warm-up down to 0 at the budget)."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    if cfg.lr_decay == "none":
+        return warm
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    done = min(1.0, max(0, step + 1 - cfg.warmup_steps) / span)
+    return warm * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 def stepper(cfg: TrialConfig, net: Generator) -> "Particles | Generators":

@@ -81,6 +81,24 @@ def test_ema_and_separate_negatives_change_the_run_and_warmup_scales_the_first_s
         abs(plain["final_sample_distance"] - start["final_sample_distance"])
 
 
+def test_cosine_lr_decay_follows_its_closed_form_and_reaches_zero_at_the_budget():
+    from drift_sweeps.steps import lr_factor
+
+    cfg = TrialConfig.from_dict({**SHORT, "target": "moons", "model": "mlp", "steps": 100, "warmup_steps": 10,
+                                 "lr_decay": "cosine"})
+    assert [lr_factor(cfg, s) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])  # the warm-up, unchanged
+    for s in (19, 54, 79):  # after it: (1 + cos(pi (s + 1 - 10) / 90)) / 2
+        assert lr_factor(cfg, s) == pytest.approx(0.5 * (1 + math.cos(math.pi * (s + 1 - 10) / 90)))
+    assert lr_factor(cfg, 99) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(dataclasses.replace(cfg, lr_decay="none"), 99) == 1.0
+    # in a trial: the decayed run ends elsewhere than the constant one, from the same start
+    plain, _ = _run(target="moons", model="mlp", ema=0.0)
+    decayed, _ = _run(target="moons", model="mlp", ema=0.0, lr_decay="cosine")
+    assert decayed["final_sample_distance"] != plain["final_sample_distance"]
+    with pytest.raises(ConfigError, match="lr_decay"):
+        TrialConfig.from_dict({"lr_decay": "step"})
+
+
 def test_recipe_keys_are_validated():
     with pytest.raises(ConfigError, match="feature_norm"):
         TrialConfig.from_dict({"target": "torus1d", "feature_norm": True})

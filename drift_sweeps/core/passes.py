@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from . import plane_loop
 from .blocks import Geometry, Layout, PairBlock, PointBlock, pair_blocks
 
 _LOG2E = 1.0 / math.log(2.0)
@@ -87,6 +88,10 @@ def run_pass(
         probe = geo.kernel.weight_from_sq_(torch.ones(1, dtype=dt, device=dev), geo.bandwidth, dim)
         if isinstance(probe, float):
             weight_const, grad_weight = probe, False
+    if (shift is None and auto_shift == "point" and bias is None and not sums_b and not grad_weight
+            and plane_loop.usable(a, b, geo.kernel, geo.periodic)):  # one compiled loop, each pair once
+        s, d, sh = plane_loop.plane_sums(a, b, geo.kernel, geo.bandwidth, mask, a_ids)
+        return PassResult(s=s, disp=(d * weight_const) if disp else None, s_b=None, shift=sh)
     layout = Layout(geo.periodic, dim, disp, grad_weight)
     out = PassResult(
         s=torch.zeros(n_a, dtype=f64, device=dev),

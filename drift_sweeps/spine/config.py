@@ -85,6 +85,8 @@ class TrialConfig:
     dt: float = 0.1  # time per step: t = step * dt, for both models
     lr: float = 1e-3  # generators: Adam learning rate
     warmup_steps: int = 0  # generators: linear learning-rate warm-up over this many steps (0 = none)
+    lr_decay: str = "none"  # generators: none (lr constant after the warm-up) or cosine (lr x (1 + cos(pi s / steps)) / 2
+    #                         at step s: zero at the budget; the last steps average out the minibatch noise)
     ema: float = 0.99  # generators: EMA decay of the weights used for evaluation, min(ema, (1+s)/(10+s)) at
     #                    step s; 0 = evaluate the trained weights (the EMA averages out minibatch noise)
     noise_sampler: str = "stratified"  # generators: training noise stratified (scrambled Sobol) or iid;
@@ -174,8 +176,9 @@ _TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "str", Optional[st
 # shapes or code paths, so the trials still share one batched step.  Every other key is the same in a pack.
 PACK_FREE_KEYS = ("seed", "target_seed", "amplitude", "phase", "k_max", "k_min", "target_modes", "separation",
                   "mode_std", "mode_weights", "init_weights", "bandwidth", "bandwidth_per_kmax", "rate",
-                  "bandwidth_min", "dt", "lr", "warmup_steps", "ema", "steps", "eval_every", "eps",
+                  "bandwidth_min", "dt", "lr", "warmup_steps", "lr_decay", "ema", "steps", "eval_every", "eps",
                   "stop_at_convergence")
+LR_DECAYS = ("none", "cosine")  # lr_decay: the generator's learning-rate schedule after its warm-up (steps.lr_factor)
 NORMALIZATIONS = ("auto", "per_side", "joint", "none", "sharp")  # normalization: the kernel weights' normalisations
 NORMALIZED_OPERATORS = ("meanshift", "deng")  # the operators whose normalisation is the key `normalization`
 
@@ -192,6 +195,7 @@ def registry_names(key: str) -> list[str]:
 _CHOICES = {
     **{key: functools.partial(registry_names, key) for key in axes.AXES},
     "noise_sampler": lambda: ["stratified", "iid"],
+    "lr_decay": lambda: list(LR_DECAYS),
     "phase": lambda: ["random", "zero"],
     "target_modes": lambda: ["band", "single"],
     "sampler": lambda: ["stratified", "iid"],

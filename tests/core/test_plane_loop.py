@@ -1,0 +1,101 @@
+"""The compiled plane pass against the float64 closed forms of its sums, and where run_pass takes it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drift_sweeps.core import plane_loop
+from drift_sweeps.core.blocks import Geometry
+from drift_sweeps.core.field import FieldSpec
+from drift_sweeps.core.kernels import KERNELS
+from drift_sweeps.core.passes import normalised_pass, run_pass
+from drift_sweeps.core import dense, streaming
+
+pytestmark = pytest.mark.skipif(plane_loop._loop() is None, reason="numba is not installed")
+
+
+def _reference(a, b, kernel, h, mask, a_ids=None):
+    """(s, disp, shift) in float64 from the registered log-kernel, max-shifted per point."""
+    a64, b64 = a.double(), b.double()
+    diff = b64.unsqueeze(0) - a64.unsqueeze(1)  # (Na, Nb, D)
+    logk = KERNELS.get(kernel)(diff.norm(dim=2), h, a.shape[1])
+    if mask:
+        ids = torch.arange(a.shape[0]) if a_ids is None else a_ids
+        logk[torch.arange(a.shape[0]), ids] = -math.inf
+    shift = logk.max(1).values
+    e = torch.exp(logk - shift.unsqueeze(1))
+    return e.sum(1), (e.unsqueeze(2) * diff).sum(1), shift
+
+
+@pytest.mark.parametrize("kernel", sorted(plane_loop.CODES))
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("mask", [False, True])
+def test_sums_match_the_float64_closed_form(kernel, dim, mask):
+    g = torch.Generator().manual_seed(dim)
+    a = torch.randn(700, dim, generator=g)  # more points than one block of the loop
+    b = a.clone() if mask else torch.randn(600, dim, generator=g) * 1.5 + 0.3
+    h = 0.4 * math.sqrt(dim)
+    s, disp, shift = plane_loop.plane_sums(a, b, KERNELS.get(kernel), h, mask=mask)
+    s_ref, d_ref, sh_ref = _reference(a, b, kernel, h, mask)
+    assert torch.allclose(shift, sh_ref, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(s, s_ref, rtol=2e-5)
+    v, v_ref = disp / s.unsqueeze(1), d_ref / s_ref.unsqueeze(1)
+    assert (v - v_ref).abs().max() <= 2e-5 * v_ref.abs().max()
+
+
+def test_a_subset_leaves_out_its_own_pairs_and_a_fully_masked_point_sums_to_zero():
+    g = torch.Generator().manual_seed(0)
+    b = torch.randn(300, 2, generator=g)
+    ids = torch.tensor([5, 17, 299])
+    s, disp, shift = plane_loop.plane_sums(b[ids], b, KERNELS.get("laplacian"), 0.5, mask=True, a_ids=ids)
+    s_ref, d_ref, _ = _reference(b[ids], b, "laplacian", 0.5, True, ids)
+    assert torch.allclose(s, s_ref, rtol=2e-5) and torch.allclose(disp, d_ref, rtol=1e-4, atol=1e-6)
+    one = b[:1]
+    s1, d1, sh1 = plane_loop.plane_sums(one, one, KERNELS.get("gaussian"), 0.5, mask=True)
+    assert s1.item() == 0.0 and d1.abs().max().item() == 0.0 and sh1.item() == 0.0
+
+
+def test_far_points_do_not_underflow_and_a_mean_shift_matches_the_dense_reference():
+    """A point 40 bandwidths from every sample: every term underflows without the exact shift."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.randn(200, 2, generator=g), torch.tensor([[20.0, -20.0]])])
+    pos, h = torch.randn(300, 2, generator=g), 0.5
+    geo = Geometry(KERNELS.get("gaussian"), h, 2, False, ((0.0, 0.0),), 0, 0)
+    res, used = normalised_pass(x, pos, geo, disp=True)
+    assert torch.isfinite(res.s).all() and (res.s >= 1.0).all()
+    s_ref, d_ref, sh_ref = _reference(x, pos, "gaussian", h, False)
+    assert torch.allclose(used, sh_ref, rtol=1e-5) and torch.allclose(res.s, s_ref, rtol=2e-5)
+    for kernel in plane_loop.CODES:
+        stream = FieldSpec(kernel, h, False, backend="stream")
+        reference = FieldSpec(kernel, h, False, backend="dense")
+        v = streaming.meanshift(x, pos, x, stream)
+        v_ref = dense.meanshift(x.double(), pos.double(), x.double(), reference)
+        assert (v.double() - v_ref).abs().max() <= 1e-5 * v_ref.abs().max(), kernel
+
+
+def test_run_pass_takes_the_loop_only_where_it_applies():
+    a = torch.randn(50, 2)
+    geo = Geometry(KERNELS.get("cauchy"), 0.7, 2, False, ((0.0, 0.0),), 0, 0)
+    assert plane_loop.usable(a, a, geo.kernel, False)
+    assert not plane_loop.usable(a.double(), a.double(), geo.kernel, False)  # float64: the torch path
+    assert not plane_loop.usable(a, a, geo.kernel, True)  # the torus
+    assert not plane_loop.usable(a, a, KERNELS.get("laplacian").sharp_kernel(), False)  # no code
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert not plane_loop.usable(a, a, geo.kernel, False)
+    finally:
+        torch.set_num_threads(threads)
+    # same sums either way: the loop (one thread) against the torch blocks (two)
+    fast = run_pass(a, a, geo, mask=True, disp=True, auto_shift="point")
+    torch.set_num_threads(2)
+    try:
+        slow = run_pass(a, a, geo, mask=True, disp=True, auto_shift="point")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(fast.s * torch.exp(fast.shift), slow.s * torch.exp(slow.shift), rtol=2e-5)
+    assert torch.allclose(fast.disp * torch.exp(fast.shift).unsqueeze(1),
+                          slow.disp * torch.exp(slow.shift).unsqueeze(1), rtol=1e-4, atol=1e-6)
