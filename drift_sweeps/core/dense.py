@@ -177,19 +177,29 @@ def mmd(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec)
     return _grad_at(x, witness)
 
 
-def sinkhorn_conditional(logk: torch.Tensor, iters: int) -> torch.Tensor:
+def sinkhorn_conditional(logk: torch.Tensor, iters: int, tol: float = 0.0) -> torch.Tensor:
     """Conditional plan pi(j | i) of entropic OT with Gibbs kernel exp(logk), uniform weights.
 
-    Log-domain Sinkhorn; potentials in units of eps.  iters = 0 gives softmax_j(logk),
-    i.e. the mean-shift weights.  (N, M) -> (N, M), rows sum to 1.
+    Log-domain Sinkhorn; potentials in units of eps; at most `iters` iterations, fewer once no
+    potential g_j moves by more than `tol` in one (`sinkhorn_converged`).  iters = 0 gives
+    softmax_j(logk), i.e. the mean-shift weights.  (N, M) -> (N, M), rows sum to 1.
     """
     n, m = logk.shape
     log_a, log_b = -math.log(n), -math.log(m)
     g = torch.zeros(m, dtype=logk.dtype, device=logk.device)
-    for _ in range(iters):
+    for it in range(iters):
         f = -torch.logsumexp(logk + g.unsqueeze(0), dim=1) - log_b  # (N,)
-        g = -torch.logsumexp(logk + f.unsqueeze(1), dim=0) - log_a  # (M,)
+        g_new = -torch.logsumexp(logk + f.unsqueeze(1), dim=0) - log_a  # (M,)
+        g, moved = g_new, g_new - g
+        if sinkhorn_converged(moved, it, tol):
+            break
     return torch.softmax(logk + g.unsqueeze(0), dim=1)
+
+
+def sinkhorn_converged(moved: torch.Tensor, it: int, tol: float) -> bool:
+    """Whether Sinkhorn stops after iteration `it` (0-based): its potentials g moved by `moved`; the first
+    iteration never stops (it moves g from 0), nor does tol = 0."""
+    return tol > 0 and it > 0 and float(moved.abs().max()) <= tol
 
 
 @DENSE_OPERATORS.register("sinkhorn")
@@ -199,8 +209,8 @@ def sinkhorn(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: Field
     With the Gaussian kernel the cost is |x-y|^2/2 and eps = h^2 (docs/theory.md#sinkhorn-drift); other
     kernels give cost -h^2 log k.  Debiased: the q->q plan includes self-pairs (no mask).
     """
-    pi_pos = sinkhorn_conditional(_logk(x, pos, field), field.sinkhorn_iters)  # (N, M)
-    pi_neg = sinkhorn_conditional(_logk(x, neg, field), field.sinkhorn_iters)  # (N, K)
+    pi_pos = sinkhorn_conditional(_logk(x, pos, field), field.sinkhorn_iters, field.sinkhorn_tol)  # (N, M)
+    pi_neg = sinkhorn_conditional(_logk(x, neg, field), field.sinkhorn_iters, field.sinkhorn_tol)  # (N, K)
     return weighted_displacement(pi_pos, x, pos, field) - weighted_displacement(pi_neg, x, neg, field)
 
 

@@ -35,7 +35,7 @@ class FieldSpec:
     neg_is_x: bool = True  # negatives are the evaluation points: mask self-pairs
     bandwidth_scales: tuple[float, ...] = (1.0,)  # deng: bandwidths = bandwidth * scales, fields summed
     drift_norm: bool = False  # deng: divide each bandwidth's field by its RMS over the batch
-    sinkhorn_iters: int = 50
+    sinkhorn_iters: int = 50  # at most; fewer once the potentials move by <= sinkhorn_tol (0: always all)
     images: int = -1  # torus: image shells beyond the minimum image (-1: enough for geometry.PERIODIC_TOL)
     backend: str = "auto"  # one of BACKENDS; gradients through V always use "dense"
     block_x: int = 0  # stream: evaluation points per block (0: chosen from free memory)
@@ -44,12 +44,14 @@ class FieldSpec:
     normalization: str = "auto"  # meanshift, deng: one of spine.config.NORMALIZATIONS (auto: the operator's own)
     landmarks: int = 0  # nystrom: landmark count m (0, or m >= the data batch: the exact field)
     nystrom_repulsion: bool = False  # nystrom: approximate the repulsion too (default: the attraction only)
+    sinkhorn_tol: float = 1e-6  # sinkhorn: stop once no potential moves more than this (units of eps)
 
     @classmethod
     def of(cls, cfg, bandwidth: float, periodic: bool, neg_is_x: bool = True) -> "FieldSpec":
         """The field of a trial config (spine.config.TrialConfig) at one bandwidth."""
         return cls(cfg.kernel, bandwidth, periodic, neg_is_x, cfg.bandwidth_scales, cfg.drift_norm, cfg.sinkhorn_iters,
-                   kernel_shape=cfg.kernel_shape, normalization=cfg.normalization, landmarks=cfg.landmarks)
+                   kernel_shape=cfg.kernel_shape, normalization=cfg.normalization, landmarks=cfg.landmarks,
+                   sinkhorn_tol=cfg.sinkhorn_tol)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -43,9 +43,9 @@ def max_pass(a: torch.Tensor, b: torch.Tensor, geo: Geometry, *, mask: bool = Fa
     return out
 
 
-def logit_matrix(a: torch.Tensor, b: torch.Tensor, geo: Geometry) -> torch.Tensor:
-    """log k summed over periodic images (as dense._logk), transposed.  -> (Nb, Na)."""
-    out = torch.empty(b.shape[0], a.shape[0], dtype=a.dtype, device=a.device)
+def logit_matrix(a: torch.Tensor, b: torch.Tensor, geo: Geometry, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """log k summed over periodic images (as dense._logk), transposed, into `out` when given.  -> (Nb, Na)."""
+    out = torch.empty(b.shape[0], a.shape[0], dtype=a.dtype, device=a.device) if out is None else out
     layout = Layout(geo.periodic, a.shape[1], False, False)
     for pb, blocks in pair_blocks(a, b, geo, layout):
         for blk in blocks:
@@ -88,9 +88,9 @@ def run_pass(
         probe = geo.kernel.weight_from_sq_(torch.ones(1, dtype=dt, device=dev), geo.bandwidth, dim)
         if isinstance(probe, float):
             weight_const, grad_weight = probe, False
-    if (shift is None and auto_shift == "point" and bias is None and not sums_b and not grad_weight
-            and plane_loop.usable(a, b, geo.kernel, geo.periodic)):  # one compiled loop, each pair once
-        s, d, sh = plane_loop.plane_sums(a, b, geo.kernel, geo.bandwidth, mask, a_ids)
+    if ((shift is not None or (auto_shift == "point" and bias is None)) and not sums_b and not grad_weight
+            and plane_loop.usable(a, b, geo)):  # one compiled loop, each pair once
+        s, d, sh = plane_loop.plane_sums(a, b, geo.kernel, geo.bandwidth, mask, a_ids, bias, shift)
         return PassResult(s=s, disp=(d * weight_const) if disp else None, s_b=None, shift=sh)
     layout = Layout(geo.periodic, dim, disp, grad_weight)
     out = PassResult(

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import math
+import threading
 from typing import Optional
 
 import torch
 
+from . import plane_loop
 from .blocks import CPU_BLOCK_ELEMS, Geometry, _MEMORY_FRACTION, free_memory_bytes, geometry
+from .dense import sinkhorn_converged
 from .field import FieldSpec
 from .passes import _LOG2E, _ratio, log_sum, logit_matrix, normalised_pass, unresolved
 
 
-def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int) -> torch.Tensor:
+def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int, tol: float) -> torch.Tensor:
     """Barycentric displacement sum_j pi(j|i) (y_j - x_i) of entropic OT, log-domain Sinkhorn.
 
     Same iteration as dense.sinkhorn_conditional; each iteration is a row pass and a column
     pass, each shifted by the previous iteration's log-normalisers.  When the (M, N) log-kernel
     fits in SINKHORN_CACHE_BYTES it is computed once and kept (no distances, kernels or
     periodic images re-evaluated 2 * iters times); otherwise every pass streams.  The final
-    pass, which needs per-image displacements, always streams.  -> (N, D) float64.
+    pass, which needs per-image displacements, always streams.  At most `iters` iterations, fewer once
+    the potentials move by at most `tol` (dense.sinkhorn_converged).  -> (N, D) float64.
     """
     n, m = x.shape[0], y.shape[0]
     log_a, log_b = -math.log(n), -math.log(m)
@@ -27,8 +31,12 @@ def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int) 
     row_shift: Optional[torch.Tensor] = None
     col_shift: Optional[torch.Tensor] = None
     cached = iters > 0 and n * m * x.element_size() <= sinkhorn_cache_bytes(x.device)
-    logits = logit_matrix(x, y, geo).mul_(_LOG2E) if cached else None  # (M, N), base-2 units
-    for _ in range(iters):
+    logits = None
+    if cached:  # (M, N), base-2 units: compiled where it applies
+        buf = _kept_buffer(m, n, x.dtype, x.device)
+        logits = plane_loop.log2_kernel_matrix(x, y, geo, out=buf)
+        logits = logit_matrix(x, y, geo, out=buf).mul_(_LOG2E) if logits is None else logits
+    for it in range(iters):
         if logits is not None:
             row_lse = _cached_lse(logits, g, row_shift, over_samples=True)  # (N,)
         else:
@@ -40,13 +48,29 @@ def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int) 
         else:
             res, used = normalised_pass(y, x, geo, shift=col_shift, bias=f)
             col_lse = log_sum(res, used)  # (M,)
-        g = -col_lse - log_a
+        g_new = -col_lse - log_a
+        g, moved = g_new, g_new - g
         row_shift, col_shift = row_lse, col_lse
+        if sinkhorn_converged(moved, it, tol):
+            break
     res, _ = normalised_pass(x, y, geo, shift=row_shift, bias=g, disp=True)
     return _ratio(res.disp, res.s)
 
 
 SINKHORN_CACHE_BYTES = 64 << 20  # keep Sinkhorn's log-kernel matrix when it is at most this big
+_KEPT = threading.local()  # CPU: the kept matrix's memory, reused across calls (a fresh 64 MiB costs 40 ms of
+#                            page faults on first touch, as much as computing it)
+
+
+def _kept_buffer(m: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An (m, n) buffer for the kept log-kernel: on the CPU a per-thread one kept between calls."""
+    if device.type != "cpu":
+        return torch.empty(m, n, dtype=dtype, device=device)
+    buf = getattr(_KEPT, "buf", None)
+    if buf is None or buf.dtype != dtype or buf.numel() < m * n:
+        buf = torch.empty(m * n, dtype=dtype)
+        _KEPT.buf = buf
+    return buf[: m * n].view(m, n)
 
 
 def sinkhorn_cache_bytes(device: torch.device) -> int:
@@ -68,10 +92,13 @@ def _cached_lse(logits: torch.Tensor, bias: torch.Tensor, shift: Optional[torch.
     dt = logits.dtype
     bias_t = (bias * _LOG2E).to(dt)
     sh = None if shift is None else (shift * _LOG2E).to(dt)
-    s = torch.zeros(n_a if over_samples else n_b, dtype=torch.float64, device=logits.device)
+    s = plane_loop.kept_lse_sums(logits, bias_t, sh, over_samples)  # the compiled pass, where it applies
+    compiled = s is not None
+    if s is None:
+        s = torch.zeros(n_a if over_samples else n_b, dtype=torch.float64, device=logits.device)
     rows = max(1, CPU_BLOCK_ELEMS // max(n_a, 1))
-    buf = torch.empty(min(rows, n_b) * n_a, dtype=dt, device=logits.device)
-    for j0 in range(0, n_b, rows):
+    buf = None if compiled else torch.empty(min(rows, n_b) * n_a, dtype=dt, device=logits.device)
+    for j0 in range(0, 0 if compiled else n_b, rows):
         j1 = min(j0 + rows, n_b)
         blk = buf[: (j1 - j0) * n_a].view(j1 - j0, n_a)
         if over_samples:
@@ -100,5 +127,6 @@ def _cached_lse(logits: torch.Tensor, bias: torch.Tensor, shift: Optional[torch.
 def sinkhorn(x: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, field: FieldSpec) -> torch.Tensor:
     """Streaming Sinkhorn-divergence drift T_{q->p}(x) - T_{q->q}(x) (no self-pair mask)."""
     geo = geometry(field, field.bandwidth, x.shape[1])
-    v = _sinkhorn_side(x, pos, geo, field.sinkhorn_iters) - _sinkhorn_side(x, neg, geo, field.sinkhorn_iters)
+    iters, tol = field.sinkhorn_iters, field.sinkhorn_tol
+    v = _sinkhorn_side(x, pos, geo, iters, tol) - _sinkhorn_side(x, neg, geo, iters, tol)
     return v.to(x.dtype)

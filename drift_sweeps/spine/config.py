@@ -67,7 +67,9 @@ class TrialConfig:
     drift_norm: bool = False  # every operator: divide each bandwidth's field by its batch RMS before summing
     feature_norm: bool = False  # plane targets: scale samples and data by one factor (mean pairwise distance
     #                             sqrt(D), from the batch, no gradient) before the drift; h is in those units
-    sinkhorn_iters: int = 50  # sinkhorn: log-domain iterations (0 = mean-shift)
+    sinkhorn_iters: int = 50  # sinkhorn: log-domain iterations at most (0 = mean-shift)
+    sinkhorn_tol: float = 1e-6  # sinkhorn: stop once no dual potential moves more than this in an iteration
+    #                             (units of eps; 0 = always sinkhorn_iters). Large bandwidths converge in 5-10
     kernel_shape: float = DEFAULT_SHAPE  # rational_quadratic: alpha of (1 + r^2/h^2)^-alpha (2.0), > dim/2; alpha =
     #                                      (dim+1)/2 is the Cauchy kernel; other kernels ignore it
     normalization: str = "auto"  # meanshift, deng: auto (the operator's own: per_side, joint), per_side, joint, none
@@ -226,7 +228,7 @@ _UPPER = {
 # key -> (lowest allowed, strict?) ; strict means the bound itself is not allowed
 _LOWER = {
     "k_max": (1, False), "k_min": (1, False), "amplitude": (0.0, True), "bandwidth": (0.0, True),
-    "rate": (0.0, False), "bandwidth_min": (0.0, False), "sinkhorn_iters": (0, False),
+    "rate": (0.0, False), "bandwidth_min": (0.0, False), "sinkhorn_iters": (0, False), "sinkhorn_tol": (0.0, False),
     "n_samples": (2, False), "n_data": (2, False), "dt": (0.0, True), "lr": (0.0, True),
     "hidden": (1, False), "layers": (1, False), "noise_dim": (1, False), "steps": (1, False),
     "eval_every": (1, False), "eps": (0.0, True), "n_eval": (2, False), "target_seed": (0, False),

@@ -77,25 +77,63 @@ def test_far_points_do_not_underflow_and_a_mean_shift_matches_the_dense_referenc
 
 
 def test_run_pass_takes_the_loop_only_where_it_applies():
+    import dataclasses
+
     a = torch.randn(50, 2)
     geo = Geometry(KERNELS.get("cauchy"), 0.7, 2, False, ((0.0, 0.0),), 0, 0)
-    assert plane_loop.usable(a, a, geo.kernel, False)
-    assert not plane_loop.usable(a.double(), a.double(), geo.kernel, False)  # float64: the torch path
-    assert not plane_loop.usable(a, a, geo.kernel, True)  # the torus
-    assert not plane_loop.usable(a, a, KERNELS.get("laplacian").sharp_kernel(), False)  # no code
+    assert plane_loop.usable(a, a, geo)
+    assert not plane_loop.usable(a.double(), a.double(), geo)  # float64: the torch path
+    assert not plane_loop.usable(a, a, dataclasses.replace(geo, periodic=True))  # the torus
+    assert not plane_loop.usable(a, a, dataclasses.replace(geo, block_x=7, block_y=9))  # blocks asked for
+    assert not plane_loop.usable(a, a, dataclasses.replace(geo, kernel=KERNELS.get("laplacian").sharp_kernel()))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert not plane_loop.usable(a, a, geo.kernel, False)
+        assert not plane_loop.usable(a, a, geo)
     finally:
         torch.set_num_threads(threads)
-    # same sums either way: the loop (one thread) against the torch blocks (two)
-    fast = run_pass(a, a, geo, mask=True, disp=True, auto_shift="point")
-    torch.set_num_threads(2)
-    try:
-        slow = run_pass(a, a, geo, mask=True, disp=True, auto_shift="point")
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.allclose(fast.s * torch.exp(fast.shift), slow.s * torch.exp(slow.shift), rtol=2e-5)
-    assert torch.allclose(fast.disp * torch.exp(fast.shift).unsqueeze(1),
-                          slow.disp * torch.exp(slow.shift).unsqueeze(1), rtol=1e-4, atol=1e-6)
+    # same sums either way: the loop against the torch blocks, with and without a bias and a given shift
+    bias = torch.randn(50, dtype=torch.float64)
+    for kw in ({}, {"bias": bias, "shift": torch.randn(50, dtype=torch.float64) + 2.0}):
+        fast = run_pass(a, a, geo, mask=True, disp=True, auto_shift="point", **kw)
+        slow = run_pass(a, a, dataclasses.replace(geo, block_x=7, block_y=9), mask=True, disp=True,
+                        auto_shift="point", **kw)
+        assert torch.allclose(fast.s * torch.exp(fast.shift), slow.s * torch.exp(slow.shift), rtol=2e-5)
+        assert torch.allclose(fast.disp * torch.exp(fast.shift).unsqueeze(1),
+                              slow.disp * torch.exp(slow.shift).unsqueeze(1), rtol=1e-4, atol=1e-6)
+
+
+def test_a_given_shift_far_below_the_max_marks_the_sum_for_the_exact_redo():
+    a = torch.zeros(3, 2)
+    b = torch.zeros(4, 2)
+    s, _, _ = plane_loop.plane_sums(a, b, KERNELS.get("gaussian"), 1.0, shift=torch.full((3,), -200.0,
+                                                                                      dtype=torch.float64))
+    assert torch.isinf(s).all()  # exp(0 + 200) per pair: past 2^119, so passes.unresolved redoes them
+
+
+def test_kept_lse_sums_match_logsumexp():
+    g = torch.Generator().manual_seed(4)
+    logits2 = -torch.rand(300, 500, generator=g) * 20
+    bias2, shift_rows, shift_cols = torch.randn(300, generator=g), torch.randn(500, generator=g), torch.randn(300, generator=g)
+    ln2 = math.log(2.0)
+    rows = plane_loop.kept_lse_sums(logits2, bias2, shift_rows, True)
+    ref = torch.exp(((logits2.double() + bias2.double().unsqueeze(1) - shift_rows.double()) * ln2)).sum(0)
+    assert torch.allclose(rows, ref, rtol=1e-5)
+    bias_cols = torch.randn(500, generator=g)
+    cols = plane_loop.kept_lse_sums(logits2, bias_cols, shift_cols, False)
+    ref = torch.exp(((logits2.double() + bias_cols.double() - shift_cols.double().unsqueeze(1)) * ln2)).sum(1)
+    assert torch.allclose(cols, ref, rtol=1e-5)
+    huge = plane_loop.kept_lse_sums(logits2 + 150.0, bias2, shift_rows, True)
+    assert torch.isinf(huge).all()
+
+
+@pytest.mark.parametrize("kernel", sorted(plane_loop.CODES))
+def test_the_kept_log_kernel_matrix_matches_the_registered_kernel(kernel):
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(70, 3, generator=g), torch.randn(90, 3, generator=g)
+    geo = Geometry(KERNELS.get(kernel), 0.6, 3, False, ((0.0, 0.0, 0.0),), 0, 0)
+    m = plane_loop.log2_kernel_matrix(a, b, geo)
+    ref = KERNELS.get(kernel)((b.double().unsqueeze(1) - a.double().unsqueeze(0)).norm(dim=2), 0.6, 3) / math.log(2.0)
+    assert m.shape == (90, 70) and torch.allclose(m.double(), ref, rtol=1e-5, atol=1e-5)
+    assert plane_loop.log2_kernel_matrix(a, b, Geometry(KERNELS.get("laplacian").sharp_kernel(), 0.6, 3, False,
+                                                        ((0.0, 0.0, 0.0),), 0, 0)) is None
