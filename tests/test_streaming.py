@@ -152,6 +152,40 @@ def test_sinkhorn_cached_and_streamed_iterations_agree(far: bool, monkeypatch: p
     assert _rel_err(streamed, dense) < TOL
 
 
+def test_sinkhorn_stops_once_converged_and_equals_the_full_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sinkhorn_tol: at a large bandwidth the potentials settle in a few iterations; the early stop gives the
+    field of all `sinkhorn_iters` to round-off, dense and streamed alike (kept and streamed log-kernel)."""
+    from drift_sweeps.core import dense
+
+    g = torch.Generator().manual_seed(8)
+    x, pos = torch.randn(300, 2, generator=g), torch.randn(250, 2, generator=g) + 0.3
+    calls: list[int] = []
+    real = dense.sinkhorn_converged
+
+    def counted(moved, it, tol):
+        calls.append(it)
+        return real(moved, it, tol)
+
+    monkeypatch.setattr(dense, "sinkhorn_converged", counted)
+    monkeypatch.setattr(stream_sinkhorn, "sinkhorn_converged", counted)
+    full = FieldSpec("gaussian", 1.5, False, sinkhorn_iters=60, sinkhorn_tol=0.0)
+    early = dataclasses.replace(full, sinkhorn_tol=1e-6)
+    for backend in ("dense", "stream"):
+        with torch.no_grad():
+            calls.clear()
+            v_full = drift("sinkhorn", x, pos, x, dataclasses.replace(full, backend=backend))
+            assert len(calls) == 2 * 60  # both sides, every iteration
+            calls.clear()
+            v_early = drift("sinkhorn", x, pos, x, dataclasses.replace(early, backend=backend))
+            assert 2 * 2 <= len(calls) <= 2 * 15, (backend, len(calls))
+        assert _rel_err(v_early, v_full) < 1e-5, backend
+    monkeypatch.setattr(stream_sinkhorn, "SINKHORN_CACHE_BYTES", 0)  # the streamed iterations stop alike
+    with torch.no_grad():
+        calls.clear()
+        v_streamed = drift("sinkhorn", x, pos, x, dataclasses.replace(early, backend="stream"))
+    assert len(calls) <= 2 * 15 and _rel_err(v_streamed, v_full) < TOL
+
+
 @pytest.mark.parametrize("operator", OPERATORS.names())
 def test_differentiable_path_matches_dense_autograd(operator: str) -> None:
     """stop_gradient=False differentiates through V: the stream backend must give dense's gradients."""

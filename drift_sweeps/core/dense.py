@@ -199,7 +199,7 @@ def sinkhorn_conditional(logk: torch.Tensor, iters: int, tol: float = 0.0) -> to
 def sinkhorn_converged(moved: torch.Tensor, it: int, tol: float) -> bool:
     """Whether Sinkhorn stops after iteration `it` (0-based): its potentials g moved by `moved`; the first
     iteration never stops (it moves g from 0), nor does tol = 0."""
-    return tol > 0 and it > 0 and float(moved.abs().max()) <= tol
+    return tol > 0 and it > 0 and float(moved.detach().abs().max()) <= tol
 
 
 @DENSE_OPERATORS.register("sinkhorn")

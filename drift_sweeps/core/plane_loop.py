@@ -11,8 +11,7 @@ The shift is each point's exact max of log k (the kernel at its nearest sample, 
 found by a first loop over the squared distances alone, so every sum is >= 1 unless every pair of the
 point is masked: `passes.normalised_pass` then redoes that point as it does any other unresolved one.
 
-The same exp2 serves `kept_lse_sums`, the fused log-sum-exp passes of Sinkhorn's kept log-kernel matrix
-(stream_sinkhorn._cached_lse): one read of the matrix per pass instead of four torch passes.
+The same exp2 serves Sinkhorn's kept log-kernel matrix (`kept_loops.py`).
 
 Used by `run_pass` for what it covers (`usable`): the plane, float32 on the CPU, a kernel of `CODES`,
 no per-pair gradient weight, no column sums, a bias only with a given shift, no explicit block sizes
@@ -27,7 +26,6 @@ import functools
 import math
 from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
 
 from .kernels import KERNELS
@@ -102,75 +100,31 @@ def _constants(code: int, h: float, dim: int) -> tuple[float, float]:
     return 0.0, (math.sqrt(3.0) if code == 3 else math.sqrt(5.0)) / h
 
 
-@functools.lru_cache(maxsize=1)
-def _loop() -> Optional[Callable[..., None]]:
-    """`_plane_loop` compiled by numba (its helpers first; cached on disk next to this file), or None."""
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fast-math without 'nnan'/'ninf': inf is a sentinel
+
+
+def compile_in(namespace: dict[str, Any], helpers: tuple[str, ...], loops: tuple[str, ...]) -> Optional[list[Any]]:
+    """Compile a module's plain-Python loops with numba, or None without it: `np` and each helper in
+    `namespace` (the module's globals, where the loops look them up) are bound to numpy and to the helper
+    compiled (inlined); -> the loops compiled, cached on disk next to their module."""
     try:
         import numba
+        import numpy
     except ImportError:
         return None
-    # fast-math without 'nnan'/'ninf': the loop uses inf as a sentinel (masked pairs, no sample yet)
-    jit = functools.partial(numba.njit, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}, error_model="numpy",
-                            cache=True)
-    module = globals()
-    for name in ("_exp2_neg", "_fill_terms", "_log2_ge1"):  # called as globals: compiled first, inlined
-        module[name] = jit(inline="always")(module[name])
-    module["_log2_kernel"] = jit(module["_log2_kernel"])
-    return jit(_plane_loop)
+    namespace["np"] = numpy  # the plain forms use np: core imports numpy lazily
+    jit = functools.partial(numba.njit, fastmath=FASTMATH, error_model="numpy", cache=True)
+    for name in helpers:
+        namespace[name] = jit(inline="always")(getattr(namespace[name], "py_func", namespace[name]))
+    return [jit(namespace[name]) for name in loops]
 
 
 @functools.lru_cache(maxsize=1)
-def _lse_loop() -> Optional[Callable[..., None]]:
-    """`_shifted_exp2_sums` compiled (see `kept_lse_sums`), or None without numba."""
-    if _loop() is None:  # compiles the helpers it shares
-        return None
-    import numba
-
-    return numba.njit(fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}, error_model="numpy",
-                      cache=True)(_shifted_exp2_sums)
-
-
-@functools.lru_cache(maxsize=1)
-def _matrix_loop() -> Optional[Callable[..., None]]:
-    """`_log2_matrix` compiled, or None without numba."""
-    if _loop() is None:
-        return None
-    import numba
-
-    return numba.njit(fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}, error_model="numpy",
-                      cache=True)(_log2_matrix)
-
-
-def log2_kernel_matrix(a: torch.Tensor, b: torch.Tensor, geo: Any,
-                       out: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
-    """log2 k(|b_j - a_i|) as an (Nb, Na) float32 matrix (Sinkhorn's kept log-kernel, base 2; into `out`
-    when given) where `usable`; None elsewhere (the caller's torch blocks)."""
-    code = kernel_code(geo.kernel)
-    if code is None or not usable(a, b, geo) or _matrix_loop() is None:
-        return None
-    out = torch.empty(b.shape[0], a.shape[0], dtype=torch.float32) if out is None else out
-    c1, c2 = _constants(code, geo.bandwidth, a.shape[1])
-    _matrix_loop()(a.detach().T.contiguous().numpy(), b.detach().contiguous().numpy(), code, c1, c2,
-                   a.shape[1] + 1, out.numpy())
-    return out
-
-
-def kept_lse_sums(logits2: torch.Tensor, bias2: torch.Tensor, shift2: Optional[torch.Tensor],
-                  over_rows: bool) -> Optional[torch.Tensor]:
-    """Sinkhorn's sums over a kept (Nb, Na) log-kernel in base-2 units: over_rows s_i = sum_j 2^(L_ji + bias_j
-    - shift_i) (Na,), else s_j = sum_i 2^(L_ji + bias_i - shift_j) (Nb,), float64; +inf where an exponent
-    passed 120 (the caller's exact redo takes those).  None when the compiled loop does not apply (then the
-    caller's torch blocks run): float32 on the CPU, one torch thread, numba installed."""
-    if (logits2.device.type != "cpu" or logits2.dtype != torch.float32 or torch.get_num_threads() != 1
-            or _lse_loop() is None):
-        return None
-    n_b, n_a = logits2.shape
-    n_out = n_a if over_rows else n_b
-    sh = torch.zeros(n_out, dtype=torch.float32) if shift2 is None else shift2.to(torch.float32)
-    out = torch.empty(n_out, dtype=torch.float64)
-    _lse_loop()(logits2.contiguous().numpy(), bias2.to(torch.float32).contiguous().numpy(), sh.contiguous().numpy(),
-                over_rows, out.numpy())
-    return out
+def _loop() -> Optional[Callable[..., None]]:
+    """`_plane_loop` compiled by numba, or None without numba."""
+    compiled = compile_in(globals(), ("_exp2_neg", "_fill_terms", "_log2_kernel", "_nearest", "_block_sums"),
+                          ("_plane_loop",))
+    return None if compiled is None else compiled[0]
 
 
 # ---- the plain-Python forms numba compiles as written (float32 work, float64 sums)
@@ -243,24 +197,68 @@ def _plane_loop(a, b, code, c1_, c2_, power, hit, bias2, given, s_out, d_out, sh
     (Nb,) float32 (bias / ln 2); given: sh_out holds the shift / ln 2 (else found here and written there).
     -> s_out (Na,) (+inf from 2^119 up), d_out (Na, D) float64 and sh_out (Na,) float32, in place."""
     dim, n_a = a.shape
-    n_b = b.shape[0]
     f32 = np.float32
     c1, c2 = f32(c1_), f32(c2_)
-    inf = f32(np.inf)
     sq = np.empty(_POINT_BLOCK, np.float32)
-    e = np.empty(_POINT_BLOCK, np.float32)
     m2 = np.empty(_POINT_BLOCK, np.float32)
     inv = np.empty(_POINT_BLOCK, np.float32)
-    s32 = np.empty(_POINT_BLOCK, np.float32)
-    d32 = np.empty((dim, _POINT_BLOCK), np.float32)
     s64 = np.empty(_POINT_BLOCK, np.float64)
     d64 = np.empty((dim, _POINT_BLOCK), np.float64)
     for i0 in range(0, n_a, _POINT_BLOCK):
         nx = min(_POINT_BLOCK, n_a - i0)
-        # 1. each point's nearest sample (its self pair left out): the max of log k, the shift
+        if given:
+            for i in range(nx):
+                m2[i] = sh_out[i0 + i]
+        else:  # each point's nearest sample (its self pair left out): the max of log k, the shift
+            _nearest(a, b, hit, i0, nx, sq, m2)
+            for i in range(nx):
+                m2[i] = _log2_kernel(float(m2[i]), code, c1_, c2_, power) if m2[i] < np.inf else 0.0
         for i in range(nx):
-            m2[i] = sh_out[i0 + i] if given else inf
-        for j in range(0 if given else n_b):
+            inv[i] = 2.0 ** (-float(m2[i]))
+        _block_sums(a, b, hit, bias2, i0, nx, code, c1, c2, power, m2, inv, sq, s64, d64)
+        for i in range(nx):
+            s_out[i0 + i] = s64[i] if s64[i] < 2.0 ** 119 else np.inf
+            sh_out[i0 + i] = m2[i]
+            for k in range(dim):
+                d_out[i0 + i, k] = d64[k, i]
+
+
+def _nearest(a, b, hit, i0, nx, sq, m2):
+    """m2[i] = min_j |b_j - a_i|^2 over the samples, the self pair (hit) left out; +inf when none is left."""
+    dim = a.shape[0]
+    for i in range(nx):
+        m2[i] = np.inf
+    for j in range(b.shape[0]):
+        for i in range(nx):
+            sq[i] = 0.0
+        for k in range(dim):
+            bk = b[j, k]
+            ak = a[k, i0:i0 + nx]
+            for i in range(nx):
+                dd = bk - ak[i]
+                sq[i] += dd * dd
+        hj = hit[j] - i0
+        if hj >= 0 and hj < nx:
+            sq[hj] = np.inf
+        for i in range(nx):
+            m2[i] = min(m2[i], sq[i])
+
+
+def _block_sums(a, b, hit, bias2, i0, nx, code, c1, c2, power, m2, inv, sq, s64, d64):
+    """The sums of points a[:, i0:i0+nx] over every sample: float32 over chunks of samples, float64 across."""
+    dim = a.shape[0]
+    n_b = b.shape[0]
+    e = np.empty(nx, np.float32)
+    s32 = np.empty(nx, np.float32)
+    d32 = np.empty((dim, nx), np.float32)
+    for i in range(nx):
+        s64[i] = 0.0
+        for k in range(dim):
+            d64[k, i] = 0.0
+    for j0 in range(0, n_b, _SAMPLE_CHUNK):
+        s32[:] = 0.0
+        d32[:, :] = 0.0
+        for j in range(j0, min(j0 + _SAMPLE_CHUNK, n_b)):
             for i in range(nx):
                 sq[i] = 0.0
             for k in range(dim):
@@ -269,146 +267,20 @@ def _plane_loop(a, b, code, c1_, c2_, power, hit, bias2, given, s_out, d_out, sh
                 for i in range(nx):
                     dd = bk - ak[i]
                     sq[i] += dd * dd
+            _fill_terms(code, sq, e, nx, c1, c2, power, m2, inv, bias2[j])
             hj = hit[j] - i0
-            if hj >= 0 and hj < nx:
-                sq[hj] = inf
+            if hj >= 0 and hj < nx:  # the self pair
+                e[hj] = 0.0
             for i in range(nx):
-                m2[i] = min(m2[i], sq[i])
+                s32[i] += e[i]
+            for k in range(dim):
+                bk = b[j, k]
+                ak = a[k, i0:i0 + nx]
+                dk = d32[k]
+                for i in range(nx):
+                    dk[i] += e[i] * (bk - ak[i])
         for i in range(nx):
-            if not given:
-                m2[i] = _log2_kernel(float(m2[i]), code, c1_, c2_, power) if m2[i] < inf else 0.0
-            inv[i] = 2.0 ** (-float(m2[i]))
-            s64[i] = 0.0
-            for k in range(dim):
-                d64[k, i] = 0.0
-        # 2. the sums: float32 over chunks of samples, float64 across them
-        for j0 in range(0, n_b, _SAMPLE_CHUNK):
-            for i in range(nx):
-                s32[i] = 0.0
-            for k in range(dim):
-                for i in range(nx):
-                    d32[k, i] = 0.0
-            for j in range(j0, min(j0 + _SAMPLE_CHUNK, n_b)):
-                for i in range(nx):
-                    sq[i] = 0.0
-                for k in range(dim):
-                    bk = b[j, k]
-                    ak = a[k, i0:i0 + nx]
-                    for i in range(nx):
-                        dd = bk - ak[i]
-                        sq[i] += dd * dd
-                _fill_terms(code, sq, e, nx, c1, c2, power, m2, inv, bias2[j])
-                hj = hit[j] - i0
-                if hj >= 0 and hj < nx:  # the self pair
-                    e[hj] = 0.0
-                for i in range(nx):
-                    s32[i] += e[i]
-                for k in range(dim):
-                    bk = b[j, k]
-                    ak = a[k, i0:i0 + nx]
-                    dk = d32[k]
-                    for i in range(nx):
-                        dk[i] += e[i] * (bk - ak[i])
-            for i in range(nx):
-                s64[i] += s32[i]
-            for k in range(dim):
-                for i in range(nx):
-                    d64[k, i] += d32[k, i]
-        for i in range(nx):
-            s_out[i0 + i] = s64[i] if s64[i] < 2.0 ** 119 else np.inf
-            sh_out[i0 + i] = m2[i]
-            for k in range(dim):
-                d_out[i0 + i, k] = d64[k, i]
-
-
-def _shifted_exp2_sums(L, bias, shift, over_rows, out):
-    """L (Nb, Na) float32: over_rows out[i] = sum_j 2^(L[j, i] + bias[j] - shift[i]), else out[j] =
-    sum_i 2^(L[j, i] + bias[i] - shift[j]); float64 sums, +inf where a sum reached 2^119 (an exponent may
-    have been clamped at 127: the caller redoes those exactly)."""
-    n_b, n_a = L.shape
-    big = 2.0 ** 119
-    if over_rows:
-        acc = np.zeros(n_a, np.float64)
-        part = np.empty(n_a, np.float32)
-        for j0 in range(0, n_b, _SAMPLE_CHUNK):
-            for i in range(n_a):
-                part[i] = 0.0
-            for j in range(j0, min(j0 + _SAMPLE_CHUNK, n_b)):
-                row = L[j]
-                bj = bias[j]
-                for i in range(n_a):
-                    part[i] += _exp2_neg(row[i] + bj - shift[i])
-            for i in range(n_a):
-                acc[i] += part[i]
-        for i in range(n_a):
-            out[i] = acc[i] if acc[i] < big else np.inf
-    else:
-        for j in range(n_b):
-            row = L[j]
-            sj = shift[j]
-            total = 0.0
-            for i0 in range(0, n_a, _SAMPLE_CHUNK):
-                part = np.float32(0.0)
-                for i in range(i0, min(i0 + _SAMPLE_CHUNK, n_a)):
-                    part += _exp2_neg(row[i] + bias[i] - sj)
-                total += part
-            out[j] = total if total < big else np.inf
-
-
-def _log2_ge1(q):
-    """log2 q for float32 q >= 1: the exponent from the bits, log2 of the mantissa (in [sqrt 1/2, sqrt 2)) by a
-    degree-9 polynomial (error 1.3e-8 in exact arithmetic)."""
-    f32 = np.float32
-    bits = np.float32(q).view(np.int32)
-    ex = f32((bits >> np.int32(23)) - np.int32(127))
-    m = np.int32((bits & np.int32(0x007FFFFF)) | np.int32(0x3F800000)).view(np.float32)  # [1, 2)
-    big = m > f32(1.4142135)
-    m = m * f32(0.5) if big else m
-    ex = ex + f32(1.0) if big else ex
-    x = m - f32(1.0)
-    p = f32(0.12614846)
-    p = p * x + f32(-0.20742103)
-    p = p * x + f32(0.21566986)
-    p = p * x + f32(-0.23892035)
-    p = p * x + f32(0.28791833)
-    p = p * x + f32(-0.36070484)
-    p = p * x + f32(0.4809106)
-    p = p * x + f32(-0.72134733)
-    p = p * x + f32(1.442695)
-    return ex + p * x
-
-
-def _log2_matrix(a, b, code, c1_, c2_, power, out):
-    """out[j, i] = log2 k(|b_j - a_i|) for the kernel `code` (`_constants`); a (D, Na), b (Nb, D)."""
-    dim, n_a = a.shape
-    f32 = np.float32
-    c1, c2 = f32(c1_), f32(c2_)
-    half_power = f32(-0.5 * power)
-    log2e = f32(_LOG2E)
-    for j in range(b.shape[0]):
-        row = out[j]
-        for i in range(n_a):
-            row[i] = 0.0
+            s64[i] += s32[i]
         for k in range(dim):
-            bk = b[j, k]
-            ak = a[k]
-            for i in range(n_a):
-                dd = bk - ak[i]
-                row[i] += dd * dd
-        if code == 0:
-            for i in range(n_a):
-                row[i] = c1 * row[i]
-        elif code == 1:
-            for i in range(n_a):
-                row[i] = c1 * np.sqrt(row[i])
-        elif code == 2:
-            for i in range(n_a):
-                row[i] = half_power * _log2_ge1(f32(1.0) + c1 * row[i])
-        elif code == 3:
-            for i in range(n_a):
-                s = c2 * np.sqrt(row[i])
-                row[i] = _log2_ge1(f32(1.0) + s) - log2e * s
-        else:
-            for i in range(n_a):
-                s = c2 * np.sqrt(row[i])
-                row[i] = _log2_ge1(f32(1.0) + s + s * s * f32(1.0 / 3.0)) - log2e * s
+            for i in range(nx):
+                d64[k, i] += d32[k, i]

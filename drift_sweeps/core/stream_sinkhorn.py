@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from . import plane_loop
+from . import kept_loops
 from .blocks import CPU_BLOCK_ELEMS, Geometry, _MEMORY_FRACTION, free_memory_bytes, geometry
 from .dense import sinkhorn_converged
 from .field import FieldSpec
@@ -34,7 +34,7 @@ def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int, 
     logits = None
     if cached:  # (M, N), base-2 units: compiled where it applies
         buf = _kept_buffer(m, n, x.dtype, x.device)
-        logits = plane_loop.log2_kernel_matrix(x, y, geo, out=buf)
+        logits = kept_loops.log2_kernel_matrix(x, y, geo, out=buf)
         logits = logit_matrix(x, y, geo, out=buf).mul_(_LOG2E) if logits is None else logits
     for it in range(iters):
         if logits is not None:
@@ -92,7 +92,7 @@ def _cached_lse(logits: torch.Tensor, bias: torch.Tensor, shift: Optional[torch.
     dt = logits.dtype
     bias_t = (bias * _LOG2E).to(dt)
     sh = None if shift is None else (shift * _LOG2E).to(dt)
-    s = plane_loop.kept_lse_sums(logits, bias_t, sh, over_samples)  # the compiled pass, where it applies
+    s = kept_loops.kept_lse_sums(logits, bias_t, sh, over_samples)  # the compiled pass, where it applies
     compiled = s is not None
     if s is None:
         s = torch.zeros(n_a if over_samples else n_b, dtype=torch.float64, device=logits.device)

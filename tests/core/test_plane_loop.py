@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from drift_sweeps.core import plane_loop
+from drift_sweeps.core import kept_loops, plane_loop
 from drift_sweeps.core.blocks import Geometry
 from drift_sweeps.core.field import FieldSpec
 from drift_sweeps.core.kernels import KERNELS
@@ -116,14 +116,14 @@ def test_kept_lse_sums_match_logsumexp():
     logits2 = -torch.rand(300, 500, generator=g) * 20
     bias2, shift_rows, shift_cols = torch.randn(300, generator=g), torch.randn(500, generator=g), torch.randn(300, generator=g)
     ln2 = math.log(2.0)
-    rows = plane_loop.kept_lse_sums(logits2, bias2, shift_rows, True)
+    rows = kept_loops.kept_lse_sums(logits2, bias2, shift_rows, True)
     ref = torch.exp(((logits2.double() + bias2.double().unsqueeze(1) - shift_rows.double()) * ln2)).sum(0)
     assert torch.allclose(rows, ref, rtol=1e-5)
     bias_cols = torch.randn(500, generator=g)
-    cols = plane_loop.kept_lse_sums(logits2, bias_cols, shift_cols, False)
+    cols = kept_loops.kept_lse_sums(logits2, bias_cols, shift_cols, False)
     ref = torch.exp(((logits2.double() + bias_cols.double() - shift_cols.double().unsqueeze(1)) * ln2)).sum(1)
     assert torch.allclose(cols, ref, rtol=1e-5)
-    huge = plane_loop.kept_lse_sums(logits2 + 150.0, bias2, shift_rows, True)
+    huge = kept_loops.kept_lse_sums(logits2 + 150.0, bias2, shift_rows, True)
     assert torch.isinf(huge).all()
 
 
@@ -132,8 +132,8 @@ def test_the_kept_log_kernel_matrix_matches_the_registered_kernel(kernel):
     g = torch.Generator().manual_seed(5)
     a, b = torch.randn(70, 3, generator=g), torch.randn(90, 3, generator=g)
     geo = Geometry(KERNELS.get(kernel), 0.6, 3, False, ((0.0, 0.0, 0.0),), 0, 0)
-    m = plane_loop.log2_kernel_matrix(a, b, geo)
+    m = kept_loops.log2_kernel_matrix(a, b, geo)
     ref = KERNELS.get(kernel)((b.double().unsqueeze(1) - a.double().unsqueeze(0)).norm(dim=2), 0.6, 3) / math.log(2.0)
     assert m.shape == (90, 70) and torch.allclose(m.double(), ref, rtol=1e-5, atol=1e-5)
-    assert plane_loop.log2_kernel_matrix(a, b, Geometry(KERNELS.get("laplacian").sharp_kernel(), 0.6, 3, False,
+    assert kept_loops.log2_kernel_matrix(a, b, Geometry(KERNELS.get("laplacian").sharp_kernel(), 0.6, 3, False,
                                                         ((0.0, 0.0, 0.0),), 0, 0)) is None
