@@ -78,20 +78,28 @@ def _spectrum(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measur
 def _plane(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
     """Plane targets: energy distance, sliced W2 and MMD to the fixed data draw, their data-vs-data floors, and
     the worst relative error as the energy distance's excess over its floor in units of the data's mean
-    pairwise distance, max(d - floor, 0) / E|Y - Y'| (independent of where the model starts)."""
+    pairwise distance, max(d - floor, 0) / E|Y - Y'| (independent of where the model starts).  With
+    `eval_repeats` R > 1 each metric is the mean over R pairs (generated draw r, data draw r) of n_eval
+    samples, each floor the mean over R pairs (second data draw r, data draw r)."""
     if target.periodic:
         return None
     data = ctx.eval_data
     n = min(data.shape[0], 1024)
     unit = float(distance(data[:n], data[:n], False).sum()) / (n * (n - 1))
     scale = quality.rms_scale(data) / math.sqrt(2.0) + 1e-12
+    repeats, n_eval = cfg.eval_repeats, cfg.n_eval
 
     def metrics(xs: torch.Tensor) -> dict[str, Any]:
-        gen = torch.Generator().manual_seed(ctx.metric_seed)
-        out = quality.plane_metrics(xs, data, scale, gen)
-        return {"sample_distance": out["energy_distance"], "sliced_w2": out["sliced_w2"], "mmd2": out["mmd2"]}
+        sums = {"energy_distance": 0.0, "sliced_w2": 0.0, "mmd2": 0.0}
+        for r in range(repeats):  # xs holds R draws, or (particles) one set measured against each data draw
+            x_r = xs[r * n_eval:(r + 1) * n_eval] if xs.shape[0] >= repeats * n_eval else xs
+            gen = torch.Generator().manual_seed(ctx.metric_seed)  # the same directions for every draw
+            out = quality.plane_metrics(x_r, data[r * n_eval:(r + 1) * n_eval], scale, gen)
+            for k in sums:
+                sums[k] += out[k] / repeats
+        return {"sample_distance": sums["energy_distance"], "sliced_w2": sums["sliced_w2"], "mmd2": sums["mmd2"]}
 
-    other = ctx.other = target.sample(cfg.n_eval, ctx.gen).to(data.device)
+    other = ctx.other = target.sample(cfg.n_eval * repeats, ctx.gen).to(data.device)
     ctx.floors.update({f"{k}_floor": v for k, v in metrics(other).items()})
     floor = ctx.floors["sample_distance_floor"]
 
@@ -178,13 +186,13 @@ class Evaluation:
     """Every metric of an evaluation; `floors` holds the trial's FLOOR_FIELDS values."""
 
     def __init__(self, cfg: TrialConfig, target: Target, device: torch.device, gen: torch.Generator) -> None:
-        eval_data = target.sample(cfg.n_eval, gen).to(device)
+        eval_data = target.sample(cfg.n_eval * cfg.eval_repeats, gen).to(device)
         self.ctx = Context(cfg, target, eval_data, gen)
         wanted = sources_for(cfg.metrics, cfg.converge_on)
         self.measurers = [m for m in (f(cfg, target, self.ctx) for source, f in MEASURERS.items() if source in wanted)
                           if m is not None]
         self.floors = self.ctx.floors
-        self.n_eval = cfg.n_eval
+        self.n_eval = cfg.n_eval * cfg.eval_repeats
         self.converge_on = cfg.converge_on
         self._subset: Optional[torch.Tensor] = None
 

@@ -97,7 +97,7 @@ class _Trial:
         net = build_model(cfg, self.target, self.gen).to(self.device)
         self.model = stepper(cfg, net)
         # the generator's law is measured by quasi-Monte-Carlo: stratified noise, like the data draws
-        self.eval_noise = net.noise(cfg.n_eval, eval_gen, stratified=True).to(self.device)
+        self.eval_noise = net.noise(cfg.n_eval * cfg.eval_repeats, eval_gen, stratified=True).to(self.device)
 
     def inputs(self, step: int) -> tuple[float, torch.Tensor, torch.Tensor, Optional[torch.Tensor], FieldSpec]:
         """This step's bandwidth h(t), data batch, samples, negatives and field (the draws in a fixed order)."""

@@ -106,6 +106,9 @@ class TrialConfig:
     metrics: str = "all"  # what an evaluation computes: all (every metric that applies), or comma-separated metric
     #                       names; the torus spectrum, the plane distances and converge_on's metric always run
     n_eval: int = 1024  # samples used for the sample distance and quality metrics (and their data floors)
+    eval_repeats: int = 1  # plane targets: energy distance, sliced W2 and MMD averaged over this many independent
+    #                        (generated, data) draws of n_eval each, the floors over as many data-vs-data pairs
+    #                        (one draw of each moves a perfect generator's ratio to its floor 0.4-2.6x)
     samples_kept: int = 256  # samples of the last evaluation stored in the `samples` table (0 = none)
     seed: int = 0  # seeds every random draw of the trial
     device: str = "auto"  # auto (cuda if available), cpu or cuda
@@ -217,7 +220,7 @@ _MAY_BE_EMPTY = {"mode_weights", "init_weights"}  # list keys where [] means "no
 # key -> highest allowed value (what the code and one machine can handle)
 _UPPER = {
     "k_max": 4096, "k_min": 4096,  # frequencies enumerated per eval: (2 k_max + 1)^dim
-    "n_samples": 10**7, "n_data": 10**7, "n_eval": 10**7,  # (N, dim) tensors and N x M kernel blocks
+    "n_samples": 10**7, "n_data": 10**7, "n_eval": 10**7, "eval_repeats": 1024,  # (N, dim) tensors and N x M kernel blocks
     "hidden": 65536, "layers": 1024, "noise_dim": 65536, "sinkhorn_iters": 10**6,
     "steps": 10**9, "eval_every": 10**9,
     "seed": INT_MAX - 1_000_003, "target_seed": INT_MAX,  # the eval draws are seeded by seed + 1_000_003
@@ -231,7 +234,7 @@ _LOWER = {
     "rate": (0.0, False), "bandwidth_min": (0.0, False), "sinkhorn_iters": (0, False), "sinkhorn_tol": (0.0, False),
     "n_samples": (2, False), "n_data": (2, False), "dt": (0.0, True), "lr": (0.0, True),
     "hidden": (1, False), "layers": (1, False), "noise_dim": (1, False), "steps": (1, False),
-    "eval_every": (1, False), "eps": (0.0, True), "n_eval": (2, False), "target_seed": (0, False),
+    "eval_every": (1, False), "eps": (0.0, True), "n_eval": (2, False), "eval_repeats": (1, False), "target_seed": (0, False),
     "seed": (0, False), "n_neg": (0, False), "warmup_steps": (0, False), "ema": (0.0, False),
     "samples_kept": (0, False),
     "fourier_features": (1, False),
