@@ -21,7 +21,7 @@ from .plane_loop import _LOG2E, _SAMPLE_CHUNK, _constants, _exp2_neg, compile_in
 @functools.lru_cache(maxsize=1)
 def _compiled() -> Optional[list[Callable[..., None]]]:
     """[`_shifted_exp2_sums`, `_log2_matrix`] compiled, or None without numba."""
-    return compile_in(globals(), ("_exp2_neg", "_log2_ge1"), ("_shifted_exp2_sums", "_log2_matrix"))
+    return compile_in(globals(), ("_exp2_neg", "_log2_ge1"), (), ("_shifted_exp2_sums", "_log2_matrix"))
 
 
 def kept_lse_sums(logits2: torch.Tensor, bias2: torch.Tensor, shift2: Optional[torch.Tensor],

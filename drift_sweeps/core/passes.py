@@ -88,9 +88,11 @@ def run_pass(
         probe = geo.kernel.weight_from_sq_(torch.ones(1, dtype=dt, device=dev), geo.bandwidth, dim)
         if isinstance(probe, float):
             weight_const, grad_weight = probe, False
-    if ((shift is not None or (auto_shift == "point" and bias is None)) and not sums_b and not grad_weight
+    if ((shift is not None or (auto_shift in ("point", "none") and bias is None)) and not sums_b
             and plane_loop.usable(a, b, geo)):  # one compiled loop, each pair once
-        s, d, sh = plane_loop.plane_sums(a, b, geo.kernel, geo.bandwidth, mask, a_ids, bias, shift)
+        if shift is None and auto_shift == "none":  # absolute sums
+            shift = torch.zeros(n_a, dtype=torch.float64)
+        s, d, sh = plane_loop.plane_sums(a, b, geo.kernel, geo.bandwidth, mask, a_ids, bias, shift, grad_weight)
         return PassResult(s=s, disp=(d * weight_const) if disp else None, s_b=None, shift=sh)
     layout = Layout(geo.periodic, dim, disp, grad_weight)
     out = PassResult(

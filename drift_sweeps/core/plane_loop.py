@@ -57,11 +57,13 @@ def usable(a: torch.Tensor, b: torch.Tensor, geo: Any) -> bool:
 
 def plane_sums(a: torch.Tensor, b: torch.Tensor, kernel: Any, h: float, mask: bool = False,
                a_ids: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None,
-               shift: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               shift: Optional[torch.Tensor] = None,
+               weighted: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(s, disp, shift), float64: s_i = sum_j exp(log k(|b_j - a_i|) + bias_j - shift_i), disp_i = the same
-    sum of e_ij (b_j - a_i).  shift: given (Na,), else max_j log k (0 where every pair is masked; only
-    without a bias).  s_i is +inf where the sum reached 2^119 (a given shift far below the max: redo it).
-    mask: leave out the pairs j = a_ids[i] (default a_ids = 0..Na-1: b is a itself)."""
+    sum of e_ij (b_j - a_i), times the gradient weight w = -dlog k(r)/r when `weighted`.  shift: given (Na,),
+    else max_j log k (0 where every pair is masked; only without a bias).  s_i is +inf where the sum reached
+    2^119 (a given shift far below the max: redo it).  mask: leave out the pairs j = a_ids[i] (default
+    a_ids = 0..Na-1: b is a itself)."""
     code = kernel_code(kernel)
     loop = _loop()
     if code is None or loop is None:
@@ -83,7 +85,7 @@ def plane_sums(a: torch.Tensor, b: torch.Tensor, kernel: Any, h: float, mask: bo
     bias2 = (torch.zeros(n_b, dtype=torch.float32) if bias is None else
              (bias.detach().to(torch.float64) * _LOG2E).to(torch.float32).contiguous())
     loop(a.detach().T.contiguous().numpy(), b.detach().contiguous().numpy(), code, c1, c2, dim + 1,
-         hit.numpy(), bias2.numpy(), shift is not None, s.numpy(), disp.numpy(), shift2.numpy())
+         hit.numpy(), bias2.numpy(), shift is not None, weighted, s.numpy(), disp.numpy(), shift2.numpy())
     return s, disp, (shift.detach().to(torch.float64) if shift is not None else
                      shift2.to(torch.float64) * math.log(2.0))
 
@@ -103,10 +105,12 @@ def _constants(code: int, h: float, dim: int) -> tuple[float, float]:
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fast-math without 'nnan'/'ninf': inf is a sentinel
 
 
-def compile_in(namespace: dict[str, Any], helpers: tuple[str, ...], loops: tuple[str, ...]) -> Optional[list[Any]]:
-    """Compile a module's plain-Python loops with numba, or None without it: `np` and each helper in
-    `namespace` (the module's globals, where the loops look them up) are bound to numpy and to the helper
-    compiled (inlined); -> the loops compiled, cached on disk next to their module."""
+def compile_in(namespace: dict[str, Any], inline: tuple[str, ...], helpers: tuple[str, ...],
+               loops: tuple[str, ...]) -> Optional[list[Any]]:
+    """Compile a module's plain-Python loops with numba, or None without it: `np` and each function named in
+    `inline` and `helpers` in `namespace` (the module's globals, where the loops look them up) are bound to
+    numpy and to the function compiled (`inline`: inlined where called, for the scalar functions inner loops
+    must vectorise through; `helpers`: called); -> the loops compiled, cached on disk next to their module."""
     try:
         import numba
         import numpy
@@ -114,16 +118,17 @@ def compile_in(namespace: dict[str, Any], helpers: tuple[str, ...], loops: tuple
         return None
     namespace["np"] = numpy  # the plain forms use np: core imports numpy lazily
     jit = functools.partial(numba.njit, fastmath=FASTMATH, error_model="numpy", cache=True)
-    for name in helpers:
-        namespace[name] = jit(inline="always")(getattr(namespace[name], "py_func", namespace[name]))
+    for name in inline + helpers:
+        py_func = getattr(namespace[name], "py_func", namespace[name])
+        namespace[name] = jit(inline="always")(py_func) if name in inline else jit(py_func)
     return [jit(namespace[name]) for name in loops]
 
 
 @functools.lru_cache(maxsize=1)
 def _loop() -> Optional[Callable[..., None]]:
     """`_plane_loop` compiled by numba, or None without numba."""
-    compiled = compile_in(globals(), ("_exp2_neg", "_fill_terms", "_log2_kernel", "_nearest", "_block_sums"),
-                          ("_plane_loop",))
+    compiled = compile_in(globals(), ("_exp2_neg",),
+                          ("_fill_terms", "_fill_weights", "_log2_kernel", "_nearest", "_block_sums"), ("_plane_loop",))
     return None if compiled is None else compiled[0]
 
 
@@ -179,6 +184,27 @@ def _fill_terms(code, sq, e, nx, c1, c2, power, m2, inv, bj):
             e[i] = (one + t + t * t * f32(1.0 / 3.0)) * _exp2_neg(f32(-_LOG2E) * t + bj - m2[i])
 
 
+def _fill_weights(code, sq, e, nx, c1, c2, power):
+    """e[i] *= the gradient weight -dlog k(r)/r at sq[i] = r^2 (kernels.py's weight_sq_; the Gaussian's is a
+    constant, applied by the caller)."""
+    f32 = np.float32
+    one = f32(1.0)
+    if code == 1:  # 1 / (h r), c1 = -log2(e) / h
+        scale = f32(-1.0 / _LOG2E) * c1
+        for i in range(nx):
+            e[i] *= scale / max(np.sqrt(sq[i]), f32(1e-15))
+    elif code == 2:  # (d + 1) / (h^2 + r^2), c1 = 1 / h^2
+        for i in range(nx):
+            e[i] *= f32(power) * c1 / (one + c1 * sq[i])
+    elif code == 3:  # (3 / h^2) / (1 + s), c2 = sqrt(3) / h
+        for i in range(nx):
+            e[i] *= c2 * c2 / (one + c2 * np.sqrt(sq[i]))
+    elif code == 4:  # (5 / 3h^2) (1 + s) / (1 + s + s^2 / 3), c2 = sqrt(5) / h
+        for i in range(nx):
+            t = c2 * np.sqrt(sq[i])
+            e[i] *= c2 * c2 * f32(1.0 / 3.0) * (one + t) / (one + t + t * t * f32(1.0 / 3.0))
+
+
 def _log2_kernel(sq, code, c1, c2, power):
     """log2 k at one squared distance (float64, the shift)."""
     if code == 0:
@@ -192,9 +218,10 @@ def _log2_kernel(sq, code, c1, c2, power):
     return math.log2(poly) - _LOG2E * s
 
 
-def _plane_loop(a, b, code, c1_, c2_, power, hit, bias2, given, s_out, d_out, sh_out):
+def _plane_loop(a, b, code, c1_, c2_, power, hit, bias2, given, weighted, s_out, d_out, sh_out):
     """a (D, Na), b (Nb, D) float32; hit (Nb,) int64: the point whose self pair sample j is, or -1; bias2
-    (Nb,) float32 (bias / ln 2); given: sh_out holds the shift / ln 2 (else found here and written there).
+    (Nb,) float32 (bias / ln 2); given: sh_out holds the shift / ln 2 (else found here and written there);
+    weighted: the displacement sums carry the gradient weight.
     -> s_out (Na,) (+inf from 2^119 up), d_out (Na, D) float64 and sh_out (Na,) float32, in place."""
     dim, n_a = a.shape
     f32 = np.float32
@@ -215,7 +242,7 @@ def _plane_loop(a, b, code, c1_, c2_, power, hit, bias2, given, s_out, d_out, sh
                 m2[i] = _log2_kernel(float(m2[i]), code, c1_, c2_, power) if m2[i] < np.inf else 0.0
         for i in range(nx):
             inv[i] = 2.0 ** (-float(m2[i]))
-        _block_sums(a, b, hit, bias2, i0, nx, code, c1, c2, power, m2, inv, sq, s64, d64)
+        _block_sums(a, b, hit, bias2, i0, nx, code, c1, c2, power, m2, inv, weighted, sq, s64, d64)
         for i in range(nx):
             s_out[i0 + i] = s64[i] if s64[i] < 2.0 ** 119 else np.inf
             sh_out[i0 + i] = m2[i]
@@ -244,7 +271,7 @@ def _nearest(a, b, hit, i0, nx, sq, m2):
             m2[i] = min(m2[i], sq[i])
 
 
-def _block_sums(a, b, hit, bias2, i0, nx, code, c1, c2, power, m2, inv, sq, s64, d64):
+def _block_sums(a, b, hit, bias2, i0, nx, code, c1, c2, power, m2, inv, weighted, sq, s64, d64):
     """The sums of points a[:, i0:i0+nx] over every sample: float32 over chunks of samples, float64 across."""
     dim = a.shape[0]
     n_b = b.shape[0]
@@ -273,6 +300,8 @@ def _block_sums(a, b, hit, bias2, i0, nx, code, c1, c2, power, m2, inv, sq, s64,
                 e[hj] = 0.0
             for i in range(nx):
                 s32[i] += e[i]
+            if weighted:
+                _fill_weights(code, sq, e, nx, c1, c2, power)
             for k in range(dim):
                 bk = b[j, k]
                 ak = a[k, i0:i0 + nx]

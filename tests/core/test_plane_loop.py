@@ -137,3 +137,22 @@ def test_the_kept_log_kernel_matrix_matches_the_registered_kernel(kernel):
     assert m.shape == (90, 70) and torch.allclose(m.double(), ref, rtol=1e-5, atol=1e-5)
     assert kept_loops.log2_kernel_matrix(a, b, Geometry(KERNELS.get("laplacian").sharp_kernel(), 0.6, 3, False,
                                                         ((0.0, 0.0, 0.0),), 0, 0)) is None
+
+
+@pytest.mark.parametrize("kernel", sorted(plane_loop.CODES))
+@pytest.mark.parametrize("auto_shift", ["point", "none"])
+def test_weighted_and_unshifted_passes_equal_the_torch_blocks(kernel, auto_shift):
+    """score and mmd's passes (the gradient weight -dlog k(r)/r on the displacements; mmd's absolute sums)."""
+    import dataclasses
+
+    g = torch.Generator().manual_seed(6)
+    a, b = torch.randn(260, 2, generator=g), torch.randn(300, 2, generator=g) * 1.3
+    geo = Geometry(KERNELS.get(kernel), 0.5, 2, False, ((0.0, 0.0),), 0, 0)
+    blocks = dataclasses.replace(geo, block_x=7, block_y=9)
+    for mask, y in ((False, b), (True, a)):
+        fast = run_pass(a, y, geo, mask=mask, disp=True, grad_weight=True, auto_shift=auto_shift)
+        slow = run_pass(a, y, blocks, mask=mask, disp=True, grad_weight=True, auto_shift=auto_shift)
+        scale_f, scale_s = torch.exp(fast.shift), torch.exp(slow.shift)
+        assert torch.allclose(fast.s * scale_f, slow.s * scale_s, rtol=3e-5), (kernel, mask)
+        d_f, d_s = fast.disp * scale_f.unsqueeze(1), slow.disp * scale_s.unsqueeze(1)
+        assert (d_f - d_s).abs().max() <= 3e-5 * d_s.abs().max(), (kernel, mask)
