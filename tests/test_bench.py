@@ -96,3 +96,13 @@ def test_annealed_schedule_and_auto_against_the_best(tmp_path: Path, capsys: pyt
         assert (c["auto_vs_best"] is not None) == (c["backend"] == "auto")
         if c["backend"] == "auto":
             assert c["auto_vs_best"] >= 1.0
+
+
+def test_floor_noise_prints_a_row_per_target_and_metric(capsys):
+    from benchmarks import floor_noise
+
+    assert floor_noise.main(["--reps", "2", "--n", "100", "--repeats", "2", "--targets", "moons"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| moons")]
+    assert len(rows) == 2 and all(line.split("|")[3].strip() == "2" for line in rows)
+    ratio = float(rows[0].split("|")[6])  # the median ratio of a perfect generator: near 1
+    assert 0.2 < ratio < 5.0
