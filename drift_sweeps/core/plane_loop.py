@@ -127,7 +127,7 @@ def compile_in(namespace: dict[str, Any], inline: tuple[str, ...], helpers: tupl
 @functools.lru_cache(maxsize=1)
 def _loop() -> Optional[Callable[..., None]]:
     """`_plane_loop` compiled by numba, or None without numba."""
-    compiled = compile_in(globals(), ("_exp2_neg",),
+    compiled = compile_in(globals(), ("_exp2_neg", "_squared_distances"),
                           ("_fill_terms", "_fill_weights", "_log2_kernel", "_nearest", "_block_sums"), ("_plane_loop",))
     return None if compiled is None else compiled[0]
 
@@ -250,20 +250,24 @@ def _plane_loop(a, b, code, c1_, c2_, power, hit, bias2, given, weighted, s_out,
                 d_out[i0 + i, k] = d64[k, i]
 
 
+def _squared_distances(a, b, j, i0, nx, sq):
+    """sq[i] = |b_j - a_i|^2 for the points a[:, i0:i0+nx]."""
+    for i in range(nx):
+        sq[i] = 0.0
+    for k in range(a.shape[0]):
+        bk = b[j, k]
+        ak = a[k, i0:i0 + nx]
+        for i in range(nx):
+            dd = bk - ak[i]
+            sq[i] += dd * dd
+
+
 def _nearest(a, b, hit, i0, nx, sq, m2):
     """m2[i] = min_j |b_j - a_i|^2 over the samples, the self pair (hit) left out; +inf when none is left."""
-    dim = a.shape[0]
     for i in range(nx):
         m2[i] = np.inf
     for j in range(b.shape[0]):
-        for i in range(nx):
-            sq[i] = 0.0
-        for k in range(dim):
-            bk = b[j, k]
-            ak = a[k, i0:i0 + nx]
-            for i in range(nx):
-                dd = bk - ak[i]
-                sq[i] += dd * dd
+        _squared_distances(a, b, j, i0, nx, sq)
         hj = hit[j] - i0
         if hj >= 0 and hj < nx:
             sq[hj] = np.inf
@@ -286,14 +290,7 @@ def _block_sums(a, b, hit, bias2, i0, nx, code, c1, c2, power, m2, inv, weighted
         s32[:] = 0.0
         d32[:, :] = 0.0
         for j in range(j0, min(j0 + _SAMPLE_CHUNK, n_b)):
-            for i in range(nx):
-                sq[i] = 0.0
-            for k in range(dim):
-                bk = b[j, k]
-                ak = a[k, i0:i0 + nx]
-                for i in range(nx):
-                    dd = bk - ak[i]
-                    sq[i] += dd * dd
+            _squared_distances(a, b, j, i0, nx, sq)
             _fill_terms(code, sq, e, nx, c1, c2, power, m2, inv, bias2[j])
             hj = hit[j] - i0
             if hj >= 0 and hj < nx:  # the self pair
