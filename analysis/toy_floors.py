@@ -28,7 +28,7 @@ from .phase import OK_STATUSES, _t_ci, read_samples, read_trials
 from .stats import compare_groups, equivalence_bound
 from .plots.common import sample_panel
 
-GROUP_KEYS = ("target", "kernel", "variant", "operator")
+GROUP_KEYS = ("target", "kernel", "variant", "operator", "lr_decay", "eval_repeats")  # the last two: recipe, protocol
 RATIOS = ("sample_distance", "sliced_w2", "w2_exact", "mmd2", "frechet_distance")  # final_<m> / <m>_floor
 CHECKED = ("sample_distance", "sliced_w2")  # the acceptance bar's two floors
 FACTOR = 1.5  # within this factor of the floor
