@@ -78,6 +78,30 @@ def sinkhorn_cache_bytes(device: torch.device) -> int:
     return min(SINKHORN_CACHE_BYTES, int(_MEMORY_FRACTION * free_memory_bytes(device)))
 
 
+def _shifted_exp2_sums(logits: torch.Tensor, bias_t: torch.Tensor, sh: Optional[torch.Tensor],
+                       over_samples: bool) -> torch.Tensor:
+    """sum of 2^(L + bias - shift) over samples or points, in cache-sized torch blocks (base-2 units throughout;
+    kept_loops.kept_lse_sums is the compiled form).  -> float64."""
+    n_b, n_a = logits.shape
+    s = torch.zeros(n_a if over_samples else n_b, dtype=torch.float64, device=logits.device)
+    rows = max(1, CPU_BLOCK_ELEMS // max(n_a, 1))
+    buf = torch.empty(min(rows, n_b) * n_a, dtype=logits.dtype, device=logits.device)
+    for j0 in range(0, n_b, rows):
+        j1 = min(j0 + rows, n_b)
+        blk = buf[: (j1 - j0) * n_a].view(j1 - j0, n_a)
+        if over_samples:
+            torch.add(logits[j0:j1], bias_t[j0:j1].unsqueeze(1), out=blk)  # (ny, Na)
+            if sh is not None:
+                blk.sub_(sh.unsqueeze(0))
+            s += blk.exp2_().sum(0)
+        else:
+            torch.add(logits[j0:j1], bias_t.unsqueeze(0), out=blk)  # (ny, Na)
+            if sh is not None:
+                blk.sub_(sh[j0:j1].unsqueeze(1))
+            s[j0:j1] = blk.exp2_().sum(1)
+    return s
+
+
 def _cached_lse(logits: torch.Tensor, bias: torch.Tensor, shift: Optional[torch.Tensor],
                 over_samples: bool) -> torch.Tensor:
     """log-sum-exp of L + bias, L = logits / log2(e) (Nb, Na), over samples or over points.
@@ -93,24 +117,8 @@ def _cached_lse(logits: torch.Tensor, bias: torch.Tensor, shift: Optional[torch.
     bias_t = (bias * _LOG2E).to(dt)
     sh = None if shift is None else (shift * _LOG2E).to(dt)
     s = kept_loops.kept_lse_sums(logits, bias_t, sh, over_samples)  # the compiled pass, where it applies
-    compiled = s is not None
     if s is None:
-        s = torch.zeros(n_a if over_samples else n_b, dtype=torch.float64, device=logits.device)
-    rows = max(1, CPU_BLOCK_ELEMS // max(n_a, 1))
-    buf = None if compiled else torch.empty(min(rows, n_b) * n_a, dtype=dt, device=logits.device)
-    for j0 in range(0, 0 if compiled else n_b, rows):
-        j1 = min(j0 + rows, n_b)
-        blk = buf[: (j1 - j0) * n_a].view(j1 - j0, n_a)
-        if over_samples:
-            torch.add(logits[j0:j1], bias_t[j0:j1].unsqueeze(1), out=blk)  # (ny, Na)
-            if sh is not None:
-                blk.sub_(sh.unsqueeze(0))
-            s += blk.exp2_().sum(0)
-        else:
-            torch.add(logits[j0:j1], bias_t.unsqueeze(0), out=blk)  # (ny, Na)
-            if sh is not None:
-                blk.sub_(sh[j0:j1].unsqueeze(1))
-            s[j0:j1] = blk.exp2_().sum(1)
+        s = _shifted_exp2_sums(logits, bias_t, sh, over_samples)
     out = torch.log(s) + (0.0 if shift is None else shift.to(torch.float64))
     bad = unresolved(s)
     if bad.numel() > 0:

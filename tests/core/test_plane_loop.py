@@ -17,6 +17,15 @@ from drift_sweeps.core import dense, streaming
 pytestmark = pytest.mark.skipif(plane_loop._loop() is None, reason="numba is not installed")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The loops run where a trial runs: on one torch thread (`plane_loop.usable`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _reference(a, b, kernel, h, mask, a_ids=None):
     """(s, disp, shift) in float64 from the registered log-kernel, max-shifted per point."""
     a64, b64 = a.double(), b.double()
