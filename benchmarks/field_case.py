@@ -314,11 +314,13 @@ def _recording_plans(plans: list[str]):
 def _label(plan) -> str:
     if plan.method == "stream":
         return "stream"
+    if plan.method == "near":
+        return f"near r={plan.cutoff:.3f}"
     return f"{plan.method} K={plan.modes}" + (f" a={plan.a:.3f}" if plan.method == "ewald" else "")
 
 
 def _plan_label(case: Case, x, pos, field) -> str:
-    """What the spectral and auto backends ran: 'direct K=..', 'ewald K=.. a=..' or 'stream'."""
+    """What the spectral and auto backends ran: 'direct K=..', 'ewald K=.. a=..', 'near r=..' or 'stream'."""
     from drift_sweeps.core import spectral
 
     if case.backend not in ("spectral", "auto") or case.operator not in spectral.SPECTRAL_IMPLEMENTATIONS:

@@ -21,6 +21,7 @@ import functools
 import math
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from .geometry import TWO_PI
@@ -34,20 +35,23 @@ COMPILED_KERNELS = {"gaussian": 0, "laplacian": 1, "cauchy": 2, "matern32": 3, "
 
 
 def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float, moment: bool,
-              self_pairs: bool, compiled: Optional[bool] = None) -> tuple[torch.Tensor, torch.Tensor]:
+              self_pairs: bool, compiled: Optional[bool] = None,
+              r_c: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Near-field sums S (N,) and G (N, D) of y at x (float64, in [0, 2pi)); self_pairs: y is x,
-    the pair j = i left out.  compiled: None takes the compiled loop where it exists."""
+    the pair j = i left out.  compiled: None takes the compiled loop where it exists.  a = inf is
+    chi = 1 (the whole kernel, the near-only plan), summed within r_c (default CUTOFF a, at most pi)."""
     loop = _compiled_loop() if compiled is not False and kernel in COMPILED_KERNELS else None
     if compiled and loop is None:
         raise ValueError(f"no compiled near field for kernel {kernel!r} (numba installed: {_compiled_loop() is not None})")
     if loop is None:
-        return near_sums_torch(x, y, kernel, h, a, moment, self_pairs)
-    grid = cell_list(y, a)
+        return near_sums_torch(x, y, kernel, h, a, moment, self_pairs, r_c)
+    r_c = CUTOFF * a if r_c is None else r_c
+    grid = CellList(y, r_c)
     n, dim = x.shape
     s_out = torch.zeros(n, dtype=torch.float64)
     g_out = torch.zeros(n, dim, dtype=torch.float64)
     loop(x.contiguous().numpy(), grid.ys.numpy(), grid.order.numpy(), grid.starts.numpy(), grid.counts.numpy(),
-         grid.cells, grid.side, CUTOFF * a, a, float(h), COMPILED_KERNELS[kernel], int(moment), int(self_pairs),
+         grid.cells, grid.side, r_c, a, float(h), COMPILED_KERNELS[kernel], int(moment), int(self_pairs),
          s_out.numpy(), g_out.numpy(), torch.zeros(dim, dtype=torch.float64).numpy())
     return s_out, g_out
 
@@ -55,9 +59,9 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
 class CellList:
     """Samples sorted by cell of side >= r_c (or one cell when fewer than 3 fit per dimension)."""
 
-    def __init__(self, y: torch.Tensor, a: float):
+    def __init__(self, y: torch.Tensor, r_c: float):
         dim = y.shape[1]
-        self.cells = max(1, int(TWO_PI / (CUTOFF * a)))
+        self.cells = max(1, int(TWO_PI / r_c))
         if self.cells < 3:
             self.cells = 1
         self.side = TWO_PI / self.cells
@@ -81,17 +85,13 @@ class CellList:
         return torch.cartesian_prod(*([torch.tensor([-1, 0, 1])] * dim)).reshape(-1, dim).tolist()
 
 
-def cell_list(y: torch.Tensor, a: float) -> CellList:
-    """The cell list of samples y (M, D) for split radius a."""
-    return CellList(y, a)
-
-
 def near_sums_torch(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float, moment: bool,
-                    self_pairs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                    self_pairs: bool, r_c: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference near field: candidate pairs of each neighbour cell gathered in chunks of
     NEAR_CHUNK_PAIRS, kernel values by torch.  -> S (N,), G (N, D)."""
     n, dim = x.shape
-    grid = cell_list(y, a)
+    r_c = CUTOFF * a if r_c is None else r_c
+    grid = CellList(y, r_c)
     s_out = torch.zeros(n, dtype=torch.float64)
     g_out = torch.zeros(n, dim, dtype=torch.float64)
     cx = grid.cell_coords(x)  # (N, D)
@@ -109,15 +109,15 @@ def near_sums_torch(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: 
                 xi = torch.repeat_interleave(torch.arange(i0, i1), c)  # (P,)
                 first = torch.repeat_interleave(c.cumsum(0) - c, c)
                 j = st[xi] + (torch.arange(total) - first)  # (P,) into the sorted samples
-                _add_pairs(x, grid, xi, j, kernel, h, a, moment, self_pairs, s_out, g_out)
+                _add_pairs(x, grid, xi, j, kernel, h, a, r_c, moment, self_pairs, s_out, g_out)
             i0 = i1
     return s_out, g_out
 
 
 def _add_pairs(x: torch.Tensor, grid: CellList, xi: torch.Tensor, j: torch.Tensor, kernel: str, h: float, a: float,
-               moment: bool, self_pairs: bool, s_out: torch.Tensor, g_out: torch.Tensor) -> None:
+               r_c: float, moment: bool, self_pairs: bool, s_out: torch.Tensor, g_out: torch.Tensor) -> None:
     """Accumulate the candidate pairs (xi, j) closer than r_c into s_out, g_out."""
-    kern, dim, r_c = KERNELS.get(kernel), x.shape[1], CUTOFF * a
+    kern, dim = KERNELS.get(kernel), x.shape[1]
     u = x[xi] - grid.ys[j]  # (P, D): x - y
     u -= TWO_PI * torch.round(u / TWO_PI)
     r2 = u.square().sum(1)
@@ -157,55 +157,78 @@ def _compiled_loop() -> Optional[Callable[..., None]]:
 
 def _near_loop(x, ys, order, starts, counts, cells, side, r_c, a, h, kcode, moment, self_pairs, s_out, g_out, u):
     """Plain-Python form of the compiled loop (numba compiles it as written): for each point, the
-    samples of its 3^D neighbour cells (one cell when cells < 3), in place into s_out, g_out; u (D,)
-    is scratch."""
+    samples of its 3^D neighbour cells (one cell when cells < 3), in place into s_out, g_out (u is unused).  With 3 or more cells a neighbour cell's periodic image is one shift per cell (its
+    samples moved by -2 pi, 0 or 2 pi per axis), so a pair needs no minimum-image rounding; chi's
+    (r / a)^8 is (r^2 / a^2)^4 by multiplication."""
     n, dim = x.shape
     two_pi = 2.0 * math.pi
     span = 3 if cells >= 3 else 1
+    r_c2, inv_a2, inv_h, inv_h2 = r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)
+    home = np.empty(dim, np.int64)
+    shift = np.zeros(dim, np.float64)
     for i in range(n):
-        s_i = 0.0
+        s_i, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0  # the point's sums in registers (D <= 3)
+        x0 = x[i, 0]
+        x1 = x[i, 1] if dim > 1 else 0.0
+        x2 = x[i, 2] if dim > 2 else 0.0
+        for k in range(dim):
+            home[k] = min(int(x[i, k] / side), cells - 1)
         for o in range(span**dim):
             cid, stride, rem = 0, 1, o
             for k in range(dim):
-                c = min(int(x[i, k] / side), cells - 1)
+                c = home[k]
                 if span == 3:
-                    c = (c + rem % 3 - 1) % cells
+                    c += rem % 3 - 1
                     rem //= 3
+                    shift[k] = 0.0
+                    if c < 0:
+                        c += cells
+                        shift[k] = -two_pi
+                    elif c >= cells:
+                        c -= cells
+                        shift[k] = two_pi
                 cid += c * stride
                 stride *= cells
+            c0 = x0 - shift[0]
+            c1 = x1 - shift[1] if dim > 1 else 0.0
+            c2 = x2 - shift[2] if dim > 2 else 0.0
             for j in range(starts[cid], starts[cid] + counts[cid]):
-                if self_pairs and order[j] == i:
+                d0 = c0 - ys[j, 0]
+                d1 = c1 - ys[j, 1] if dim > 1 else 0.0
+                d2 = c2 - ys[j, 2] if dim > 2 else 0.0
+                if span == 1:  # minimum image
+                    d0 -= two_pi * math.floor(d0 / two_pi + 0.5)
+                    d1 -= two_pi * math.floor(d1 / two_pi + 0.5)
+                    d2 -= two_pi * math.floor(d2 / two_pi + 0.5)
+                r2 = d0 * d0 + d1 * d1 + d2 * d2
+                if r2 >= r_c2 or (self_pairs and order[j] == i):
                     continue
-                r2 = 0.0
-                for k in range(dim):
-                    d = x[i, k] - ys[j, k]
-                    d -= two_pi * math.floor(d / two_pi + 0.5)  # minimum image
-                    u[k] = d
-                    r2 += d * d
-                if r2 >= r_c * r_c:
-                    continue
-                r = math.sqrt(r2)
-                ra = (r / a) ** 8  # CHI_POWER
-                if kcode == 0:  # gaussian
-                    lk, dl = -0.5 * r2 / (h * h), -r / (h * h)
+                t = r2 * inv_a2
+                t *= t
+                ra = t * t  # (r / a)^CHI_POWER, CHI_POWER = 8
+                if kcode == 0:  # gaussian: log k and (d log k / dr) / r
+                    lk, dl_r = -0.5 * r2 * inv_h2, -inv_h2
                 elif kcode == 1:  # laplacian
-                    lk, dl = -r / h, -1.0 / h
+                    r = math.sqrt(r2)
+                    lk, dl_r = -r * inv_h, -inv_h / max(r, 1e-300)
                 elif kcode == 2:  # cauchy
-                    lk, dl = -0.5 * (dim + 1) * math.log1p(r2 / (h * h)), -(dim + 1) * r / (r2 + h * h)
+                    lk, dl_r = -0.5 * (dim + 1) * math.log1p(r2 * inv_h2), -(dim + 1) / (r2 + h * h)
                 elif kcode == 3:  # matern32
-                    v = math.sqrt(3.0) * r / h
-                    lk, dl = math.log1p(v) - v, -(math.sqrt(3.0) / h) * v / (1.0 + v)
+                    v = math.sqrt(3.0 * r2) * inv_h
+                    lk, dl_r = math.log1p(v) - v, -3.0 * inv_h2 / (1.0 + v)
                 else:  # matern52
-                    v = math.sqrt(5.0) * r / h
+                    v = math.sqrt(5.0 * r2) * inv_h
                     q = 1.0 + v + v * v / 3.0
-                    lk, dl = math.log(q) - v, -(math.sqrt(5.0) / h) * v * (1.0 + v) / (3.0 * q)
+                    lk, dl_r = math.log(q) - v, -(5.0 * inv_h2) * (1.0 + v) / (3.0 * q)
                 g = math.exp(lk - ra)
                 s_i += g
-                if moment:
-                    for k in range(dim):
-                        g_out[i, k] -= g * u[k]  # k chi (y - x)
-                else:
-                    w = g * (dl - 8.0 * ra / max(r, 1e-300)) / max(r, 1e-300)  # d(k chi)/dr / r
-                    for k in range(dim):
-                        g_out[i, k] += w * u[k]  # grad_x: g'(r) (x - y) / r
+                w = -g if moment else g * (dl_r - 8.0 * ra / max(r2, 1e-300))  # k chi (y - x), or d(k chi)/dr / r
+                g0 += w * d0
+                g1 += w * d1
+                g2 += w * d2
         s_out[i] += s_i
+        g_out[i, 0] += g0
+        if dim > 1:
+            g_out[i, 1] += g1
+        if dim > 2:
+            g_out[i, 2] += g2

@@ -26,7 +26,7 @@ gradient field's coefficients do not decay at all in 1-D) are Ewald-split:
 The near part k chi is negligible beyond r_c = 1.7 a (chi = 4e-31 there) and is summed in real
 space over neighbour cells; the far part k (1 - chi) vanishes to 8th order at r = 0, so it is
 smooth and its coefficients (Z kappa minus the near part's transform, a radial quadrature) decay
-fast.  `plan_for` (spectral_plan.py) picks direct, Ewald or "stream" (the block-streaming code)
+fast.  `plan_for` (spectral_plan.py) picks direct, Ewald, near-only or "stream" (the block-streaming code)
 from a cost model calibrated by the benchmark (docs/benchmarks.md); the coefficient tables are
 in fourier.py, the near field in near.py.
 
@@ -49,7 +49,7 @@ from .field import FieldSpec
 from .fourier import (TRUNCATION_TOL, _kappa, _near_radial, _near_radial_direct, coefficients,  # noqa: F401
                       kappa_prime, mass, multipliers, truncation)
 from .geometry import TWO_PI
-from .spectral_plan import Plan, forced_plan, nufft_available, plan_for, supported  # noqa: F401
+from .spectral_plan import NEAR_ONLY_LOG, Plan, forced_plan, nufft_available, plan_for, supported  # noqa: F401
 
 NUFFT_EPS = {torch.float64: 1e-12, torch.float32: 1e-8}  # FINUFFT precision per input dtype
 FALLBACK = 1e6  # normalisers below FALLBACK x their NUFFT error estimate are redone by streaming
@@ -75,6 +75,8 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
     import numpy as np
 
     dim, n = x.shape[1], x.shape[0]
+    if plan.method == "near":
+        return _near_only_sums(x, sets, kernel, h, plan, moment)
     c0, _, at_zero = coefficients(kernel, float(h), dim, plan.modes, plan.a)
     mult = multipliers(kernel, float(h), dim, plan.modes, plan.a, moment)
     xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI).numpy()
@@ -103,6 +105,21 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
         nufft_err = eps * (m * abs(float(c0.reshape(-1)[c0.numel() // 2])) + math.sqrt(m) * float(c0.abs().sum()))
         floor = FALLBACK * (nufft_err + TRUNCATION_TOL / min(h, 1.0) * unit)
         sums.append(Sums(s.to(x.device), g.to(x.device), floor))
+    return sums
+
+
+def _near_only_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: str, h: float,
+                    plan: Plan, moment: bool) -> list[Sums]:
+    """The near-only plan: S and G summed over the pairs closer than plan.cutoff (the kernel is below
+    exp(-NEAR_ONLY_LOG) of k(0) = 1 beyond it, and only the minimum image is that close); what is left
+    out is at most m exp(-NEAR_ONLY_LOG) per point, so S below FALLBACK times that is redone by streaming."""
+    xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI)
+    sums = []
+    for y, self_pairs in sets:
+        ys = xs if self_pairs else torch.remainder(y.detach().to(torch.float64).cpu(), TWO_PI)
+        s, g = near.near_sums(xs, ys, kernel, h, math.inf, moment, self_pairs,
+                              r_c=plan.cutoff)
+        sums.append(Sums(s.to(x.device), g.to(x.device), FALLBACK * ys.shape[0] * math.exp(-NEAR_ONLY_LOG)))
     return sums
 
 

@@ -1,13 +1,16 @@
-"""Which exact evaluation of a torus field is cheapest: streaming, a direct NUFFT or an Ewald split.
+"""Which exact evaluation of a torus field is cheapest: streaming, a direct NUFFT, an Ewald split, or
+the near pairs alone.
 
-`plan_for` prices the three with the cost model below (seconds, one thread; only ratios matter)
+`plan_for` prices the four with the cost model below (seconds, one thread; only ratios matter)
 and returns a `Plan`.  Pricing is cheap at every bandwidth: the direct truncation is scaled from
 a bandwidth bin's (K h is nearly constant), the Ewald far grid is estimated (EWALD_MODES / a per
 dimension), and below COST_CALL of streaming (small N) nothing spectral is priced at all.  Building a plan for a
 new bandwidth (the exact truncation, the coefficient tables) is not free, so it is priced too
 (`build_cost`), and a plan is built only once what streaming has cost beyond the plan's own
 evaluations, at this bandwidth, reaches that price (ski rental: never more than twice the
-better choice).  An annealed schedule, a new bandwidth at every step, thus gets the spectral
+better choice).  A kernel that has fallen below exp(-NEAR_ONLY_LOG) of k(0) within r_t <= pi (a narrow
+Gaussian) needs no Fourier part at all: the "near" plan sums the pairs closer than r_t on a cell list
+(near.py with chi = 1), nothing to build.  An annealed schedule, a new bandwidth at every step, thus gets the spectral
 path only where one plan's build and evaluation beat one streaming call; a fixed bandwidth
 builds it after a few calls.  Built plans are kept while the bandwidth does not change.
 """
@@ -39,7 +42,9 @@ COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes'
 COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
 COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
 COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (plans, conversions, the fallback check)
-COST_NEAR = {True: 1.5e-8, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
+COST_NEAR = {True: 8e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
+COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)
+NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
 COST_BUILD_CALL = 1e-3  # a new bandwidth's plan: truncation search and tables, fixed part
 COST_BUILD_MODE = 3e-7  # ... per mode of the (2K+1)^D coefficient grid (norms, unique, multipliers)
 COST_QUAD = {1: 3e-8, 2: 2e-8, 3: 2e-8}  # Ewald build: one (frequency, quadrature node) term (cos; two Bessels)
@@ -58,6 +63,7 @@ class Plan:
     cost_s: float = 0.0  # the cost model's estimate of one evaluation
     stream_cost_s: float = 0.0
     build_s: float = 0.0  # the cost model's estimate of building it for a new bandwidth
+    cutoff: float = 0.0  # 'near': the pairs closer than this are summed, the kernel whole
 
 
 def supported(kernel: str, dim: int) -> bool:
@@ -92,11 +98,11 @@ def stream_cost(images: int, n: int, m: int, k: int) -> float:
     return COST_STREAM_CALL + COST_PAIR * n * (m + k) * images
 
 
-def near_cost(kernel: str, dim: int, n: int, m: int, a: float) -> float:
-    """The Ewald near field of n points against m samples at split radius a: every sample in the
-    3^D cells around a point's cell is a candidate (cells of side 2 pi / floor(2 pi / r_c) >= r_c,
-    one cell when fewer than 3 fit: near.CellList)."""
-    cells = int(TWO_PI / (near.CUTOFF * a))
+def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0) -> float:
+    """The Ewald near field of n points against m samples at split radius a (or within r_c): every
+    sample in the 3^D cells around a point's cell is a candidate (cells of side 2 pi / floor(2 pi / r_c)
+    >= r_c, one cell when fewer than 3 fit: near.CellList)."""
+    cells = int(TWO_PI / (r_c or near.CUTOFF * a))
     share = 1.0 if cells < 3 else (3.0 / cells) ** dim
     return COST_NEAR[near_compiled(kernel)] * n * m * share
 
@@ -151,6 +157,11 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
         c = nufft_cost(k_direct, dim, pts, n_trans) / threads
         if c < best.cost_s:
             best = Plan("direct", k_direct, 0.0, c, stream, build_cost("direct", k_direct, dim, 0.0))
+    r_t = near_only_radius(kernel, h, dim)
+    if r_t > 0.0:
+        c = (COST_NEAR_CALL + near_cost(kernel, dim, n, m + k, 0.0, r_t)) / threads
+        if c < best.cost_s:
+            best = Plan("near", 0, 0.0, c, stream, 0.0, r_t)
     a = split_radius(kernel, dim, n, max(m, k)) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
     if dim <= 2 and not 0 < k_direct <= EWALD_MIN_MODES / a:
         k_far = int(EWALD_MODES / a)
@@ -158,6 +169,31 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
         if c < best.cost_s:
             best = Plan("ewald", k_far, a, c, stream, build_cost("ewald", k_far, dim, a))
     return best
+
+
+@functools.lru_cache(maxsize=64)
+def _near_only_scale(kernel: str, dim: int) -> float:
+    """u with log k(u h) = -NEAR_ONLY_LOG at h = 1, by bisection (the compiled kernels are scale families:
+    log k depends on r / h only)."""
+    log = KERNELS.get(kernel).log
+    lo, hi = 0.0, 1.0
+    while float(log(torch.tensor(hi, dtype=torch.float64), 1.0, dim)) > -NEAR_ONLY_LOG:
+        hi *= 2.0
+        if hi > 1e6:
+            return math.inf  # a heavy tail (Cauchy): never negligible within the torus
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if float(log(torch.tensor(mid, dtype=torch.float64), 1.0, dim)) > -NEAR_ONLY_LOG else (lo, mid)
+    return hi
+
+
+def near_only_radius(kernel: str, h: float, dim: int) -> float:
+    """The radius beyond which the kernel is below exp(-NEAR_ONLY_LOG) of k(0), if the near-only plan
+    can use it (at most pi, so only the minimum image is that close; a compiled near loop), else 0."""
+    if not near_compiled(kernel):
+        return 0.0
+    r_t = _near_only_scale(kernel, dim) * h
+    return r_t if r_t <= math.pi else 0.0
 
 
 H_BINS_PER_OCTAVE = 16  # pricing: the direct truncation is computed at bandwidths 2^(i / 16) and scaled
@@ -181,6 +217,8 @@ def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: in
     price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, torch.get_num_threads())
     if price.method == "stream":
         return price
+    if price.method == "near":
+        return price  # nothing to build
     key = (field.kernel, float(bandwidth), dim, price.method, price.a)
     if key in _BUILT:
         _BUILT.move_to_end(key)

@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from drift_sweeps.core import spectral
+from drift_sweeps.core import spectral, spectral_plan
 from drift_sweeps.spine import theory
 from drift_sweeps.core.field import FieldSpec
 from drift_sweeps.core.kernels import KERNELS
@@ -70,6 +70,34 @@ def test_spectral_fields_match_brute_force_image_sum(kernel: str, dim: int, h: f
         err = float((v - ref).abs().max() / ref.abs().max())
         print(f"{kernel} d={dim} h={h} {op}: {err:.1e} of max|V|")
         assert err < TOL, (op, err)
+
+
+NEAR_ONLY_CASES = [(k, d, h) for k in SPECTRAL_KERNELS for d in (1, 2) for h in BANDWIDTHS
+                   if spectral_plan.near_only_radius(k, h, d) > 0]
+
+
+@pytest.mark.parametrize("kernel,dim,h", NEAR_ONLY_CASES)
+def test_near_only_plan_matches_brute_force_image_sum(kernel: str, dim: int, h: float) -> None:
+    """The near-only plan (pairs within the radius where k falls below exp(-36) of k(0), no Fourier
+    part) gives the exact periodic field, points far from every sample included (redone by streaming)."""
+    x, pos = _points(dim, seed=11)
+    r_t = spectral_plan.near_only_radius(kernel, h, dim)
+    plan = spectral.Plan("near", cutoff=r_t)
+    field = FieldSpec(kernel, h, periodic=True, neg_is_x=True)
+    for op, impl in spectral.SPECTRAL_IMPLEMENTATIONS.items():
+        ref = brute_field(op, x, pos, kernel, h, 100 if dim == 1 else 12)
+        v = impl(x, pos, x, field, plan)
+        err = float((v - ref).abs().max() / ref.abs().max())
+        assert err < TOL, (op, err)
+
+
+def test_near_only_plan_is_chosen_for_narrow_light_tailed_kernels() -> None:
+    """auto: a narrow Gaussian on the 2-D torus sums its near pairs; the heavy-tailed Cauchy never does."""
+    cpu = torch.device("cpu")
+    plan = spectral.plan_for(FieldSpec("gaussian", 0.05, True, True), 0.05, 2, 4096, 4096, 4096, cpu)
+    assert plan.method == "near" and plan.cutoff == pytest.approx(0.05 * math.sqrt(2 * 36.0))
+    assert NEAR_ONLY_CASES and all(k != "cauchy" for k, _, _ in NEAR_ONLY_CASES)
+    assert spectral_plan.near_only_radius("gaussian", 2.5, 2) == 0.0  # r_t > pi: images overlap
 
 
 def test_float32_inputs_stay_float32_and_close() -> None:
