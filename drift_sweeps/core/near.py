@@ -51,19 +51,26 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     s_out = torch.zeros(n, dtype=torch.float64)
     g_out = torch.zeros(n, dim, dtype=torch.float64)
     loop(x.contiguous().numpy(), grid.ys.numpy(), grid.order.numpy(), grid.starts.numpy(), grid.counts.numpy(),
-         grid.cells, grid.side, r_c, a, float(h), COMPILED_KERNELS[kernel], int(moment), int(self_pairs),
+         grid.cells, grid.span, grid.side, r_c, a, float(h), COMPILED_KERNELS[kernel], int(moment), int(self_pairs),
          s_out.numpy(), g_out.numpy(), torch.zeros(dim, dtype=torch.float64).numpy())
     return s_out, g_out
 
 
+def cell_layout(r_c: float) -> tuple[int, int]:
+    """(cells per dimension, span of the neighbour block): cells of side >= r_c / 2 and the 5^D block
+    around a point's cell where at least 5 fit (in 2-D 6.25 r_c^2 of candidates per point, against 9 r_c^2
+    with cells of side r_c and a 3^D block), else one cell (every sample, minimum image)."""
+    cells = int(TWO_PI / (0.5 * r_c))
+    return (cells, 5) if cells >= 5 else (1, 1)
+
+
 class CellList:
-    """Samples sorted by cell of side >= r_c (or one cell when fewer than 3 fit per dimension)."""
+    """Samples sorted by cell (`cell_layout`): every sample closer than r_c to a point lies in the
+    span^D block of cells around the point's cell."""
 
     def __init__(self, y: torch.Tensor, r_c: float):
         dim = y.shape[1]
-        self.cells = max(1, int(TWO_PI / r_c))
-        if self.cells < 3:
-            self.cells = 1
+        self.cells, self.span = cell_layout(r_c)
         self.side = TWO_PI / self.cells
         self.weights = torch.tensor([self.cells**d for d in range(dim)])
         cid = self.cell_ids(y)
@@ -79,10 +86,9 @@ class CellList:
         return (self.cell_coords(p) * self.weights).sum(1)  # (P,)
 
     def offsets(self, dim: int) -> list[list[int]]:
-        """Neighbour cell offsets: the 3^D block, or the one cell."""
-        if self.cells == 1:
-            return [[0] * dim]
-        return torch.cartesian_prod(*([torch.tensor([-1, 0, 1])] * dim)).reshape(-1, dim).tolist()
+        """Neighbour cell offsets: the span^D block (the one cell when span is 1)."""
+        half = self.span // 2
+        return torch.cartesian_prod(*([torch.arange(-half, half + 1)] * dim)).reshape(-1, dim).tolist()
 
 
 def near_sums_torch(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float, moment: bool,
@@ -155,14 +161,15 @@ def _compiled_loop() -> Optional[Callable[..., None]]:
     return numba.njit(cache=True, nogil=True, fastmath=False)(_near_loop)
 
 
-def _near_loop(x, ys, order, starts, counts, cells, side, r_c, a, h, kcode, moment, self_pairs, s_out, g_out, u):
+def _near_loop(x, ys, order, starts, counts, cells, span, side, r_c, a, h, kcode, moment, self_pairs, s_out, g_out, u):
     """Plain-Python form of the compiled loop (numba compiles it as written): for each point, the
-    samples of its 3^D neighbour cells (one cell when cells < 3), in place into s_out, g_out (u is unused).  With 3 or more cells a neighbour cell's periodic image is one shift per cell (its
-    samples moved by -2 pi, 0 or 2 pi per axis), so a pair needs no minimum-image rounding; chi's
-    (r / a)^8 is (r^2 / a^2)^4 by multiplication."""
+    samples of its span^D neighbour cells (`cell_layout`), in place into s_out, g_out (u is unused).
+    With span > 1 a neighbour cell's periodic image is one shift per cell (its samples moved by -2 pi,
+    0 or 2 pi per axis), so a pair needs no minimum-image rounding; chi's (r / a)^8 is (r^2 / a^2)^4
+    by multiplication; the point's sums stay in registers (D <= 3)."""
     n, dim = x.shape
     two_pi = 2.0 * math.pi
-    span = 3 if cells >= 3 else 1
+    half = span // 2
     r_c2, inv_a2, inv_h, inv_h2 = r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)
     home = np.empty(dim, np.int64)
     shift = np.zeros(dim, np.float64)
@@ -177,9 +184,9 @@ def _near_loop(x, ys, order, starts, counts, cells, side, r_c, a, h, kcode, mome
             cid, stride, rem = 0, 1, o
             for k in range(dim):
                 c = home[k]
-                if span == 3:
-                    c += rem % 3 - 1
-                    rem //= 3
+                if span > 1:
+                    c += rem % span - half
+                    rem //= span
                     shift[k] = 0.0
                     if c < 0:
                         c += cells

@@ -100,10 +100,9 @@ def stream_cost(images: int, n: int, m: int, k: int) -> float:
 
 def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0) -> float:
     """The Ewald near field of n points against m samples at split radius a (or within r_c): every
-    sample in the 3^D cells around a point's cell is a candidate (cells of side 2 pi / floor(2 pi / r_c)
-    >= r_c, one cell when fewer than 3 fit: near.CellList)."""
-    cells = int(TWO_PI / (r_c or near.CUTOFF * a))
-    share = 1.0 if cells < 3 else (3.0 / cells) ** dim
+    sample in the span^D cells around a point's cell is a candidate (near.cell_layout)."""
+    cells, span = near.cell_layout(r_c or near.CUTOFF * a)
+    share = (span / cells) ** dim
     return COST_NEAR[near_compiled(kernel)] * n * m * share
 
 

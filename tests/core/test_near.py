@@ -21,10 +21,15 @@ def _points(dim: int, n: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Te
 
 
 @pytest.mark.parametrize("kernel", sorted(near.COMPILED_KERNELS))
-@pytest.mark.parametrize("dim,a", [(1, 0.05), (1, 0.9), (2, 0.3), (2, 0.9)], ids=["1d", "1d-one-cell", "2d", "2d-one-cell"])
+@pytest.mark.parametrize("dim,a", [(1, 0.05), (1, 1.4), (1, 1.6), (2, 0.3), (2, 1.4), (2, 1.6)],
+                         ids=["1d", "1d-five-cells", "1d-one-cell", "2d", "2d-five-cells", "2d-one-cell"])
 def test_compiled_near_field_matches_torch(kernel: str, dim: int, a: float) -> None:
     """Every kernel with a compiled form, moment and gradient sums, with and without the self pair,
-    many cells and the single-cell case (r_c > 2 pi / 3)."""
+    many cells, exactly five (the 5-cell block is the whole torus) and the single-cell case
+    (r_c > 4 pi / 5)."""
+    edge_layouts = {1.4: (5, 5), 1.6: (1, 1)}  # (cells, span)
+    if a in edge_layouts:
+        assert near.cell_layout(near.CUTOFF * a) == edge_layouts[a]
     x, y = _points(dim, 120, 130, seed=dim)
     for moment in (True, False):
         for self_pairs in (False, True):
