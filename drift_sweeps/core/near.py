@@ -173,6 +173,9 @@ def _near_loop(x, ys, order, starts, counts, cells, span, side, r_c, a, h, kcode
     r_c2, inv_a2, inv_h, inv_h2 = r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)
     home = np.empty(dim, np.int64)
     shift = np.zeros(dim, np.float64)
+    seg_lo = np.empty(5, np.int64)  # a row's segments: sample ranges and their axis-0 shift
+    seg_hi = np.empty(5, np.int64)
+    seg_shift = np.empty(5, np.float64)
     for i in range(n):
         s_i, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0  # the point's sums in registers (D <= 3)
         x0 = x[i, 0]
@@ -180,9 +183,9 @@ def _near_loop(x, ys, order, starts, counts, cells, span, side, r_c, a, h, kcode
         x2 = x[i, 2] if dim > 2 else 0.0
         for k in range(dim):
             home[k] = min(int(x[i, k] / side), cells - 1)
-        for o in range(span**dim):
-            cid, stride, rem = 0, 1, o
-            for k in range(dim):
+        for o in range(span ** (dim - 1)):  # rows of the block along axis 0: offsets on axes 1..D-1
+            base, stride, rem = 0, cells, o
+            for k in range(1, dim):
                 c = home[k]
                 if span > 1:
                     c += rem % span - half
@@ -194,45 +197,62 @@ def _near_loop(x, ys, order, starts, counts, cells, span, side, r_c, a, h, kcode
                     elif c >= cells:
                         c -= cells
                         shift[k] = two_pi
-                cid += c * stride
+                base += c * stride
                 stride *= cells
-            c0 = x0 - shift[0]
+            lo, hi = home[0] - half, home[0] + half
+            if lo >= 0 and hi < cells:  # the row's cells are consecutive in the sorted samples: one range
+                seg_lo[0], seg_hi[0], seg_shift[0] = starts[base + lo], starts[base + hi] + counts[base + hi], 0.0
+                n_seg = 1
+            else:  # the row wraps around axis 0: one range per cell
+                n_seg = 0
+                for c in range(lo, hi + 1):
+                    sh = 0.0
+                    if c < 0:
+                        c += cells
+                        sh = -two_pi
+                    elif c >= cells:
+                        c -= cells
+                        sh = two_pi
+                    seg_lo[n_seg], seg_hi[n_seg], seg_shift[n_seg] = starts[base + c], starts[base + c] + counts[base + c], sh
+                    n_seg += 1
             c1 = x1 - shift[1] if dim > 1 else 0.0
             c2 = x2 - shift[2] if dim > 2 else 0.0
-            for j in range(starts[cid], starts[cid] + counts[cid]):
-                d0 = c0 - ys[j, 0]
-                d1 = c1 - ys[j, 1] if dim > 1 else 0.0
-                d2 = c2 - ys[j, 2] if dim > 2 else 0.0
-                if span == 1:  # minimum image
-                    d0 -= two_pi * math.floor(d0 / two_pi + 0.5)
-                    d1 -= two_pi * math.floor(d1 / two_pi + 0.5)
-                    d2 -= two_pi * math.floor(d2 / two_pi + 0.5)
-                r2 = d0 * d0 + d1 * d1 + d2 * d2
-                if r2 >= r_c2 or (self_pairs and order[j] == i):
-                    continue
-                t = r2 * inv_a2
-                t *= t
-                ra = t * t  # (r / a)^CHI_POWER, CHI_POWER = 8
-                if kcode == 0:  # gaussian: log k and (d log k / dr) / r
-                    lk, dl_r = -0.5 * r2 * inv_h2, -inv_h2
-                elif kcode == 1:  # laplacian
-                    r = math.sqrt(r2)
-                    lk, dl_r = -r * inv_h, -inv_h / max(r, 1e-300)
-                elif kcode == 2:  # cauchy
-                    lk, dl_r = -0.5 * (dim + 1) * math.log1p(r2 * inv_h2), -(dim + 1) / (r2 + h * h)
-                elif kcode == 3:  # matern32
-                    v = math.sqrt(3.0 * r2) * inv_h
-                    lk, dl_r = math.log1p(v) - v, -3.0 * inv_h2 / (1.0 + v)
-                else:  # matern52
-                    v = math.sqrt(5.0 * r2) * inv_h
-                    q = 1.0 + v + v * v / 3.0
-                    lk, dl_r = math.log(q) - v, -(5.0 * inv_h2) * (1.0 + v) / (3.0 * q)
-                g = math.exp(lk - ra)
-                s_i += g
-                w = -g if moment else g * (dl_r - 8.0 * ra / max(r2, 1e-300))  # k chi (y - x), or d(k chi)/dr / r
-                g0 += w * d0
-                g1 += w * d1
-                g2 += w * d2
+            for sg in range(n_seg):
+                c0 = x0 - seg_shift[sg]
+                for j in range(seg_lo[sg], seg_hi[sg]):
+                    d0 = c0 - ys[j, 0]
+                    d1 = c1 - ys[j, 1] if dim > 1 else 0.0
+                    d2 = c2 - ys[j, 2] if dim > 2 else 0.0
+                    if span == 1:  # minimum image
+                        d0 -= two_pi * math.floor(d0 / two_pi + 0.5)
+                        d1 -= two_pi * math.floor(d1 / two_pi + 0.5)
+                        d2 -= two_pi * math.floor(d2 / two_pi + 0.5)
+                    r2 = d0 * d0 + d1 * d1 + d2 * d2
+                    if r2 >= r_c2 or (self_pairs and order[j] == i):
+                        continue
+                    t = r2 * inv_a2
+                    t *= t
+                    ra = t * t  # (r / a)^CHI_POWER, CHI_POWER = 8
+                    if kcode == 0:  # gaussian: log k and (d log k / dr) / r
+                        lk, dl_r = -0.5 * r2 * inv_h2, -inv_h2
+                    elif kcode == 1:  # laplacian
+                        r = math.sqrt(r2)
+                        lk, dl_r = -r * inv_h, -inv_h / max(r, 1e-300)
+                    elif kcode == 2:  # cauchy
+                        lk, dl_r = -0.5 * (dim + 1) * math.log1p(r2 * inv_h2), -(dim + 1) / (r2 + h * h)
+                    elif kcode == 3:  # matern32
+                        v = math.sqrt(3.0 * r2) * inv_h
+                        lk, dl_r = math.log1p(v) - v, -3.0 * inv_h2 / (1.0 + v)
+                    else:  # matern52
+                        v = math.sqrt(5.0 * r2) * inv_h
+                        q = 1.0 + v + v * v / 3.0
+                        lk, dl_r = math.log(q) - v, -(5.0 * inv_h2) * (1.0 + v) / (3.0 * q)
+                    g = math.exp(lk - ra)
+                    s_i += g
+                    w = -g if moment else g * (dl_r - 8.0 * ra / max(r2, 1e-300))  # k chi (y - x), or d(k chi)/dr / r
+                    g0 += w * d0
+                    g1 += w * d1
+                    g2 += w * d2
         s_out[i] += s_i
         g_out[i, 0] += g0
         if dim > 1:

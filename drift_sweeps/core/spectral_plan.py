@@ -127,8 +127,9 @@ def ball_fraction(dim: int, r: float) -> float:
 
 
 def split_radius(kernel: str, dim: int, n: int, m: int) -> float:
-    """Ewald radius a balancing the near pairs (~ n m |ball(CUTOFF a)|) against the far grid
-    (~ (FAR_MODES / a)^dim modes), by the cost model; r_c = CUTOFF a at most pi / 2."""
+    """Ewald radius a balancing the near pairs of n points against m samples in all (both sample sets:
+    ~ n m |ball(CUTOFF a)|) against the far grid (~ (FAR_MODES / a)^dim modes), by the cost model;
+    r_c = CUTOFF a at most pi / 2."""
     best_a, best_c = math.pi / 2 / near.CUTOFF, math.inf
     for i in range(48):
         a = (math.pi / 2 / near.CUTOFF) * 0.85**i
@@ -161,7 +162,7 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
         c = (COST_NEAR_CALL + near_cost(kernel, dim, n, m + k, 0.0, r_t)) / threads
         if c < best.cost_s:
             best = Plan("near", 0, 0.0, c, stream, 0.0, r_t)
-    a = split_radius(kernel, dim, n, max(m, k)) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
+    a = split_radius(kernel, dim, n, m + k) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
     if dim <= 2 and not 0 < k_direct <= EWALD_MIN_MODES / a:
         k_far = int(EWALD_MODES / a)
         c = (nufft_cost(k_far, dim, pts, n_trans) + near_cost(kernel, dim, n, m + k, a)) / threads
@@ -251,7 +252,7 @@ def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int) ->
     if k_direct > 0:
         return Plan("direct", k_direct)
     if dim <= 2:
-        a = split_radius(field.kernel, dim, n, m)
+        a = split_radius(field.kernel, dim, n, 2 * m)  # the samples and the negatives
         k_far = fourier.truncation(field.kernel, bandwidth, dim, a)
         if k_far > 0:
             return Plan("ewald", k_far, a)
