@@ -37,7 +37,10 @@ EWALD_MIN_MODES = 8.0  # the far part needs at least ~8/a modes: direct below th
 # cost model (seconds per unit, one thread), fitted to `python -m benchmarks.field --torus --threads 1`
 # and `--small` (docs/benchmarks.md); COST_CALL and COST_MODE[2] refitted on an idle machine (2026-12-03:
 # the 2-D direct plans took 0.19-0.27 of the earlier price, fitted under a load of 12-21)
-COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image)
+COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image) ...
+COST_PAIR_KERNEL = {"gaussian": 0.9, "laplacian": 0.9, "cauchy": 1.15, "matern32": 1.5, "matern52": 1.9}  # ... times
+# this per kernel (the torus' torch blocks, one thread, 2048-4096 points: 2.5-3.8 ns Gaussian and Laplacian, 3.6-4.3
+# Cauchy, 4.6-6.0 Matern 3/2, 5.5-7.9 Matern 5/2 per pair and image; 1.0 for kernels not listed)
 COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes' set-up)
 COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
 COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
@@ -93,9 +96,9 @@ def nufft_cost(modes: int, dim: int, n_points: int, n_trans: int) -> float:
                                   + COST_POINT * 3 ** (dim - 1) * n_points)
 
 
-def stream_cost(images: int, n: int, m: int, k: int) -> float:
+def stream_cost(kernel: str, images: int, n: int, m: int, k: int) -> float:
     """One streaming evaluation: every pair at every periodic image."""
-    return COST_STREAM_CALL + COST_PAIR * n * (m + k) * images
+    return COST_STREAM_CALL + COST_PAIR * COST_PAIR_KERNEL.get(kernel, 1.0) * n * (m + k) * images
 
 
 def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0) -> float:
@@ -146,7 +149,7 @@ def split_radius(kernel: str, dim: int, n: int, m: int) -> float:
 def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int, threads: int) -> Plan:
     """The cheapest method per the cost model, with its estimated evaluation and build costs
     (modes: exact for direct, estimated for Ewald)."""
-    stream = stream_cost(images, n, m, k) / threads
+    stream = stream_cost(kernel, images, n, m, k) / threads
     best = Plan("stream", cost_s=stream, stream_cost_s=stream)
     if not supported(kernel, dim) or stream <= COST_CALL / threads:
         return best  # the small-N path: no spectral evaluation beats this stream, nothing else is priced
