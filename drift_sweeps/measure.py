@@ -4,7 +4,11 @@
 evaluation data and the quality floors from `eval_gen`, in that order); calling it on samples returns every
 curve metric it can compute (the others stay None) plus the per-frequency errors.  A new metric source is
 one `MEASURERS` entry: a factory `(cfg, target, ctx) -> Optional[callable(xs) -> dict]` returning None
-where the source does not apply to the target.
+where the source does not apply to the target.  A measurer gets at most n_eval x eval_repeats samples (a
+particle system's same random subset at every evaluation: the pairwise metrics are O(n^2)), unless it is
+marked `ALL_SAMPLES` (`all_samples(measure)`): then it gets every sample and subsets itself with
+`Context.subset` where it needs to (the torus spectrum is O(N F) and is measured on all the particles, as its
+noise floor is ~1/sqrt(N) per frequency).
 """
 
 from __future__ import annotations
@@ -39,6 +43,23 @@ class Context:
         self.spectrum_k: list = []  # the frequencies of the per-frequency errors (torus targets)
         self.bandwidth = cfg.h0  # the field's bandwidth at the evaluation (set by each call)
         self.other: Optional[torch.Tensor] = None  # plane: a second data draw (the data-vs-data floors)
+        self.n_eval = cfg.n_eval * cfg.eval_repeats
+        self._subset: Optional[torch.Tensor] = None
+
+    def subset(self, xs: torch.Tensor) -> torch.Tensor:
+        """At most n_eval x eval_repeats of the samples: a particle system's same random subset at every call."""
+        if xs.shape[0] <= self.n_eval:
+            return xs
+        if self._subset is None:
+            gen = torch.Generator().manual_seed(self.metric_seed)
+            self._subset = torch.randperm(xs.shape[0], generator=gen)[: self.n_eval].to(xs.device)
+        return xs[self._subset]
+
+
+def all_samples(measure: Measurer) -> Measurer:
+    """Mark a measurer as taking every sample (it subsets itself where it needs to)."""
+    measure.ALL_SAMPLES = True  # type: ignore[attr-defined]
+    return measure
 
 
 def _spectrum(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measurer]:
@@ -58,13 +79,14 @@ def _spectrum(cfg: TrialConfig, target: Target, ctx: Context) -> Optional[Measur
     spectrum_k = ctx.spectrum_k = freqs.tolist() if freqs is not None else []
     first: list[float] = []
 
+    @all_samples
     def measure(xs: torch.Tensor) -> dict[str, Any]:
-        dist = energy_distance(xs, ctx.eval_data, True)
+        dist = energy_distance(ctx.subset(xs), ctx.eval_data, True)  # pairwise: n_eval of the samples
         if not first:
             first.append(dist)
         out = {"sample_distance": dist, "spectrum_k": spectrum_k, "spectrum_error": []}
         if freqs is not None:
-            err = spectrum_error(xs, freqs, exact)
+            err = spectrum_error(xs, freqs, exact)  # every sample (every particle)
             out["spectrum_error"] = err.tolist()
             if active is not None and active.numel() > 0:
                 out["worst_rel_error"] = float((err[active] / scale[active]).max())
@@ -192,22 +214,16 @@ class Evaluation:
         self.measurers = [m for m in (f(cfg, target, self.ctx) for source, f in MEASURERS.items() if source in wanted)
                           if m is not None]
         self.floors = self.ctx.floors
-        self.n_eval = cfg.n_eval * cfg.eval_repeats
         self.converge_on = cfg.converge_on
-        self._subset: Optional[torch.Tensor] = None
 
     def __call__(self, xs: torch.Tensor, bandwidth: float = 1.0) -> dict[str, Any]:
         """Curve metrics (None where they do not apply) and the spectrum keys of samples xs, whose field is
         at `bandwidth`."""
         self.ctx.bandwidth = bandwidth
-        if xs.shape[0] > self.n_eval:  # many particles: the same random n_eval of them at every eval
-            if self._subset is None:
-                gen = torch.Generator().manual_seed(self.ctx.metric_seed)
-                self._subset = torch.randperm(xs.shape[0], generator=gen)[: self.n_eval].to(xs.device)
-            xs = xs[self._subset]
+        sub = self.ctx.subset(xs)  # many particles: the same random n_eval of them at every eval
         out: dict[str, Any] = {"spectrum_k": self.ctx.spectrum_k, "spectrum_error": []}
         for measure in self.measurers:
-            out.update(measure(xs))
+            out.update(measure(xs if getattr(measure, "ALL_SAMPLES", False) else sub))
         return out
 
     def failed(self) -> dict[str, Any]:
