@@ -21,7 +21,6 @@ import functools
 import math
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 
 from .geometry import TWO_PI
@@ -52,7 +51,9 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     g_out = torch.zeros(n, dim, dtype=torch.float64)
     loop(x.contiguous().numpy(), grid.ys.numpy(), grid.order.numpy(), grid.starts.numpy(), grid.counts.numpy(),
          grid.cells, grid.span, grid.side, r_c, a, float(h), COMPILED_KERNELS[kernel], int(moment), int(self_pairs),
-         s_out.numpy(), g_out.numpy(), torch.zeros(dim, dtype=torch.float64).numpy())
+         s_out.numpy(), g_out.numpy(), torch.zeros(dim, dtype=torch.int64).numpy(),
+         torch.zeros(dim, dtype=torch.float64).numpy(), torch.zeros(5, dtype=torch.int64).numpy(),
+         torch.zeros(5, dtype=torch.int64).numpy(), torch.zeros(5, dtype=torch.float64).numpy())
     return s_out, g_out
 
 
@@ -154,71 +155,91 @@ def compiled_available() -> bool:
 @functools.lru_cache(maxsize=1)
 def _compiled_loop() -> Optional[Callable[..., None]]:
     """`_near_loop` compiled by numba (cached on disk next to this file), or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba.njit(cache=True, nogil=True, fastmath=False)(_near_loop)
+    from .plane_loop import compile_in
+
+    compiled = compile_in(globals(), ("_wrap", "_pair"), ("_row", "_segments"), ("_near_loop",))
+    return None if compiled is None else compiled[0]
 
 
-def _near_loop(x, ys, order, starts, counts, cells, span, side, r_c, a, h, kcode, moment, self_pairs, s_out, g_out, u):
-    """Plain-Python form of the compiled loop (numba compiles it as written): for each point, the
-    samples of its span^D neighbour cells (`cell_layout`), in place into s_out, g_out (u is unused).
-    With span > 1 a neighbour cell's periodic image is one shift per cell (its samples moved by -2 pi,
-    0 or 2 pi per axis), so a pair needs no minimum-image rounding; chi's (r / a)^8 is (r^2 / a^2)^4
-    by multiplication; the point's sums stay in registers (D <= 3)."""
+def _wrap(c, cells, two_pi):
+    """A neighbour cell index c (one cell beyond either edge at most) -> (its index on the torus, the shift of
+    its samples' periodic image)."""
+    if c < 0:
+        return c + cells, -two_pi
+    if c >= cells:
+        return c - cells, two_pi
+    return c, 0.0
+
+
+def _row(o, home, cells, span, shift, two_pi):
+    """Row o of a point's neighbour block (its offsets on axes 1..D-1): the row's cell index at axis-0 cell 0,
+    the axes' image shifts written into shift[1:]."""
+    base, stride, rem = 0, cells, o
+    for k in range(1, home.shape[0]):
+        c = home[k]
+        if span > 1:
+            c, shift[k] = _wrap(c + rem % span - span // 2, cells, two_pi)
+            rem //= span
+        base += c * stride
+        stride *= cells
+    return base
+
+
+def _segments(home0, base, cells, span, starts, counts, seg_lo, seg_hi, seg_shift, two_pi):
+    """A row's sample ranges: one when its cells do not wrap around axis 0 (they are consecutive in the
+    sorted samples), else one per cell with its shift.  -> how many, written into seg_*."""
+    lo, hi = home0 - span // 2, home0 + span // 2
+    if lo >= 0 and hi < cells:
+        seg_lo[0], seg_hi[0], seg_shift[0] = starts[base + lo], starts[base + hi] + counts[base + hi], 0.0
+        return 1
+    for n_seg in range(hi - lo + 1):
+        c, seg_shift[n_seg] = _wrap(lo + n_seg, cells, two_pi)
+        seg_lo[n_seg], seg_hi[n_seg] = starts[base + c], starts[base + c] + counts[base + c]
+    return hi - lo + 1
+
+
+def _pair(r2, inv_a2, h, kcode, dim):
+    """log(k chi) of a pair at squared distance r2, and d(k chi)/dr / r over k chi: the kernel's closed
+    forms (COMPILED_KERNELS) times chi = exp(-(r / a)^8), (r / a)^8 as (r^2 / a^2)^4."""
+    t = r2 * inv_a2
+    t *= t
+    ra = t * t
+    if kcode == 0:  # gaussian: log k and (d log k / dr) / r
+        lk, dl_r = -0.5 * r2 / (h * h), -1.0 / (h * h)
+    elif kcode == 1:  # laplacian
+        r = math.sqrt(r2)
+        lk, dl_r = -r / h, -1.0 / (h * max(r, 1e-300))
+    elif kcode == 2:  # cauchy
+        lk, dl_r = -0.5 * (dim + 1) * math.log1p(r2 / (h * h)), -(dim + 1) / (r2 + h * h)
+    elif kcode == 3:  # matern32
+        v = math.sqrt(3.0 * r2) / h
+        lk, dl_r = math.log1p(v) - v, -3.0 / (h * h * (1.0 + v))
+    else:  # matern52
+        v = math.sqrt(5.0 * r2) / h
+        q = 1.0 + v + v * v / 3.0
+        lk, dl_r = math.log(q) - v, -5.0 * (1.0 + v) / (3.0 * q * h * h)
+    return lk - ra, dl_r - 8.0 * ra / max(r2, 1e-300)
+
+
+def _near_loop(x, ys, order, starts, counts, cells, span, side, r_c, a, h, kcode, moment, self_pairs, s_out, g_out,
+               home, shift, seg_lo, seg_hi, seg_shift):
+    """Plain-Python form of the compiled loop (numba compiles it as written): for each point, the samples of
+    its span^D neighbour cells (`cell_layout`), in place into s_out, g_out; home (D,) int64, shift (D,) and
+    seg_* (5,) are scratch.  With span > 1 a neighbour cell's periodic image is one shift per cell (-2 pi, 0 or
+    2 pi per axis), so a pair needs no minimum-image rounding; the point's sums stay in registers (D <= 3)."""
     n, dim = x.shape
-    two_pi = 2.0 * math.pi
-    half = span // 2
-    r_c2, inv_a2, inv_h, inv_h2 = r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)
-    home = np.empty(dim, np.int64)
-    shift = np.zeros(dim, np.float64)
-    seg_lo = np.empty(5, np.int64)  # a row's segments: sample ranges and their axis-0 shift
-    seg_hi = np.empty(5, np.int64)
-    seg_shift = np.empty(5, np.float64)
+    two_pi, r_c2, inv_a2 = 2.0 * math.pi, r_c * r_c, 1.0 / (a * a)
     for i in range(n):
-        s_i, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0  # the point's sums in registers (D <= 3)
-        x0 = x[i, 0]
-        x1 = x[i, 1] if dim > 1 else 0.0
-        x2 = x[i, 2] if dim > 2 else 0.0
+        s_i, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
         for k in range(dim):
             home[k] = min(int(x[i, k] / side), cells - 1)
         for o in range(span ** (dim - 1)):  # rows of the block along axis 0: offsets on axes 1..D-1
-            base, stride, rem = 0, cells, o
-            for k in range(1, dim):
-                c = home[k]
-                if span > 1:
-                    c += rem % span - half
-                    rem //= span
-                    shift[k] = 0.0
-                    if c < 0:
-                        c += cells
-                        shift[k] = -two_pi
-                    elif c >= cells:
-                        c -= cells
-                        shift[k] = two_pi
-                base += c * stride
-                stride *= cells
-            lo, hi = home[0] - half, home[0] + half
-            if lo >= 0 and hi < cells:  # the row's cells are consecutive in the sorted samples: one range
-                seg_lo[0], seg_hi[0], seg_shift[0] = starts[base + lo], starts[base + hi] + counts[base + hi], 0.0
-                n_seg = 1
-            else:  # the row wraps around axis 0: one range per cell
-                n_seg = 0
-                for c in range(lo, hi + 1):
-                    sh = 0.0
-                    if c < 0:
-                        c += cells
-                        sh = -two_pi
-                    elif c >= cells:
-                        c -= cells
-                        sh = two_pi
-                    seg_lo[n_seg], seg_hi[n_seg], seg_shift[n_seg] = starts[base + c], starts[base + c] + counts[base + c], sh
-                    n_seg += 1
-            c1 = x1 - shift[1] if dim > 1 else 0.0
-            c2 = x2 - shift[2] if dim > 2 else 0.0
+            base = _row(o, home, cells, span, shift, two_pi)
+            n_seg = _segments(home[0], base, cells, span, starts, counts, seg_lo, seg_hi, seg_shift, two_pi)
+            c1 = x[i, 1] - shift[1] if dim > 1 else 0.0
+            c2 = x[i, 2] - shift[2] if dim > 2 else 0.0
             for sg in range(n_seg):
-                c0 = x0 - seg_shift[sg]
+                c0 = x[i, 0] - seg_shift[sg]
                 for j in range(seg_lo[sg], seg_hi[sg]):
                     d0 = c0 - ys[j, 0]
                     d1 = c1 - ys[j, 1] if dim > 1 else 0.0
@@ -230,26 +251,10 @@ def _near_loop(x, ys, order, starts, counts, cells, span, side, r_c, a, h, kcode
                     r2 = d0 * d0 + d1 * d1 + d2 * d2
                     if r2 >= r_c2 or (self_pairs and order[j] == i):
                         continue
-                    t = r2 * inv_a2
-                    t *= t
-                    ra = t * t  # (r / a)^CHI_POWER, CHI_POWER = 8
-                    if kcode == 0:  # gaussian: log k and (d log k / dr) / r
-                        lk, dl_r = -0.5 * r2 * inv_h2, -inv_h2
-                    elif kcode == 1:  # laplacian
-                        r = math.sqrt(r2)
-                        lk, dl_r = -r * inv_h, -inv_h / max(r, 1e-300)
-                    elif kcode == 2:  # cauchy
-                        lk, dl_r = -0.5 * (dim + 1) * math.log1p(r2 * inv_h2), -(dim + 1) / (r2 + h * h)
-                    elif kcode == 3:  # matern32
-                        v = math.sqrt(3.0 * r2) * inv_h
-                        lk, dl_r = math.log1p(v) - v, -3.0 * inv_h2 / (1.0 + v)
-                    else:  # matern52
-                        v = math.sqrt(5.0 * r2) * inv_h
-                        q = 1.0 + v + v * v / 3.0
-                        lk, dl_r = math.log(q) - v, -(5.0 * inv_h2) * (1.0 + v) / (3.0 * q)
-                    g = math.exp(lk - ra)
+                    log_g, dlog_r = _pair(r2, inv_a2, h, kcode, dim)
+                    g = math.exp(log_g)
                     s_i += g
-                    w = -g if moment else g * (dl_r - 8.0 * ra / max(r2, 1e-300))  # k chi (y - x), or d(k chi)/dr / r
+                    w = -g if moment else g * dlog_r  # k chi (y - x), or d(k chi)/dr / r
                     g0 += w * d0
                     g1 += w * d1
                     g2 += w * d2
