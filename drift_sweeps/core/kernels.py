@@ -61,6 +61,9 @@ class Kernel:
     sharp(dist, h, dim)    optional: log k#, the sharp kernel (module docstring); may raise
                            ValueError where k# does not exist.
     shaped(alpha)          optional: a family's member with shape alpha (module docstring).
+    exp_poly               optional: (lam, (a_0, a_1, ...)) when k(r) = exp(-lam r) sum_i a_i r^i at
+                           bandwidth 1 (r / h at h): then the 1-D torus sums are exact prefix sums
+                           over the sorted samples (expscan.py), O((N + M) log M).
     The streaming operators' fast pass exponentiates log k without a shift, so it is fastest
     when log k(0) is near 0 (k(0) = 1, as for every entry here); rows where that under- or
     overflows are redone by an exact (max-shifted) pass, so other kernels are still exact.
@@ -73,6 +76,7 @@ class Kernel:
     mass: Optional[Callable[[int], float]] = None
     sharp: Optional[LogKernel] = None
     shaped: Optional[Callable[[float], "Kernel"]] = None
+    exp_poly: Optional[tuple[float, tuple[float, ...]]] = None
 
     def __call__(self, dist: torch.Tensor, bandwidth: float, dim: int) -> torch.Tensor:
         return self.log(dist, bandwidth, dim)
@@ -151,6 +155,7 @@ KERNELS.add("laplacian", Kernel(
     weight_sq_=lambda w, h, dim: w.sqrt_().clamp_min_(1e-15).reciprocal_().mul_(1.0 / h),
     mass=lambda dim: 2.0 * math.pi ** (dim / 2.0) * math.gamma(dim) / math.gamma(dim / 2.0),
     sharp=lambda r, h, dim: torch.log1p(r / h) - r / h,  # (1 + r/h) e^(-r/h)
+    exp_poly=(1.0, (1.0,)),
 ))
 KERNELS.add("cauchy", Kernel(
     log=cauchy,
@@ -197,6 +202,7 @@ KERNELS.add("matern32", Kernel(
     weight_sq_=lambda w, h, dim: w.sqrt_().mul_(math.sqrt(3.0) / h).add_(1.0).reciprocal_().mul_(3.0 / (h * h)),
     mass=lambda dim: matern_mass(1.5, dim),
     sharp=lambda r, h, dim: matern52(r * math.sqrt(3.0 / 5.0), h, dim),  # (1 + u + u^2/3) e^-u, same u
+    exp_poly=(math.sqrt(3.0), (1.0, math.sqrt(3.0))),
 ))
 KERNELS.add("matern52", Kernel(
     log=matern52,
@@ -205,6 +211,7 @@ KERNELS.add("matern52", Kernel(
     mass=lambda dim: matern_mass(2.5, dim),
     # (1 + u + 2u^2/5 + u^3/15) e^-u, the Matern-7/2 polynomial with the same u
     sharp=lambda r, h, dim: (lambda u: torch.log1p(u * (1.0 + u * (0.4 + u / 15.0))) - u)(r * (math.sqrt(5.0) / h)),
+    exp_poly=(math.sqrt(5.0), (1.0, math.sqrt(5.0), 5.0 / 3.0)),
 ))
 
 

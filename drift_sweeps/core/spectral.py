@@ -44,11 +44,12 @@ from typing import Optional
 
 import torch
 
-from . import near
+from . import expscan, near
 from .field import FieldSpec
 from .fourier import (TRUNCATION_TOL, _kappa, _near_radial, _near_radial_direct, coefficients,  # noqa: F401
                       kappa_prime, mass, multipliers, truncation)
 from .geometry import TWO_PI
+from .kernels import KERNELS
 from .spectral_plan import NEAR_ONLY_LOG, Plan, forced_plan, nufft_available, plan_for, supported  # noqa: F401
 
 NUFFT_EPS = {torch.float64: 1e-12, torch.float32: 1e-8}  # FINUFFT precision per input dtype
@@ -77,6 +78,8 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
     dim, n = x.shape[1], x.shape[0]
     if plan.method == "near":
         return _near_only_sums(x, sets, kernel, h, plan, moment)
+    if plan.method == "scan":
+        return _scan_sums(x, sets, kernel, h, moment)
     c0, _, at_zero = coefficients(kernel, float(h), dim, plan.modes, plan.a)
     mult = multipliers(kernel, float(h), dim, plan.modes, plan.a, moment)
     xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI).numpy()
@@ -120,6 +123,22 @@ def _near_only_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kern
         s, g = near.near_sums(xs, ys, kernel, h, math.inf, moment, self_pairs,
                               r_c=plan.cutoff)
         sums.append(Sums(s.to(x.device), g.to(x.device), FALLBACK * ys.shape[0] * math.exp(-NEAR_ONLY_LOG)))
+    return sums
+
+
+SCAN_FLOOR = 1e-250  # the scan's S below this (a point ~570 h from every sample) is redone by streaming
+
+
+def _scan_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: str, h: float,
+               moment: bool) -> list[Sums]:
+    """The 1-D scan plan: exact prefix sums over the sorted samples (expscan.py), no Fourier part."""
+    exp_poly = KERNELS.get(kernel).exp_poly
+    xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI)
+    sums = []
+    for y, self_pairs in sets:
+        ys = xs if self_pairs else torch.remainder(y.detach().to(torch.float64).cpu(), TWO_PI)
+        s, g = expscan.scan_sums(xs, ys, exp_poly, h, moment, self_pairs)
+        sums.append(Sums(s.to(x.device), g.to(x.device), SCAN_FLOOR))
     return sums
 
 

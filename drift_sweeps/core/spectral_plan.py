@@ -1,7 +1,7 @@
-"""Which exact evaluation of a torus field is cheapest: streaming, a direct NUFFT, an Ewald split, or
-the near pairs alone.
+"""Which exact evaluation of a torus field is cheapest: streaming, a direct NUFFT, an Ewald split, the
+near pairs alone, or (1-D, exponential-polynomial kernels) a scan over the sorted samples.
 
-`plan_for` prices the four with the cost model below (seconds, one thread; only ratios matter)
+`plan_for` prices the five with the cost model below (seconds, one thread; only ratios matter)
 and returns a `Plan`.  Pricing is cheap at every bandwidth: the direct truncation is scaled from
 a bandwidth bin's (K h is nearly constant), the Ewald far grid is estimated (EWALD_MODES / a per
 dimension), and below COST_CALL of streaming (small N) nothing spectral is priced at all.  Building a plan for a
@@ -10,7 +10,9 @@ new bandwidth (the exact truncation, the coefficient tables) is not free, so it 
 evaluations, at this bandwidth, reaches that price (ski rental: never more than twice the
 better choice).  A kernel that has fallen below exp(-NEAR_ONLY_LOG) of k(0) within r_t <= pi (a narrow
 Gaussian) needs no Fourier part at all: the "near" plan sums the pairs closer than r_t on a cell list
-(near.py with chi = 1), nothing to build.  An annealed schedule, a new bandwidth at every step, thus gets the spectral
+(near.py with chi = 1), nothing to build.  In 1-D the Laplacian and Matern kernels are summed exactly by the
+"scan" plan (expscan.py: cumulative sums over the sorted samples, O((N + M) log M), nothing to build)
+wherever its expansion is precise enough (`scan_degree`).  An annealed schedule, a new bandwidth at every step, thus gets the spectral
 path only where one plan's build and evaluation beat one streaming call; a fixed bandwidth
 builds it after a few calls.  Built plans are kept while the bandwidth does not change.
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from ..spine import theory
-from . import fourier, near
+from . import expscan, fourier, near
 from .field import FieldSpec
 from .geometry import TWO_PI
 from .kernels import KERNELS
@@ -48,6 +50,8 @@ COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (plans, conve
 COST_NEAR = {True: 8e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
 COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
+COST_SCAN_CALL = 2e-4  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
+COST_SCAN_POINT = 3e-8  # ... per point or sample and polynomial degree (sort, cumulative log-sums, reads)
 COST_BUILD_CALL = 1e-3  # a new bandwidth's plan: truncation search and tables, fixed part
 COST_BUILD_MODE = 3e-7  # ... per mode of the (2K+1)^D coefficient grid (norms, unique, multipliers)
 COST_QUAD = {1: 3e-8, 2: 2e-8, 3: 2e-8}  # Ewald build: one (frequency, quadrature node) term (cos; two Bessels)
@@ -58,7 +62,7 @@ _BUILT_MAX = 64
 
 @dataclass(frozen=True)
 class Plan:
-    """How one (kernel, h, dim, sizes) field is evaluated: 'direct', 'ewald' or 'stream'."""
+    """How one (kernel, h, dim, sizes) field is evaluated: 'direct', 'ewald', 'near', 'scan' or 'stream'."""
 
     method: str
     modes: int = 0  # Fourier modes per dimension: -modes..modes
@@ -82,6 +86,16 @@ def nufft_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def scan_degree(kernel: str, h: float, dim: int) -> int:
+    """The moment's polynomial degree if the 1-D scan (expscan.py) is exact enough for this kernel at h
+    (its expansion's rounding below expscan.SCAN_REL_ERROR), else -1."""
+    exp_poly = KERNELS.get(kernel).exp_poly
+    if dim != 1 or exp_poly is None:
+        return -1
+    degree = len(exp_poly[1])  # P's degree + 1: the moment u k(u)
+    return degree if expscan.cancellation(exp_poly[0], degree, h) <= expscan.SCAN_REL_ERROR else -1
 
 
 def near_compiled(kernel: str) -> bool:
@@ -151,6 +165,11 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
     (modes: exact for direct, estimated for Ewald)."""
     stream = stream_cost(kernel, images, n, m, k) / threads
     best = Plan("stream", cost_s=stream, stream_cost_s=stream)
+    degree = scan_degree(kernel, h, dim)
+    if degree >= 0:  # exact and O((N + M) log M): cheaper than every other plan wherever it applies
+        c = COST_SCAN_CALL + COST_SCAN_POINT * (degree + 1) * (2 * n + m + k)
+        if c < best.cost_s:
+            return Plan("scan", cost_s=c, stream_cost_s=stream)
     if not supported(kernel, dim) or stream <= COST_CALL / threads:
         return best  # the small-N path: no spectral evaluation beats this stream, nothing else is priced
     n_trans = 2 * (dim + 1)  # type-2 transforms; type-1 counted as one per sample set
@@ -220,7 +239,7 @@ def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: in
     price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, torch.get_num_threads())
     if price.method == "stream":
         return price
-    if price.method == "near":
+    if price.method in ("near", "scan"):
         return price  # nothing to build
     key = (field.kernel, float(bandwidth), dim, price.method, price.a)
     if key in _BUILT:

@@ -44,6 +44,16 @@ def test_kernel_contract(name: str) -> None:
         assert torch.allclose(log_kernel(name, 2.0 * d, 1.4, dim), lk, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", [n for n in KERNELS.names() if KERNELS.get(n).exp_poly is not None])
+def test_kernel_exp_poly_is_the_kernel(name: str) -> None:
+    """A kernel's `exp_poly` (lam, P) is the kernel: k(r) = exp(-lam r) P(r) at bandwidth 1, in 1-D (what the
+    1-D scan plan sums, expscan.py)."""
+    lam, poly = KERNELS.get(name).exp_poly
+    r = torch.linspace(0.0, 12.0, 241, dtype=torch.float64)
+    closed = torch.exp(-lam * r) * sum(a * r**i for i, a in enumerate(poly))
+    assert torch.allclose(log_kernel(name, r, 1.0, 1).exp(), closed, rtol=1e-12, atol=1e-300)
+
+
 @pytest.mark.parametrize("name", KERNELS.names())
 def test_kernel_has_a_linear_theory(name: str) -> None:
     """Every kernel has a Fourier transform entry; rate = -s kappa'(s) and kappa(0) = 1."""
