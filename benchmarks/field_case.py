@@ -312,8 +312,8 @@ def _recording_plans(plans: list[str]):
 
 
 def _label(plan) -> str:
-    if plan.method == "stream":
-        return "stream"
+    if plan.method in ("stream", "scan"):
+        return plan.method
     if plan.method == "near":
         return f"near r={plan.cutoff:.3f}"
     return f"{plan.method} K={plan.modes}" + (f" a={plan.a:.3f}" if plan.method == "ewald" else "")
