@@ -43,15 +43,15 @@ COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image) ...
 COST_PAIR_KERNEL = {"gaussian": 0.9, "laplacian": 0.9, "cauchy": 1.15, "matern32": 1.5, "matern52": 1.9}  # ... times
 # this per kernel (the torus' torch blocks, one thread, 2048-4096 points: 2.5-3.8 ns Gaussian and Laplacian, 3.6-4.3
 # Cauchy, 4.6-6.0 Matern 3/2, 5.5-7.9 Matern 5/2 per pair and image; 1.0 for kernels not listed)
-COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes' set-up)
+COST_STREAM_CALL = 6e-4  # streaming: fixed cost of one evaluation (four passes' set-up)
 COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
 COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
-COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (plans, conversions, the fallback check)
+COST_CALL = 8e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; plans kept)
 COST_NEAR = {True: 8e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
 COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
-COST_SCAN_CALL = 2e-4  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
-COST_SCAN_POINT = 3e-8  # ... per point or sample and polynomial degree (sort, cumulative log-sums, reads)
+COST_SCAN_CALL = 1e-3  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
+COST_SCAN_POINT = 1e-7  # ... per point or sample and (degree + 1) (sorts, searches, cumulative sums, reads)
 COST_BUILD_CALL = 1e-3  # a new bandwidth's plan: truncation search and tables, fixed part
 COST_BUILD_MODE = 3e-7  # ... per mode of the (2K+1)^D coefficient grid (norms, unique, multipliers)
 COST_QUAD = {1: 3e-8, 2: 2e-8, 3: 2e-8}  # Ewald build: one (frequency, quadrature node) term (cos; two Bessels)
@@ -96,6 +96,12 @@ def scan_degree(kernel: str, h: float, dim: int) -> int:
         return -1
     degree = len(exp_poly[1])  # P's degree + 1: the moment u k(u)
     return degree if expscan.cancellation(exp_poly[0], degree, h) <= expscan.SCAN_REL_ERROR else -1
+
+
+def scan_cost(kernel: str, h: float, dim: int, n: int, m: int, k: int) -> float:
+    """One evaluation by the 1-D scan, or inf where it does not apply."""
+    degree = scan_degree(kernel, h, dim)
+    return COST_SCAN_CALL + COST_SCAN_POINT * (degree + 1) * (2 * n + m + k) if degree >= 0 else math.inf
 
 
 def near_compiled(kernel: str) -> bool:
@@ -165,11 +171,9 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
     (modes: exact for direct, estimated for Ewald)."""
     stream = stream_cost(kernel, images, n, m, k) / threads
     best = Plan("stream", cost_s=stream, stream_cost_s=stream)
-    degree = scan_degree(kernel, h, dim)
-    if degree >= 0:  # exact and O((N + M) log M): cheaper than every other plan wherever it applies
-        c = COST_SCAN_CALL + COST_SCAN_POINT * (degree + 1) * (2 * n + m + k)
-        if c < best.cost_s:
-            return Plan("scan", cost_s=c, stream_cost_s=stream)
+    c = scan_cost(kernel, h, dim, n, m, k) / threads
+    if c < best.cost_s:  # exact and O((N + M) log M): cheaper than every other plan wherever it applies
+        return Plan("scan", cost_s=c, stream_cost_s=stream)
     if not supported(kernel, dim) or stream <= COST_CALL / threads:
         return best  # the small-N path: no spectral evaluation beats this stream, nothing else is priced
     n_trans = 2 * (dim + 1)  # type-2 transforms; type-1 counted as one per sample set
@@ -235,8 +239,12 @@ def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: in
     plan's build at a new bandwidth (streaming where FINUFFT is not installed)."""
     if not field.periodic or device.type != "cpu" or not nufft_available():
         return Plan("stream")
+    threads = torch.get_num_threads()
+    scan = scan_cost(field.kernel, float(bandwidth), dim, n, m, k) / threads
+    if scan < stream_cost(field.kernel, 1, n, m, k) / threads:  # beats even one image: no need to count them
+        return Plan("scan", cost_s=scan)
     images = (2 * field.shells(bandwidth, dim) + 1) ** dim
-    price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, torch.get_num_threads())
+    price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, threads)
     if price.method == "stream":
         return price
     if price.method in ("near", "scan"):
