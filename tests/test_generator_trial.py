@@ -44,6 +44,19 @@ def test_short_trial_per_new_target_reports_quality_and_floors(target):
         assert summary["frechet_distance_floor"] is None and reports[-1]["frechet_distance"] is None
 
 
+@pytest.mark.parametrize("target,stratified", [("eight_gaussians", False), ("torus1d", True)])
+def test_evaluation_noise_is_iid_on_the_plane_and_stratified_on_the_torus(target, stratified):
+    """Plane metrics are compared with floors between i.i.d. data draws, so the generated draw is i.i.d. too
+    (n |mean|^2 summed over the 32 noise dimensions ~ chi^2_32); the torus spectrum is measured by
+    quasi-Monte-Carlo (that statistic far below 1)."""
+    from drift_sweeps.trial import _Trial
+
+    cfg = TrialConfig.from_dict(dict(target=target, model="mlp", noise_dim=32, n_eval=1024, steps=1, eval_every=1))
+    z = _Trial(cfg).eval_noise.double()
+    stat = float(z.shape[0] * z.mean(0).square().sum())
+    assert (stat < 1.0) if stratified else (stat > 8.0), stat
+
+
 def test_bimodal_initialisations_start_where_they_say():
     far, _ = _run(target="bimodal_far", model="mlp", steps=1, eval_every=1)
     between, _ = _run(target="bimodal_between", model="mlp", steps=1, eval_every=1)
