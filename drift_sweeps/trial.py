@@ -18,6 +18,7 @@ from .core.loss import drift_loss, drift_losses
 from .core.operators import FieldSpec
 from .spine.schedules import bandwidth_at
 from .core.catalog import make_target
+from .core.spectral_plan import forget as forget_plans
 from .core.targets import Target, TargetSpec
 from .measure import Evaluation
 from .steps import stepper
@@ -210,6 +211,7 @@ def run_pack(cfgs: list[TrialConfig], reports: Optional[list[Optional[Report]]] 
     called as each one finishes.
     """
     start = time.perf_counter()
+    forget_plans()  # the same runs give the same numbers, whatever ran before them in this process
     runs = [_Run(cfg, rep, start) for cfg, rep in zip(cfgs, reports or [None] * len(cfgs))]
     for step in range(max(c.steps for c in cfgs) + 1):
         live = [r for r in runs if not r.finished]

@@ -19,6 +19,7 @@ import torch
 
 from .geometry import distance
 from .operators import FieldSpec, drift
+from .spectral_plan import one_step
 
 log = logging.getLogger(__name__)
 
@@ -124,4 +125,5 @@ def _batched_field(operator: str, field: FieldSpec, inputs: list[tuple[torch.Ten
         except (RuntimeError, NotImplementedError, ValueError, TypeError) as err:  # e.g. .item() in the field
             log.info("%s: no batched field under torch.vmap (%s); one call per trial", operator, err)
             _NOT_BATCHED.add(key)
-    return [multi_bandwidth_drift(operator, x, p, n, field) for x, p, n in inputs]
+    with one_step():  # each trial's plans are chosen as they would be alone
+        return [multi_bandwidth_drift(operator, x, p, n, field) for x, p, n in inputs]

@@ -19,6 +19,7 @@ builds it after a few calls.  Built plans are kept while the bandwidth does not 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import OrderedDict
@@ -43,10 +44,11 @@ COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image) ...
 COST_PAIR_KERNEL = {"gaussian": 0.9, "laplacian": 0.9, "cauchy": 1.15, "matern32": 1.5, "matern52": 1.9}  # ... times
 # this per kernel (the torus' torch blocks, one thread, 2048-4096 points: 2.5-3.8 ns Gaussian and Laplacian, 3.6-4.3
 # Cauchy, 4.6-6.0 Matern 3/2, 5.5-7.9 Matern 5/2 per pair and image; 1.0 for kernels not listed)
-COST_STREAM_CALL = 6e-4  # streaming: fixed cost of one evaluation (four passes' set-up)
+COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes' set-up; 0.6-0.9 ms measured at
+# 256-512 points, docs/benchmarks.md: the refit to it and COST_CALL = 0.8 ms was reverted, see there)
 COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
 COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
-COST_CALL = 8e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; plans kept)
+COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; plans kept)
 COST_NEAR = {True: 8e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
 COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
@@ -58,6 +60,7 @@ COST_QUAD = {1: 3e-8, 2: 2e-8, 3: 2e-8}  # Ewald build: one (frequency, quadratu
 _SEEN: dict[tuple[str, float, int], int] = {}  # (kernel, bandwidth, dim) -> calls so far (bounded below)
 _BUILT: "OrderedDict[tuple, Plan]" = OrderedDict()  # built plans, most recent last (bounded)
 _BUILT_MAX = 64
+_COUNTED: "set | None" = None  # inside `one_step()`: the keys already counted in this step of a pack
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,25 @@ class Plan:
     stream_cost_s: float = 0.0
     build_s: float = 0.0  # the cost model's estimate of building it for a new bandwidth
     cutoff: float = 0.0  # 'near': the pairs closer than this are summed, the kernel whole
+
+
+def forget() -> None:
+    """Drop the calls counted and the plans built so far: a trial's plans then depend on its own calls only, not
+    on what ran earlier in the process (a plan chosen at another call differs from streaming in the last bits)."""
+    _SEEN.clear()
+    _BUILT.clear()
+
+
+@contextlib.contextmanager
+def one_step():
+    """The fields of a pack's runs at one step count as one call each (what each run alone would count), so a
+    packed run builds its plans at the same step as it would alone."""
+    global _COUNTED
+    _COUNTED = set()
+    try:
+        yield
+    finally:
+        _COUNTED = None
 
 
 def supported(kernel: str, dim: int) -> bool:
@@ -256,7 +278,11 @@ def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: in
     seen_key = key[:3]
     if len(_SEEN) > 4096:
         _SEEN.clear()
-    seen = _SEEN[seen_key] = _SEEN.get(seen_key, 0) + 1
+    if _COUNTED is None or seen_key not in _COUNTED:
+        _SEEN[seen_key] = _SEEN.get(seen_key, 0) + 1
+        if _COUNTED is not None:
+            _COUNTED.add(seen_key)
+    seen = _SEEN[seen_key]
     if seen * (price.stream_cost_s - price.cost_s) < price.build_s:
         return Plan("stream", cost_s=price.stream_cost_s, stream_cost_s=price.stream_cost_s)  # a build would not pay yet
     modes = fourier.truncation(field.kernel, float(bandwidth), dim, price.a)  # exact, for this bandwidth
