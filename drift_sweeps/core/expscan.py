@@ -16,9 +16,10 @@ in [0, 2 pi), the displacement u to the images of y is p + 2 pi m (ahead) or -(2
     G = sum_j T_uk(p) - T_uk(2 pi - p)          (moment: sum k(u) u)
     G = sum_j -T_k'(p) + T_k'(2 pi - p)         (gradient: sum grad_x k)
 
-The cumulative sums are read in the log domain (around y = pi, in the log domain throughout
-for the narrowest kernels), so no exp overflows at any bandwidth; the expansion in powers of x loses about (4 pi lam / h)^degree of float64's precision,
-so the plan is offered only where that stays below SCAN_REL_ERROR (spectral_plan.scan_ok).
+The cumulative sums are of exp(-+lam (y - pi)) and are read through their logs (summed in the log domain
+throughout for the narrowest kernels), so no exp overflows at any bandwidth.  The expansion in powers of x
+loses about (4 pi lam / h)^degree of float64's precision, so the plan is offered only where that stays
+below SCAN_REL_ERROR (spectral_plan.scan_degree).
 """
 
 from __future__ import annotations

@@ -111,19 +111,27 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
     return sums
 
 
+def _pairwise_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], sums_of, floor_of) -> list[Sums]:
+    """The plans without a Fourier part: sums_of(xs, ys, self_pairs) -> (S, G) for each sample set, on the
+    wrapped float64 CPU copies; floor_of(ys) the S below which a point is redone by streaming."""
+    xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI)
+    sums = []
+    for y, self_pairs in sets:
+        ys = xs if self_pairs else torch.remainder(y.detach().to(torch.float64).cpu(), TWO_PI)
+        s, g = sums_of(xs, ys, self_pairs)
+        sums.append(Sums(s.to(x.device), g.to(x.device), floor_of(ys)))
+    return sums
+
+
 def _near_only_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: str, h: float,
                     plan: Plan, moment: bool) -> list[Sums]:
     """The near-only plan: S and G summed over the pairs closer than plan.cutoff (the kernel is below
     exp(-NEAR_ONLY_LOG) of k(0) = 1 beyond it, and only the minimum image is that close); what is left
     out is at most m exp(-NEAR_ONLY_LOG) per point, so S below FALLBACK times that is redone by streaming."""
-    xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI)
-    sums = []
-    for y, self_pairs in sets:
-        ys = xs if self_pairs else torch.remainder(y.detach().to(torch.float64).cpu(), TWO_PI)
-        s, g = near.near_sums(xs, ys, kernel, h, math.inf, moment, self_pairs,
-                              r_c=plan.cutoff)
-        sums.append(Sums(s.to(x.device), g.to(x.device), FALLBACK * ys.shape[0] * math.exp(-NEAR_ONLY_LOG)))
-    return sums
+    return _pairwise_sums(
+        x, sets, lambda xs, ys, self_pairs: near.near_sums(xs, ys, kernel, h, math.inf, moment, self_pairs,
+                                                           r_c=plan.cutoff),
+        lambda ys: FALLBACK * ys.shape[0] * math.exp(-NEAR_ONLY_LOG))
 
 
 SCAN_FLOOR = 1e-250  # the scan's S below this (a point ~570 h from every sample) is redone by streaming
@@ -133,13 +141,9 @@ def _scan_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
                moment: bool) -> list[Sums]:
     """The 1-D scan plan: exact prefix sums over the sorted samples (expscan.py), no Fourier part."""
     exp_poly = KERNELS.get(kernel).exp_poly
-    xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI)
-    sums = []
-    for y, self_pairs in sets:
-        ys = xs if self_pairs else torch.remainder(y.detach().to(torch.float64).cpu(), TWO_PI)
-        s, g = expscan.scan_sums(xs, ys, exp_poly, h, moment, self_pairs)
-        sums.append(Sums(s.to(x.device), g.to(x.device), SCAN_FLOOR))
-    return sums
+    return _pairwise_sums(x, sets,
+                          lambda xs, ys, self_pairs: expscan.scan_sums(xs, ys, exp_poly, h, moment, self_pairs),
+                          lambda ys: SCAN_FLOOR)
 
 
 PLAN_CACHE_MAX = 8  # FINUFFT plans kept (type, grid, transforms, precision, threads): a plan's set-up is about

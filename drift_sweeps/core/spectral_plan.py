@@ -12,9 +12,9 @@ better choice).  A kernel that has fallen below exp(-NEAR_ONLY_LOG) of k(0) with
 Gaussian) needs no Fourier part at all: the "near" plan sums the pairs closer than r_t on a cell list
 (near.py with chi = 1), nothing to build.  In 1-D the Laplacian and Matern kernels are summed exactly by the
 "scan" plan (expscan.py: cumulative sums over the sorted samples, O((N + M) log M), nothing to build)
-wherever its expansion is precise enough (`scan_degree`).  An annealed schedule, a new bandwidth at every step, thus gets the spectral
-path only where one plan's build and evaluation beat one streaming call; a fixed bandwidth
-builds it after a few calls.  Built plans are kept while the bandwidth does not change.
+wherever its expansion is precise enough (`scan_degree`).  An annealed schedule, a new bandwidth at every
+step, thus gets the spectral path only where one plan's build and evaluation beat one streaming call; a
+fixed bandwidth builds it after a few calls.  Built plans are kept while the bandwidth does not change.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes'
 # 256-512 points, docs/benchmarks.md: the refit to it and COST_CALL = 0.8 ms was reverted, see there)
 COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
 COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
-COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; plans kept)
+COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check)
 COST_NEAR = {True: 8e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
 COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
