@@ -49,7 +49,8 @@ COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes'
 COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
 COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
 COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check)
-COST_NEAR = {True: 8e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch
+COST_NEAR = {True: 4.5e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch (the
+# vectorised loop: 1-D and 2-D about half the 8e-9 of the scalar one, docs/benchmarks.md; 3-D unchanged)
 COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
 COST_SCAN_CALL = 1e-3  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
