@@ -44,11 +44,12 @@ COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image) ...
 COST_PAIR_KERNEL = {"gaussian": 0.9, "laplacian": 0.9, "cauchy": 1.15, "matern32": 1.5, "matern52": 1.9}  # ... times
 # this per kernel (the torus' torch blocks, one thread, 2048-4096 points: 2.5-3.8 ns Gaussian and Laplacian, 3.6-4.3
 # Cauchy, 4.6-6.0 Matern 3/2, 5.5-7.9 Matern 5/2 per pair and image; 1.0 for kernels not listed)
-COST_STREAM_CALL = 3e-4  # streaming: fixed cost of one evaluation (four passes' set-up; 0.6-0.9 ms measured at
-# 256-512 points, docs/benchmarks.md: the refit to it and COST_CALL = 0.8 ms was reverted, see there)
+COST_STREAM_CALL = 6e-4  # streaming: fixed cost of one evaluation (four passes' set-up; 0.6-0.9 ms measured at
+# 256-512 points, docs/benchmarks.md)
 COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
 COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
-COST_CALL = 1.5e-3  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check)
+COST_CALL = 8e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; the plans
+# kept: spectral._nufft_plan)
 COST_NEAR = {True: 4.5e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch (the
 # vectorised loop: 1-D and 2-D about half the 8e-9 of the scalar one, docs/benchmarks.md; 3-D unchanged)
 COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)

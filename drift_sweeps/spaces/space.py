@@ -46,6 +46,12 @@ class SearchSpace:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set values applied to base
     smoke: bool = False
 
+    @property
+    def threads(self) -> int:
+        """torch threads of one trial: the CPUs reserved for it, under Ray and --serial alike (a trial's
+        plans and float sums depend on the thread count, so both runners give it the same one)."""
+        return max(1, int(self.cpu))
+
     # ---- what the sweep varies -------------------------------------------------------------
     def swept_keys(self) -> list[str]:
         """Every config key that differs between trials (axes, then keys the variants set differently)."""

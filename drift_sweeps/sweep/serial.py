@@ -73,12 +73,17 @@ def _line(done: int, total: int, tid: str, params: dict[str, Any], row: dict[str
     return f"[{done}/{total}] {tid} {what}: {row['status']} {outcome} ({secs:.1f} s on {row.get('device_used')})"
 
 
-def _run_one(cfg: Any, tid: str) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
-    """(summary, reports, error) of one trial; an exception is the trial's `error` summary."""
+def _run_one(cfg: Any, tid: str, threads: int) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
+    """(summary, reports, error) of one trial on `threads` torch threads (as under Ray); an exception is the
+    trial's `error` summary."""
+    import torch
+
     from ..trial import resolve_device, run_trial
 
     reports: list[dict[str, Any]] = []
     start = time.perf_counter()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         return run_trial(cfg, reports.append), reports, None
     except Exception as err:  # noqa: BLE001 - a failing trial is recorded, the sweep goes on
@@ -87,6 +92,8 @@ def _run_one(cfg: Any, tid: str) -> tuple[dict[str, Any], list[dict[str, Any]], 
                                  n_samples=cfg.n_samples, wall_time_s=time.perf_counter() - start,
                                  device_used=str(resolve_device(cfg.device)))
         return summary, reports, f"{type(err).__name__}: {err}"[:2000]
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_serial(space: SearchSpace, sweep: str, folder: SweepFolder, kept: Mapping[str, Mapping[str, Any]],
@@ -101,7 +108,7 @@ def run_serial(space: SearchSpace, sweep: str, folder: SweepFolder, kept: Mappin
         cfg = space.resolve(params)
         folder.write_config(tid, params, cfg.to_dict())
         start = time.perf_counter()
-        summary, reports, error = _run_one(cfg, tid)
+        summary, reports, error = _run_one(cfg, tid, space.threads)
         variant = params.get(VARIANT_PARAM) if len(space.variants) > 1 else None
         row = results.trial_row(sweep=sweep, trial_id=tid, config=cfg.to_dict(), summary=summary, node=node,
                                 error=error, swept_axes=swept, variant=variant, versions=json.loads(versions),

@@ -101,7 +101,7 @@ def make_trainable(space: SearchSpace, store: Optional[CurveStore] = None) -> Ca
 
         quiet_exit_in_callbacks()
         cfg = space.resolve(params)
-        torch.set_num_threads(max(1, int(space.cpu)))  # as many threads as CPUs reserved for the trial
+        torch.set_num_threads(space.threads)
         context = {"node": node_identity(), "device_used": str(resolve_device(cfg.device)), "versions": versions()}
         context[ATTEMPT_KEY] = uuid.uuid4().hex
         t_budget = cfg.steps * cfg.dt
@@ -148,7 +148,7 @@ def make_packed_trainable(space: SearchSpace, packs: list[list[dict]],
         quiet_exit_in_callbacks()
         members = packs[int(params[PACK_PARAM])]
         cfgs = [space.resolve(p) for p in members]
-        torch.set_num_threads(max(1, int(space.cpu)))
+        torch.set_num_threads(space.threads)
         context = {"node": node_identity(), "device_used": str(resolve_device(cfgs[0].device)),
                    "versions": versions(), ATTEMPT_KEY: uuid.uuid4().hex}
         tid = tune.get_context().get_trial_id()
