@@ -180,6 +180,8 @@ def draw_samples(panels: dict[tuple[str, int], np.ndarray], stem: str,
             x = panels.get((target, seed))
             if x is not None:
                 ax.scatter(x[:, 0], x[:, 1], s=1.5, lw=0, alpha=0.7)
+            else:  # no trial of this seed in the sweeps read: say so, not an empty box a reader takes for a collapse
+                ax.text(0.5, 0.5, "no trial", ha="center", va="center", transform=ax.transAxes, color="0.5")
             sample_panel(ax, lim)
             if i == 0:
                 ax.set_title(target)
