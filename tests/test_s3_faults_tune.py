@@ -68,7 +68,8 @@ def test_s3_endpoint_lost_mid_tune_sweep_stops_with_74_and_resumes(make_space, r
         assert code == 74, out[-3000:] + err[-3000:]
         assert "Traceback" not in out + err and "Exception in thread" not in out + err, (out + err)[-4000:]
         assert len(errors) == 1 and f"s3://{BUCKET}/sweeps/lost_tune" in errors[0] and "--resume" in errors[0], errors
-        assert after_s < 30, figures
+        # a stop, not a hang: 19 s alone, 31 s beside the rest of the suite on 2 cores (S3 retries, Ray's shutdown)
+        assert after_s < 60, figures
 
         servers.append(_server(port))  # moto keeps its buckets in the process: the same bucket is back
         code, out, err, _ = _run(*args, "--resume", env=env)
