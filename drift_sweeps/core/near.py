@@ -44,13 +44,14 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     """Near-field sums S (N,) and G (N, D) of y at x (float64, in [0, 2pi)); self_pairs: y is x,
     the pair j = i left out.  compiled: None takes the compiled loop where it exists.  a = inf is
     chi = 1 (the whole kernel, the near-only plan), summed within r_c (default CUTOFF a, at most pi)."""
-    loop = _compiled_loop() if compiled is not False and kernel in COMPILED_KERNELS else None
-    if compiled and loop is None:
-        raise ValueError(f"no compiled near field for kernel {kernel!r} (numba installed: {_compiled_loop() is not None})")
-    if loop is None:
+    usable = compiled is not False and kernel in COMPILED_KERNELS and compiled_available()
+    if compiled and not usable:
+        raise ValueError(f"no compiled near field for kernel {kernel!r} (numba installed: {compiled_available()})")
+    if not usable:
         return near_sums_torch(x, y, kernel, h, a, moment, self_pairs, r_c)
     r_c = CUTOFF * a if r_c is None else r_c
     grid = CellList(y, r_c)
+    loop = _compiled_loop(COMPILED_KERNELS[kernel], grid.span == 1)
     n, dim = x.shape
     s_out = torch.zeros(n, dtype=torch.float64)
     g_out = torch.zeros(n, dim, dtype=torch.float64)
@@ -60,7 +61,7 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     slot[grid.order] = torch.arange(grid.order.shape[0])  # sample i's place in the sorted samples
     consts = torch.tensor([r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)], dtype=torch.float64)
     loop(x.contiguous().numpy(), ys3.numpy(), slot.numpy(), grid.starts.numpy(), grid.counts.numpy(), grid.cells,
-         grid.span, grid.side, consts.numpy(), COMPILED_KERNELS[kernel], int(moment), int(self_pairs),
+         grid.span, grid.side, consts.numpy(), int(moment), int(self_pairs),
          s_out.numpy(), g_out.numpy(), torch.zeros(dim, dtype=torch.int64).numpy(),
          torch.zeros(dim, dtype=torch.float64).numpy(), torch.zeros(5, dtype=torch.int64).numpy(),
          torch.zeros(5, dtype=torch.int64).numpy(), torch.zeros(5, dtype=torch.float64).numpy())
@@ -159,17 +160,33 @@ def _add_pairs(x: torch.Tensor, grid: CellList, xi: torch.Tensor, j: torch.Tenso
 
 def compiled_available() -> bool:
     """Whether the compiled loop can run here (numba importable)."""
-    return _compiled_loop() is not None
+    return _compiled_helpers()
 
 
 @functools.lru_cache(maxsize=1)
-def _compiled_loop() -> Optional[Callable[..., None]]:
-    """`_near_loop` compiled by numba (cached on disk next to this file), or None without numba."""
+def _compiled_helpers() -> bool:
+    """Whether numba imports; if so the loop's helpers in this module's globals are compiled (once)."""
     from .plane_loop import compile_in
 
-    compiled = compile_in(globals(), ("_wrap", "_exp_neg", "_term", "_segment"), ("_row", "_segments", "_dispatch"),
-                          ("_near_loop",))
-    return None if compiled is None else compiled[0]
+    return compile_in(globals(), ("_wrap", "_exp_neg", "_term", "_segment"), ("_row", "_segments"), ()) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_loop(kcode: int = 0, wrap: bool = False) -> Optional[Callable[..., None]]:
+    """`_near_loop` compiled by numba for one kernel code and wrap flag, or None without numba.  Each is a copy of
+    the function whose last two parameters default to them and are left out of the call, so numba compiles them
+    as constants (a branch-free pair loop) and only the kernels a process uses are compiled (a few seconds each,
+    then loaded from the disk cache next to this file, one file per copy)."""
+    if not _compiled_helpers():
+        return None
+    import types
+
+    from .plane_loop import compile_in
+
+    name = f"_near_loop_k{kcode}_{'wrap' if wrap else 'cells'}"
+    copy = types.FunctionType(_near_loop.__code__, globals(), name, (kcode, wrap))
+    copy.__qualname__ = name
+    return compile_in({name: copy}, (), (), (name,))[0]
 
 
 def _wrap(c, cells, two_pi):
@@ -278,28 +295,11 @@ def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     return s, g0, g1, g2
 
 
-def _dispatch(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
-    """`_segment` with kcode and wrap as constants (each call below compiles its own branch-free loop)."""
-    if kcode == 0:
-        return (_segment(0, True, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts) if wrap else
-                _segment(0, False, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts))
-    if kcode == 1:
-        return (_segment(1, True, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts) if wrap else
-                _segment(1, False, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts))
-    if kcode == 2:
-        return (_segment(2, True, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts) if wrap else
-                _segment(2, False, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts))
-    if kcode == 3:
-        return (_segment(3, True, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts) if wrap else
-                _segment(3, False, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts))
-    return (_segment(4, True, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts) if wrap else
-            _segment(4, False, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts))
-
-
-def _near_loop(x, ys3, slot, starts, counts, cells, span, side, consts, kcode, moment, self_pairs, s_out, g_out,
-               home, shift, seg_lo, seg_hi, seg_shift):
+def _near_loop(x, ys3, slot, starts, counts, cells, span, side, consts, moment, self_pairs, s_out, g_out,
+               home, shift, seg_lo, seg_hi, seg_shift, kcode=0, wrap=False):
     """Plain-Python form of the compiled loop (numba compiles it as written): for each point, the samples of
-    its span^D neighbour cells (`cell_layout`), in place into s_out, g_out; slot[i] is sample i's place in
+    its span^D neighbour cells (`cell_layout`), in place into s_out, g_out, for kernel `kcode` (wrap: every
+    pair's minimum image, for one cell); slot[i] is sample i's place in
     the sorted samples (its self pair), home (D,) int64, shift (D,) and seg_* (5,) are scratch.  With span > 1
     a neighbour cell's periodic image is one shift per cell (-2 pi, 0 or 2 pi per axis), so a pair needs no
     minimum-image rounding; the point's sums stay in registers (D <= 3)."""
@@ -316,7 +316,7 @@ def _near_loop(x, ys3, slot, starts, counts, cells, span, side, consts, kcode, m
             c1 = x[i, 1] - shift[1] if dim > 1 else 0.0
             c2 = x[i, 2] - shift[2] if dim > 2 else 0.0
             for sg in range(n_seg):
-                s, d0, d1, d2 = _dispatch(kcode, span == 1, dim, moment, ys3, seg_lo[sg], seg_hi[sg],
+                s, d0, d1, d2 = _segment(kcode, wrap, dim, moment, ys3, seg_lo[sg], seg_hi[sg],
                                           x[i, 0] - seg_shift[sg], c1, c2, self_j, consts)
                 s_i, g0, g1, g2 = s_i + s, g0 + d0, g1 + d1, g2 + d2
         s_out[i] += s_i
