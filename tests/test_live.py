@@ -59,6 +59,48 @@ def test_live_lines_and_storage_urls(tmp_path):
     assert live.live_lines("s3://b/x", None, None) == []
 
 
+def _open_at(sweep_root: str, start: float, reader: bool, out) -> None:
+    """One process opening the sweep's study file at `start`: the sweep's storage, or (reader) a dashboard's
+    plain RDBStorage opened the moment the file appears."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        if reader:
+            path = os.path.join(sweep_root, live.OPTUNA_DB)
+            while not os.path.exists(path):
+                time.sleep(0.001)
+            optuna.storages.RDBStorage(f"sqlite:///{path}").get_all_studies()
+            out.put("ok")
+        else:
+            out.put("ok" if live.optuna_storage(sweep_root).mirrored else "stopped")
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        out.put(f"{type(err).__name__}: {str(err)[:120]}")
+
+
+def test_optuna_study_file_opened_by_several_processes_at_once(tmp_path):
+    """A sweep's storage and optuna-dashboard opening a new optuna.db at the same moment: each used to make
+    Optuna's schema and one failed ('table ... already exists', 'UNIQUE constraint failed:
+    alembic_version'); now the schema appears complete and every opener gets the file."""
+    import multiprocessing
+
+    import optuna
+
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/warm.db")  # imports done once, not in each fork
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(4):
+        root = str(tmp_path / f"sweep{round_}")
+        out, start = ctx.Queue(), time.time() + 0.5
+        procs = [ctx.Process(target=_open_at, args=(root, start, reader, out)) for reader in (0, 0, 0, 1, 1)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [out.get(timeout=5) for _ in procs] == ["ok"] * len(procs), round_
+        assert os.listdir(root) == [live.OPTUNA_DB]  # no schema file of its own left behind
+
+
 def _wsgi_get(app, path: str) -> dict:
     status = {}
 

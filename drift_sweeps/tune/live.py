@@ -79,16 +79,54 @@ def optuna_storage(sweep_root: str):
     url = optuna_storage_url(sweep_root)
     if url is None:
         return None
-    import optuna
-
     from .study_storage import MirroredStorage
 
     def open_file():
-        os.makedirs(local_folder(sweep_root), exist_ok=True)
-        # a reader (optuna-dashboard) may hold the file briefly: wait for it instead of failing
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+        path = os.path.join(local_folder(sweep_root), OPTUNA_DB)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.exists(path):
+            _create_study_file(path)
+        return _open_study_file(f"sqlite:///{path}")
 
     return MirroredStorage(os.path.join(local_folder(sweep_root), OPTUNA_DB), open_file)
+
+
+OPEN_TRIES = 3  # a study file whose schema another process is still making: tries of opening it, 0.5 s apart
+
+
+def _create_study_file(path: str) -> None:
+    """Optuna's schema made in a file of its own and linked in under `path` complete: a reader that opens
+    `path` as soon as it appears (optuna-dashboard) never meets, or races to make, a half-made schema.  A file
+    someone else put there first (a dashboard started before the sweep) is kept."""
+    import optuna
+
+    tmp = f"{path}.{os.getpid()}.new"
+    try:
+        optuna.storages.RDBStorage(f"sqlite:///{tmp}").engine.dispose()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: a rename, kept from clobbering a file made since
+            if not os.path.exists(path):
+                os.rename(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _open_study_file(url: str):
+    """RDBStorage on `url`; a reader may hold the file briefly (SQLite waits up to 30 s for it), and a process
+    making the same schema at the same moment fails one try with 'already exists' or a UNIQUE constraint."""
+    import optuna
+
+    for attempt in range(OPEN_TRIES):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+        except Exception:  # noqa: BLE001 - the last try's error is the one reported
+            if attempt == OPEN_TRIES - 1:
+                raise
+            time.sleep(0.5)
 
 
 def tensorboard_dir(sweep_root: str) -> Optional[str]:
