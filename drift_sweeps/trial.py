@@ -173,6 +173,7 @@ class _Run:
     def summary(self) -> dict[str, Any]:
         return record.summary(self.status, self.last, convergence_time=self.conv_time, n_samples=self.cfg.n_samples,
                               wall_time_s=self.wall_time_s, device_used=str(self.trial.device),
+                              threads=torch.get_num_threads(),
                               floors=self.trial.evaluation.floors)
 
 

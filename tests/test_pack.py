@@ -116,7 +116,8 @@ def test_pack_needs_a_grid_without_a_scheduler():
 
 def test_a_packed_sweep_writes_the_rows_of_the_unpacked_one(capsys, make_space, tmp_path, ray_tmp):
     axes = {"kernel": ["gaussian", "laplacian"], "seed": [0, 1, 2]}
-    space = make_space("packed", axes=axes, base_extra={"samples_kept": 2})
+    # two CPUs a trial: both runners give it two torch threads (the test process itself runs on one)
+    space = make_space("packed", axes=axes, resources={"cpu": 2}, base_extra={"samples_kept": 2})
     res = str(tmp_path / "res")
     rc, out = run_cli(capsys, str(space), "--results", res, "--num-cpus", "2", "--temp-dir", ray_tmp,
                       "--pack", "3", "--name", "packed")
@@ -130,6 +131,7 @@ def test_a_packed_sweep_writes_the_rows_of_the_unpacked_one(capsys, make_space, 
     assert packed["trial_id"].is_unique and len(packed) == 6
     for col in ("status", "convergence_time", "final_worst_rel_error", "final_sample_distance", "steps_run"):
         pd.testing.assert_series_equal(packed[col], alone[col], check_exact=False, rtol=1e-6)
+    assert list(packed["threads"]) == list(alone["threads"]) == [2] * 6
     for table in ("curves", "spectra", "samples"):
         got = results.read_table(f"{res}/packed", table)
         assert set(got["trial_id"]) == set(packed["trial_id"]), table
@@ -158,6 +160,7 @@ def test_a_failing_pack_keeps_its_finished_rows_and_records_the_rest_as_errors(c
     trials = results.read_table(f"{res}/packfail", "trials").set_index("steps")
     assert trials.loc[5, "status"] == "censored" and trials.loc[5, "steps_run"] == 5
     assert trials.loc[20, "status"] == "error" and "InjectedFailure" in trials.loc[20, "error"]
+    assert list(trials["threads"]) == [1, 1]  # the error row's from the pack's reports
     curves = results.read_table(f"{res}/packfail", "curves")
     assert curves[curves["trial_id"] == trials.loc[20, "trial_id"]]["step"].max() == 10  # its curves so far
     rc, again = run_cli(capsys, str(space), "--results", res)

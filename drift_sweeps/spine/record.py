@@ -79,8 +79,9 @@ SUMMARY_FIELDS: dict[str, type] = {
     "device_used": str,  # cpu, cuda, ... (the config's `device` is the request)
     **{FINAL_PREFIX + m.name: m.type for m in METRICS if m.final and m.since_v1},
     **FLOOR_FIELDS,
+    "threads": int,  # torch threads the trial computed on (SearchSpace.threads, under Ray and --serial alike)
 }
-ADDED_LATER = frozenset({*QUALITY_METRICS, *(FINAL_PREFIX + m for m in QUALITY_METRICS), *FLOOR_FIELDS})
+ADDED_LATER = frozenset({*QUALITY_METRICS, *(FINAL_PREFIX + m for m in QUALITY_METRICS), *FLOOR_FIELDS, "threads"})
 
 # The searcher objective (Tune's `metric`): the convergence time, extrapolated while not converged.
 OBJECTIVE = "time_to_eps"
@@ -117,7 +118,7 @@ def time_to_eps(t: float, worst_rel_error: float, eps: float, t_budget: float) -
 
 
 def summary(status: str, last: Mapping[str, Any], *, convergence_time: Optional[float], n_samples: int,
-            wall_time_s: Optional[float], device_used: Optional[str],
+            wall_time_s: Optional[float], device_used: Optional[str], threads: Optional[int] = None,
             floors: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """The summary record of a trial from its last evaluation report (empty if it never reported).
 
@@ -128,6 +129,7 @@ def summary(status: str, last: Mapping[str, Any], *, convergence_time: Optional[
         "status": status, "convergence_time": convergence_time if status == CONVERGED else None,
         "steps_run": last.get("step"), "t_final": last.get("t"),
         "noise_floor": noise_floor(n_samples), "wall_time_s": wall_time_s, "device_used": device_used,
+        "threads": threads,
     }
     for name in SUMMARY_FIELDS:
         if name.startswith(FINAL_PREFIX):

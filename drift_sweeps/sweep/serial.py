@@ -90,7 +90,7 @@ def _run_one(cfg: Any, tid: str, threads: int) -> tuple[dict[str, Any], list[dic
         log.debug("trial %s failed:\n%s", tid, traceback.format_exc())
         summary = record.summary(record.ERROR, reports[-1] if reports else {}, convergence_time=None,
                                  n_samples=cfg.n_samples, wall_time_s=time.perf_counter() - start,
-                                 device_used=str(resolve_device(cfg.device)))
+                                 device_used=str(resolve_device(cfg.device)), threads=threads)
         return summary, reports, f"{type(err).__name__}: {err}"[:2000]
     finally:
         torch.set_num_threads(before)

@@ -19,7 +19,7 @@ from ..spaces import VARIANT_PARAM, SearchSpace
 from ..spine import record
 from .ray_compat import quiet_exit_in_callbacks
 
-CONTEXT_KEYS = ("node", "device_used", "versions")  # strings sent with every report
+CONTEXT_KEYS = ("node", "device_used", "threads", "versions")  # sent with every report
 SUMMARY_KEY = "summary"  # the trial's last report carries run_trial's summary under this key
 ATTEMPT_KEY = "attempt_id"  # one id per run of the trainable: a retry starts a new attempt
 # the last report carries the trial's curves only when the trial could not write them itself (CurveStore)
@@ -102,7 +102,8 @@ def make_trainable(space: SearchSpace, store: Optional[CurveStore] = None) -> Ca
         quiet_exit_in_callbacks()
         cfg = space.resolve(params)
         torch.set_num_threads(space.threads)
-        context = {"node": node_identity(), "device_used": str(resolve_device(cfg.device)), "versions": versions()}
+        context = {"node": node_identity(), "device_used": str(resolve_device(cfg.device)),
+                   "threads": torch.get_num_threads(), "versions": versions()}
         context[ATTEMPT_KEY] = uuid.uuid4().hex
         t_budget = cfg.steps * cfg.dt
         curves = _Curves(store, tune.get_context().get_trial_id(), every_report=bool(space.scheduler))
@@ -150,7 +151,7 @@ def make_packed_trainable(space: SearchSpace, packs: list[list[dict]],
         cfgs = [space.resolve(p) for p in members]
         torch.set_num_threads(space.threads)
         context = {"node": node_identity(), "device_used": str(resolve_device(cfgs[0].device)),
-                   "versions": versions(), ATTEMPT_KEY: uuid.uuid4().hex}
+                   "threads": torch.get_num_threads(), "versions": versions(), ATTEMPT_KEY: uuid.uuid4().hex}
         tid = tune.get_context().get_trial_id()
         curves = [_Curves(store, member_id(tid, j), every_report=False) for j in range(len(cfgs))]
         best: list[float] = []

@@ -77,6 +77,7 @@ class PackWriter(ResultsWriter):
             message = message or error_message(trial)
             cfg = self.space.resolve(member[1])
             summary = record.summary(record.ERROR, {}, convergence_time=None, n_samples=cfg.n_samples,
-                                     wall_time_s=st.time_total_s, device_used=st.context.get("device_used"))
+                                     wall_time_s=st.time_total_s, device_used=st.context.get("device_used"),
+                                     threads=st.context.get("threads"))
             self._write(trial, _TrialState(context=st.context), summary, error=message,
                         attempts=max(1, trial.num_failures), member=member)

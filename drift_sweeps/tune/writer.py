@@ -197,7 +197,7 @@ class ResultsWriter(tune.Callback):
         cfg = self.space.resolve(trial.config)
         return record.summary(status, st.last or {}, convergence_time=None,
                               n_samples=cfg.n_samples, wall_time_s=st.time_total_s,
-                              device_used=st.context.get("device_used"))
+                              device_used=st.context.get("device_used"), threads=st.context.get("threads"))
 
     def _write(self, trial: Trial, st: _TrialState, summary: Mapping[str, Any], *, error: Optional[str],
                attempts: int, note: Optional[str] = None, quiet: bool = False,
