@@ -40,6 +40,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # (a token left in the home folder by an earlier ray.init() otherwise splits auth modes).
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+# as an embedded sweep's Ray (tune/session.py): no idle worker per CPU at the start, which the trials' actors
+# never use; every Ray a test starts (ray.init here, `ray start` on the test clusters) saves that CPU
+os.environ["RAY_prestart_worker_first_driver"] = "0"
 
 # A trial small enough for a test: ~20 steps of 128 particles, a report every 5 steps.
 TINY_BASE = {
