@@ -4,9 +4,8 @@ Only what a trial surely holds at once is counted, so the estimate errs low and 
 cannot fit:
 - the process itself (Python with torch imported: 222 MiB measured; PROCESS_BYTES is less);
 - the evaluation's pairwise distances: the energy distance of every torus and plane target builds the
-  (n, n, D) displacements of the n_eval evaluation samples against themselves (`core.geometry.displacement`),
-  three such tensors alive at once on the torus (d, round(d / 2 pi), the difference), two on the plane (d and
-  its square);
+  (n, n) squared distances of the n_eval evaluation samples against themselves one coordinate at a time
+  (`core.geometry.sq_distance`): the sum so far and the next coordinate's square, two (n, n) tensors at once;
 - with stop_gradient off, the dense operator (`core/dense.py`) keeps, for the backward pass, at least two
   (N, M, D) tensors per side (samples against data and against negatives), at one periodic image.
 Left out: the streaming operators' blocks (`core/streaming.py`: CPU_BLOCK_ELEMS per scratch buffer, 1 MiB in
@@ -44,7 +43,7 @@ def peak_parts(cfg: Any) -> dict[str, int]:
     evaluation = 0
     sources = sources_for(cfg.metrics, cfg.converge_on)
     if (periodic and "spectrum" in sources) or (not periodic and cfg.target != "digits" and "plane" in sources):
-        evaluation = (3 if periodic else 2) * cfg.n_eval * cfg.n_eval * dim * ITEMSIZE
+        evaluation = 2 * cfg.n_eval * cfg.n_eval * ITEMSIZE
     dense = 0
     if not cfg.stop_gradient and cfg.operator in DENSE_PAIR_OPERATORS:
         negatives = cfg.n_neg or cfg.n_samples
