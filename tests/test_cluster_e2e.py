@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = os.path.dirname(sys.executable)  # `ray` of this environment (no pyenv shims: HOME changes)
 QUICKSTART_TRIALS = 8
 # the driver-kill sweep: the driver dies at its first finished row, so shorter trials do (its resume runs the rest)
-SHORT = ("--set", "steps=300", "--set", "eps=0.01")
+SHORT = ("--set", "steps=150", "--set", "eps=0.01")
 RAY_PORTS = {"GCS": 6379, "object manager": 8076, "dashboard": 8265, "client server": 10001}
 
 pytestmark = pytest.mark.slow
