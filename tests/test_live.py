@@ -68,8 +68,10 @@ def _open_at(sweep_root: str, start: float, reader: bool, out) -> None:
     time.sleep(max(0.0, start - time.time()))
     try:
         if reader:
-            path = os.path.join(sweep_root, live.OPTUNA_DB)
+            path, deadline = os.path.join(sweep_root, live.OPTUNA_DB), time.time() + 30
             while not os.path.exists(path):
+                if time.time() > deadline:
+                    raise TimeoutError("no study file after 30 s")
                 time.sleep(0.001)
             optuna.storages.RDBStorage(f"sqlite:///{path}").get_all_studies()
             out.put("ok")
@@ -97,6 +99,8 @@ def test_optuna_study_file_opened_by_several_processes_at_once(tmp_path):
             proc.start()
         for proc in procs:
             proc.join(60)
+            if proc.is_alive():
+                proc.kill()
         assert [out.get(timeout=5) for _ in procs] == ["ok"] * len(procs), round_
         assert os.listdir(root) == [live.OPTUNA_DB]  # no schema file of its own left behind
 

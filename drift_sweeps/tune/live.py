@@ -76,19 +76,20 @@ def optuna_storage(sweep_root: str):
     """The sweep's Optuna storage: the study in memory, mirrored to `optuna.db` in a local sweep folder (created
     on first use) for optuna-dashboard; None for a remote root.  A file that cannot be opened or written (a
     full or read-only disk) warns once and the study goes on in memory (tune/study_storage.py)."""
-    url = optuna_storage_url(sweep_root)
-    if url is None:
+    folder = local_folder(sweep_root)
+    if folder is None:
         return None
     from .study_storage import MirroredStorage
 
+    path = os.path.join(folder, OPTUNA_DB)
+
     def open_file():
-        path = os.path.join(local_folder(sweep_root), OPTUNA_DB)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         if not os.path.exists(path):
             _create_study_file(path)
         return _open_study_file(f"sqlite:///{path}")
 
-    return MirroredStorage(os.path.join(local_folder(sweep_root), OPTUNA_DB), open_file)
+    return MirroredStorage(path, open_file)
 
 
 OPEN_TRIES = 3  # a study file whose schema another process is still making: tries of opening it, 0.5 s apart
@@ -116,8 +117,9 @@ def _create_study_file(path: str) -> None:
 
 
 def _open_study_file(url: str):
-    """RDBStorage on `url`; a reader may hold the file briefly (SQLite waits up to 30 s for it), and a process
-    making the same schema at the same moment fails one try with 'already exists' or a UNIQUE constraint."""
+    """RDBStorage on `url`; a reader may hold the file briefly (SQLite waits up to 30 s for it), and a file that
+    another program made in place (an optuna-dashboard started first) may still be getting its schema: that
+    fails a try with 'already exists' or a UNIQUE constraint."""
     import optuna
 
     for attempt in range(OPEN_TRIES):
