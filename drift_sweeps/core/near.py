@@ -35,7 +35,7 @@ NEAR_CHUNK_PAIRS = 1 << 18  # torch path: candidate pairs per chunk (2 MiB per f
 COMPILED_KERNELS = {"gaussian": 0, "laplacian": 1, "cauchy": 2, "matern32": 3, "matern52": 4}
 _LOG2E = 1.0 / math.log(2.0)
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 in two parts (fdlibm's)
-_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(11, -1, -1))  # 1/11!, ..., 1/1!, 1/0!: exp's Horner tail
+_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13))  # 1/0!, ..., 1/12!: exp's polynomial
 
 
 def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float, moment: bool,
@@ -51,7 +51,7 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
         return near_sums_torch(x, y, kernel, h, a, moment, self_pairs, r_c)
     r_c = CUTOFF * a if r_c is None else r_c
     grid = CellList(y, r_c)
-    loop = _compiled_loop(COMPILED_KERNELS[kernel], grid.span == 1)
+    loop = _compiled_loop(COMPILED_KERNELS[kernel], grid.span == 1, bool(moment))
     n, dim = x.shape
     s_out = torch.zeros(n, dtype=torch.float64)
     g_out = torch.zeros(n, dim, dtype=torch.float64)
@@ -61,7 +61,7 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     slot[grid.order] = torch.arange(grid.order.shape[0])  # sample i's place in the sorted samples
     consts = torch.tensor([r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)], dtype=torch.float64)
     loop(x.contiguous().numpy(), ys3.numpy(), slot.numpy(), grid.starts.numpy(), grid.counts.numpy(), grid.cells,
-         grid.span, grid.side, consts.numpy(), int(moment), int(self_pairs),
+         grid.span, grid.side, consts.numpy(), int(self_pairs),
          s_out.numpy(), g_out.numpy(), torch.zeros(dim, dtype=torch.int64).numpy(),
          torch.zeros(dim, dtype=torch.float64).numpy(), torch.zeros(5, dtype=torch.int64).numpy(),
          torch.zeros(5, dtype=torch.int64).numpy(), torch.zeros(5, dtype=torch.float64).numpy())
@@ -172,10 +172,10 @@ def _compiled_helpers() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_loop(kcode: int = 0, wrap: bool = False) -> Optional[Callable[..., None]]:
-    """`_near_loop` compiled by numba for one kernel code and wrap flag, or None without numba.  Each is a copy of
-    the function whose last two parameters default to them and are left out of the call, so numba compiles them
-    as constants (a branch-free pair loop) and only the kernels a process uses are compiled (a few seconds each,
+def _compiled_loop(kcode: int = 0, wrap: bool = False, moment: bool = False) -> Optional[Callable[..., None]]:
+    """`_near_loop` compiled by numba for one kernel code, wrap flag and sum (moment or gradient), or None without
+    numba.  Each is a copy of the function whose last three parameters default to them and are left out of the
+    call, so numba compiles them as constants (a branch-free pair loop that computes only what it sums) and only the kernels a process uses are compiled (a few seconds each,
     then loaded from the disk cache next to this file, one file per copy)."""
     if not _compiled_helpers():
         return None
@@ -183,8 +183,8 @@ def _compiled_loop(kcode: int = 0, wrap: bool = False) -> Optional[Callable[...,
 
     from .plane_loop import compile_in
 
-    name = f"_near_loop_k{kcode}_{'wrap' if wrap else 'cells'}"
-    copy = types.FunctionType(_near_loop.__code__, globals(), name, (kcode, wrap))
+    name = f"_near_loop_k{kcode}_{'wrap' if wrap else 'cells'}_{'moment' if moment else 'grad'}"
+    copy = types.FunctionType(_near_loop.__code__, globals(), name, (kcode, wrap, moment))
     copy.__qualname__ = name
     return compile_in({name: copy}, (), (), (name,))[0]
 
@@ -228,15 +228,20 @@ def _segments(home0, base, cells, span, starts, counts, seg_lo, seg_hi, seg_shif
 
 def _exp_neg(x):
     """exp(x) in float64 for x <= 0 (below -708: exp(-708)), written out so that LLVM vectorises the loops
-    that call it (numba's math.exp is a libm call): 2^n times a degree-12 Taylor polynomial on the remainder
-    |r| <= ln2 / 2 (relative error below 2e-16), n written into the exponent bits through a float whose low
-    mantissa bits hold n + 1023 (AVX2 has no packed float64 -> int64 conversion)."""
+    that call it (numba's math.exp is a libm call): 2^n times the degree-12 Taylor polynomial on the remainder
+    |r| <= ln2 / 2 (relative error below 2e-16), evaluated in Estrin's form (four levels of multiply-adds
+    instead of Horner's twelve: the pair loop is bound by this chain's latency), n written into the exponent
+    bits through a float whose low mantissa bits hold n + 1023 (AVX2 has no packed float64 -> int64
+    conversion)."""
     x = max(x, -708.0)
     n = np.floor(x * _LOG2E + 0.5)  # np.floor: math.floor returns an int, a scalar conversion
     r = x - n * _LN2_HI - n * _LN2_LO
-    p = 1.0 / 479001600.0
-    for c in _TAYLOR:
-        p = p * r + c
+    r2 = r * r
+    r4 = r2 * r2
+    c = _TAYLOR  # 1/0!, ..., 1/12!
+    lo = (c[0] + c[1] * r) + (c[2] + c[3] * r) * r2 + ((c[4] + c[5] * r) + (c[6] + c[7] * r) * r2) * r4
+    hi = (c[8] + c[9] * r) + (c[10] + c[11] * r) * r2 + c[12] * r4
+    p = lo + hi * (r4 * r4)
     bits = np.float64(n + (1023.0 + 6755399441055744.0)).view(np.int64)
     return p * np.int64(bits << np.int64(52)).view(np.float64)
 
@@ -277,15 +282,17 @@ def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
     two_pi, inv_2pi = 2.0 * math.pi, 0.5 / math.pi
     s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
-    for j in range(lo, hi):
-        d0, d1, d2 = c0 - ys3[0, j], c1 - ys3[1, j], c2 - ys3[2, j]
+    y0, y1, y2 = ys3[0, lo:hi], ys3[1, lo:hi], ys3[2, lo:hi]  # views indexed from 0: no negative-index
+    self_t = self_j - lo  # wrap-around check on each load, so the loads are contiguous vector loads
+    for t in range(hi - lo):
+        d0, d1, d2 = c0 - y0[t], c1 - y1[t], c2 - y2[t]
         if wrap:
             d0 -= two_pi * np.floor(d0 * inv_2pi + 0.5)
             d1 -= two_pi * np.floor(d1 * inv_2pi + 0.5)
             d2 -= two_pi * np.floor(d2 * inv_2pi + 0.5)
         r2 = d0 * d0 + d1 * d1 + d2 * d2
         g, dg = _term(kcode, dim, r2, inv_a2, inv_h, inv_h2)
-        keep = (r2 < r_c2) & (j != self_j)
+        keep = (r2 < r_c2) & (t != self_t)
         g = g if keep else 0.0
         w = -g if moment else (dg if keep else 0.0)  # k chi (y - x), or d(k chi)/dr / r (x - y)
         s += g
@@ -295,12 +302,12 @@ def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     return s, g0, g1, g2
 
 
-def _near_loop(x, ys3, slot, starts, counts, cells, span, side, consts, moment, self_pairs, s_out, g_out,
-               home, shift, seg_lo, seg_hi, seg_shift, kcode=0, wrap=False):
+def _near_loop(x, ys3, slot, starts, counts, cells, span, side, consts, self_pairs, s_out, g_out,
+               home, shift, seg_lo, seg_hi, seg_shift, kcode=0, wrap=False, moment=False):
     """Plain-Python form of the compiled loop (numba compiles it as written): for each point, the samples of
     its span^D neighbour cells (`cell_layout`), in place into s_out, g_out, for kernel `kcode` (wrap: every
-    pair's minimum image, for one cell); slot[i] is sample i's place in
-    the sorted samples (its self pair), home (D,) int64, shift (D,) and seg_* (5,) are scratch.  With span > 1
+    pair's minimum image, for one cell; moment: the first moment, else the gradient); slot[i] is sample i's
+    place in the sorted samples (its self pair), home (D,) int64, shift (D,) and seg_* (5,) are scratch.  With span > 1
     a neighbour cell's periodic image is one shift per cell (-2 pi, 0 or 2 pi per axis), so a pair needs no
     minimum-image rounding; the point's sums stay in registers (D <= 3)."""
     n, dim = x.shape

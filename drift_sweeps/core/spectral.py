@@ -72,7 +72,7 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
                moment: bool, eps: float) -> list[Sums]:
     """For each sample set (y, self_pairs): S(x) = sum_j k_per(x - y_j) and G(x), the first
     moment sum_j k (y_j - x) over images (moment=True) or the gradient sum_j grad_x k(x - y_j);
-    self_pairs: y is x, drop j = i.  One type-1 NUFFT per set, one batched type-2 for all."""
+    self_pairs: y is x, drop j = i.  One type-1 NUFFT per two sets, one batched type-2 for all."""
     import numpy as np
 
     dim, n = x.shape[1], x.shape[0]
@@ -85,14 +85,18 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
     xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI).numpy()
     shape = (2 * plan.modes + 1,) * dim
     opts = {"eps": eps, "nthreads": torch.get_num_threads()}
-    grids, pts = [], []
-    for y, self_pairs in sets:
-        ys = xs if self_pairs else torch.remainder(y.detach().to(torch.float64).cpu(), TWO_PI).numpy()
-        a_k = torch.from_numpy(_type1(ys, np.ones(ys.shape[0], dtype=np.complex128), shape, opts))  # sum_j e^{-iky}
-        grids.append(mult * a_k)
-        pts.append(ys)
-    out = _type2(xs, np.ascontiguousarray(torch.cat(grids).numpy()), opts)  # (sets (1 + D), N)
-    res = torch.from_numpy(out.real.copy()).view(len(sets), 1 + dim, n)
+    pts = [xs if self_pairs else torch.remainder(y.detach().to(torch.float64).cpu(), TWO_PI).numpy()
+           for y, self_pairs in sets]
+    # Two sets share one type-1 transform (strengths 1 and i) and each of the 1 + D type-2 grids: every
+    # mult row times a real set's transform is Hermitian, so the type-2 sum is real, and the pair's
+    # sums come back as its real and imaginary parts (half the FFTs of one transform per set)
+    grids, pairs = [], [pts[i : i + 2] for i in range(0, len(pts), 2)]
+    for pair in pairs:
+        c = np.concatenate([np.full(p.shape[0], 1j ** i, dtype=np.complex128) for i, p in enumerate(pair)])
+        grids.append(mult * torch.from_numpy(_type1(np.concatenate(pair), c, shape, opts)))
+    out = torch.from_numpy(_type2(xs, np.ascontiguousarray(torch.cat(grids).numpy()), opts)).view(len(pairs), 1 + dim, n)
+    res = torch.stack([out.real, out.imag], 1).reshape(2 * len(pairs), 1 + dim, n)
+    counted = [sum(p.shape[0] for p in pair) for pair in pairs for _ in pair]  # strengths in each transform
     sums = []
     for idx, ((y, self_pairs), ys) in enumerate(zip(sets, pts)):
         s, g = res[idx, 0].clone(), res[idx, 1:].T.contiguous()
@@ -104,8 +108,9 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
         # error per point: NUFFT ~ eps sum_k |c_k a_k| (|a_0| = M, |a_k| ~ sqrt(M) otherwise), plus
         # the truncated tail, at most TRUNCATION_TOL / min(h, 1) of M Z / (2 pi)^D
         m = ys.shape[0]
+        m_t = counted[idx]
         unit = m * mass(kernel, h, dim) / TWO_PI**dim
-        nufft_err = eps * (m * abs(float(c0.reshape(-1)[c0.numel() // 2])) + math.sqrt(m) * float(c0.abs().sum()))
+        nufft_err = eps * (m_t * abs(float(c0.reshape(-1)[c0.numel() // 2])) + math.sqrt(m_t) * float(c0.abs().sum()))
         floor = FALLBACK * (nufft_err + TRUNCATION_TOL / min(h, 1.0) * unit)
         sums.append(Sums(s.to(x.device), g.to(x.device), floor))
     return sums

@@ -38,20 +38,24 @@ EWALD_MODES = 85.0  # ... and about EWALD_MODES / a on average (measured 0.8-0.9
 MAX_MODES_2D = 1024  # 2-D Fourier grids beyond this many modes per dimension cost too much memory
 EWALD_MIN_MODES = 8.0  # the far part needs at least ~8/a modes: direct below that is never beaten
 # cost model (seconds per unit, one thread), fitted to `python -m benchmarks.field --torus --threads 1`
-# and `--small` (docs/benchmarks.md); COST_CALL and COST_MODE[2] refitted on an idle machine (2026-12-03:
-# the 2-D direct plans took 0.19-0.27 of the earlier price, fitted under a load of 12-21)
+# and `--small` (docs/benchmarks.md); the NUFFT and near-field terms refitted to direct measurements of
+# field_sums and near_sums (2026-12-03, night: two sample sets per transform, the vector near loop)
 COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image) ...
 COST_PAIR_KERNEL = {"gaussian": 0.9, "laplacian": 0.9, "cauchy": 1.15, "matern32": 1.5, "matern52": 1.9}  # ... times
 # this per kernel (the torus' torch blocks, one thread, 2048-4096 points: 2.5-3.8 ns Gaussian and Laplacian, 3.6-4.3
 # Cauchy, 4.6-6.0 Matern 3/2, 5.5-7.9 Matern 5/2 per pair and image; 1.0 for kernels not listed)
 COST_STREAM_CALL = 6e-4  # streaming: fixed cost of one evaluation (four passes' set-up; 0.6-0.9 ms measured at
 # 256-512 points, docs/benchmarks.md)
-COST_POINT = 1.5e-8  # NUFFT: spreading/interpolating one point for one transform in 1-D; x 3^(D-1)
-COST_MODE = {1: 2e-8, 2: 1.2e-8, 3: 5e-8}  # NUFFT: one fine-grid mode per transform, with the coefficient products
-COST_CALL = 8e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; the plans
+COST_POINT = {1: 5.5e-8, 2: 2.2e-7, 3: 1.7e-6}  # NUFFT: spreading or interpolating one point for one transform
+COST_MODE = {1: 1.5e-8, 2: 1.8e-8, 3: 2.3e-8}  # NUFFT: one fine-grid mode of one transform's FFT, with the
+# coefficient products, times (fine / FFT_CACHE_MODES)^0.35 beyond FFT_CACHE_MODES (FINUFFT 2.5, FFTW_ESTIMATE, one
+# thread; fitted 2026-12-03 to field_sums of direct plans, 1-D K = 16-8192, 2-D 8-256, 3-D 4-24, 256-4096 points)
+FFT_CACHE_MODES = 1 << 18
+COST_CALL = 4.5e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; the plans
 # kept: spectral._nufft_plan)
-COST_NEAR = {True: 4.5e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch (the
-# vectorised loop: 1-D and 2-D about half the 8e-9 of the scalar one, docs/benchmarks.md; 3-D unchanged)
+COST_NEAR = {True: 3.2e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch ...
+COST_NEAR_ROW = 1.3e-7  # ... and the compiled loop's set-up of one row of a point's neighbour block (its segments,
+# the vector loop's entry and exit): 2-D, 4096 points, rows of 24-169 samples, 3.2 + 130 / length ns per candidate
 COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
 COST_SCAN_CALL = 1e-3  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
@@ -133,11 +137,13 @@ def near_compiled(kernel: str) -> bool:
     return kernel in near.COMPILED_KERNELS and near.compiled_available()
 
 
-def nufft_cost(modes: int, dim: int, n_points: int, n_trans: int) -> float:
-    """One spectral evaluation: spreading/interpolation of the points and the fine grid's FFTs."""
+def nufft_cost(modes: int, dim: int, n: int, m: int) -> float:
+    """One spectral evaluation of n points against m samples in all (two sample sets share each transform:
+    spectral.field_sums): one type-1 transform spreading the m samples, 1 + D type-2 transforms interpolating
+    at the n points, the fine grid's FFT for each."""
     fine = (2 * (2 * modes + 1)) ** dim
-    return COST_CALL + n_trans * (COST_MODE[dim] * fine * max(1.0, math.log2(fine) / 20)
-                                  + COST_POINT * 3 ** (dim - 1) * n_points)
+    return (COST_CALL + (dim + 2) * COST_MODE[dim] * fine * max(1.0, fine / FFT_CACHE_MODES) ** 0.35
+            + COST_POINT[dim] * (m + (dim + 1) * n))
 
 
 def stream_cost(kernel: str, images: int, n: int, m: int, k: int) -> float:
@@ -147,10 +153,13 @@ def stream_cost(kernel: str, images: int, n: int, m: int, k: int) -> float:
 
 def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0) -> float:
     """The Ewald near field of n points against m samples at split radius a (or within r_c): every
-    sample in the span^D cells around a point's cell is a candidate (near.cell_layout)."""
+    sample in the span^D cells around a point's cell is a candidate (near.cell_layout), each point's block
+    a row of span cells per span^(D-1) (compiled loop: a set-up per row and sample set)."""
     cells, span = near.cell_layout(r_c or near.CUTOFF * a)
     share = (span / cells) ** dim
-    return COST_NEAR[near_compiled(kernel)] * n * m * share
+    compiled = near_compiled(kernel)
+    rows = 2 * n * span ** (dim - 1) * COST_NEAR_ROW if compiled else 0.0
+    return COST_NEAR[compiled] * n * m * share + rows
 
 
 def build_cost(method: str, modes: int, dim: int, a: float) -> float:
@@ -183,7 +192,7 @@ def split_radius(kernel: str, dim: int, n: int, m: int) -> float:
         k_far = FAR_MODES / a
         if k_far > fourier.MAX_MODES_PER_DIM or (dim == 2 and k_far > MAX_MODES_2D):
             break
-        c = near_cost(kernel, dim, n, m, a) + nufft_cost(int(k_far), dim, 2 * n + m, 2 * (dim + 1))
+        c = near_cost(kernel, dim, n, m, a) + nufft_cost(int(k_far), dim, n, m)
         if c < best_c:
             best_a, best_c = a, c
     return best_a
@@ -200,11 +209,9 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
         return Plan("scan", cost_s=c, stream_cost_s=stream)
     if not supported(kernel, dim) or stream <= COST_CALL / threads:
         return best  # the small-N path: no spectral evaluation beats this stream, nothing else is priced
-    n_trans = 2 * (dim + 1)  # type-2 transforms; type-1 counted as one per sample set
-    pts = 2 * n + m + k
     k_direct = direct_modes_estimate(kernel, h, dim)
     if k_direct > 0:
-        c = nufft_cost(k_direct, dim, pts, n_trans) / threads
+        c = nufft_cost(k_direct, dim, n, m + k) / threads
         if c < best.cost_s:
             best = Plan("direct", k_direct, 0.0, c, stream, build_cost("direct", k_direct, dim, 0.0))
     r_t = near_only_radius(kernel, h, dim)
@@ -215,7 +222,7 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
     a = split_radius(kernel, dim, n, m + k) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
     if dim <= 2 and not 0 < k_direct <= EWALD_MIN_MODES / a:
         k_far = int(EWALD_MODES / a)
-        c = (nufft_cost(k_far, dim, pts, n_trans) + near_cost(kernel, dim, n, m + k, a)) / threads
+        c = (nufft_cost(k_far, dim, n, m + k) + near_cost(kernel, dim, n, m + k, a)) / threads
         if c < best.cost_s:
             best = Plan("ewald", k_far, a, c, stream, build_cost("ewald", k_far, dim, a))
     return best
