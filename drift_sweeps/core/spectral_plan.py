@@ -151,15 +151,16 @@ def stream_cost(kernel: str, images: int, n: int, m: int, k: int) -> float:
     return COST_STREAM_CALL + COST_PAIR * COST_PAIR_KERNEL.get(kernel, 1.0) * n * (m + k) * images
 
 
-def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0) -> float:
+def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0, threads: int = 1) -> float:
     """The Ewald near field of n points against m samples at split radius a (or within r_c): every
     sample in the span^D cells around a point's cell is a candidate (near.cell_layout), each point's block
-    a row of span cells per span^(D-1) (compiled loop: a set-up per row and sample set)."""
+    a row of span cells per span^(D-1) (compiled loop: a set-up per row and sample set).  The compiled loop
+    runs on one thread; the torch path on `threads`."""
     cells, span = near.cell_layout(r_c or near.CUTOFF * a)
     share = (span / cells) ** dim
-    compiled = near_compiled(kernel)
-    rows = 2 * n * span ** (dim - 1) * COST_NEAR_ROW if compiled else 0.0
-    return COST_NEAR[compiled] * n * m * share + rows
+    if near_compiled(kernel):
+        return COST_NEAR[True] * n * m * share + 2 * n * span ** (dim - 1) * COST_NEAR_ROW
+    return COST_NEAR[False] * n * m * share / threads
 
 
 def build_cost(method: str, modes: int, dim: int, a: float) -> float:
@@ -182,17 +183,17 @@ def ball_fraction(dim: int, r: float) -> float:
     return min(1.0, vol / TWO_PI**dim)
 
 
-def split_radius(kernel: str, dim: int, n: int, m: int) -> float:
+def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1) -> float:
     """Ewald radius a balancing the near pairs of n points against m samples in all (both sample sets:
-    ~ n m |ball(CUTOFF a)|) against the far grid (~ (FAR_MODES / a)^dim modes), by the cost model;
-    r_c = CUTOFF a at most pi / 2."""
+    ~ n m |ball(CUTOFF a)|) against the far grid (~ (FAR_MODES / a)^dim modes), by the cost model (FINUFFT
+    on `threads` threads); r_c = CUTOFF a at most pi / 2."""
     best_a, best_c = math.pi / 2 / near.CUTOFF, math.inf
     for i in range(48):
         a = (math.pi / 2 / near.CUTOFF) * 0.85**i
         k_far = FAR_MODES / a
         if k_far > fourier.MAX_MODES_PER_DIM or (dim == 2 and k_far > MAX_MODES_2D):
             break
-        c = near_cost(kernel, dim, n, m, a) + nufft_cost(int(k_far), dim, n, m)
+        c = near_cost(kernel, dim, n, m, a, threads=threads) + nufft_cost(int(k_far), dim, n, m) / threads
         if c < best_c:
             best_a, best_c = a, c
     return best_a
@@ -216,13 +217,13 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
             best = Plan("direct", k_direct, 0.0, c, stream, build_cost("direct", k_direct, dim, 0.0))
     r_t = near_only_radius(kernel, h, dim)
     if r_t > 0.0:
-        c = (COST_NEAR_CALL + near_cost(kernel, dim, n, m + k, 0.0, r_t)) / threads
+        c = COST_NEAR_CALL + near_cost(kernel, dim, n, m + k, 0.0, r_t, threads)
         if c < best.cost_s:
             best = Plan("near", 0, 0.0, c, stream, 0.0, r_t)
-    a = split_radius(kernel, dim, n, m + k) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
+    a = split_radius(kernel, dim, n, m + k, threads) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
     if dim <= 2 and not 0 < k_direct <= EWALD_MIN_MODES / a:
         k_far = int(EWALD_MODES / a)
-        c = (nufft_cost(k_far, dim, n, m + k) + near_cost(kernel, dim, n, m + k, a)) / threads
+        c = nufft_cost(k_far, dim, n, m + k) / threads + near_cost(kernel, dim, n, m + k, a, threads=threads)
         if c < best.cost_s:
             best = Plan("ewald", k_far, a, c, stream, build_cost("ewald", k_far, dim, a))
     return best
@@ -317,7 +318,7 @@ def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int) ->
     if k_direct > 0:
         return Plan("direct", k_direct)
     if dim <= 2:
-        a = split_radius(field.kernel, dim, n, 2 * m)  # the samples and the negatives
+        a = split_radius(field.kernel, dim, n, 2 * m, torch.get_num_threads())  # the samples and the negatives
         k_far = fourier.truncation(field.kernel, bandwidth, dim, a)
         if k_far > 0:
             return Plan("ewald", k_far, a)

@@ -149,6 +149,25 @@ def test_auto_backend_rule() -> None:
     assert spectral.plan_for(FieldSpec("cauchy", 0.05, True), 0.05, 2, 16, 16, 16, cpu).method == "stream"
 
 
+def test_cost_model_prices_the_compiled_near_loop_on_one_thread() -> None:
+    """FINUFFT and torch use every thread a trial has; the compiled near loop one.  So more threads make the
+    far grid cheaper against the near pairs: the Ewald split radius shrinks, never grows."""
+    from drift_sweeps.core import spectral_plan
+
+    if not spectral_plan.near_compiled("laplacian"):
+        pytest.skip("numba not installed")
+    one = spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5)
+    assert spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5, threads=8) == one
+    radii = [spectral_plan.split_radius("laplacian", 2, 4096, 8192, t) for t in (1, 2, 8)]
+    assert radii[0] >= radii[1] >= radii[2] and radii[2] < radii[0]
+    plan8 = spectral_plan.priced("laplacian", 0.3, 2, 4096, 4096, 4096, 49, 8)
+    assert plan8.method == "ewald"
+    k_far = int(spectral_plan.EWALD_MODES / plan8.a)
+    expected = (spectral_plan.nufft_cost(k_far, 2, 4096, 8192) / 8
+                + spectral_plan.near_cost("laplacian", 2, 4096, 8192, plan8.a, threads=8))
+    assert plan8.cost_s == pytest.approx(expected)
+
+
 def test_spectral_backend_refuses_what_it_cannot_do() -> None:
     x, pos = _points(1)
     with pytest.raises(ValueError, match="spectral"):
