@@ -11,7 +11,8 @@ chi(r) = exp(-(r / a)^CHI_POWER) (spectral.py's Ewald split).  Two implementatio
 - a compiled loop (numba, `_near_loop`) for the kernels in `COMPILED_KERNELS`, one pass over the
   candidates of each point with the kernel written out: per neighbour-cell segment one branch-free loop
   (pairs beyond r_c and the self pair masked, exp written as a polynomial: `_exp_neg`) that LLVM
-  vectorises, about 20x fewer seconds per candidate pair than the torch path.
+  vectorises, about 30x fewer seconds per candidate pair than the torch path; a large call's points
+  are split into ranges run at once on torch's thread count (`thread_parts`).
 
 `near_sums` takes the compiled loop when numba imports and the kernel has a compiled form, else
 the torch one; tests/core/test_near.py holds the two to 1e-12 of each other.
@@ -30,6 +31,8 @@ from .kernels import KERNELS
 
 CHI_POWER = 8  # chi(r) = exp(-(r/a)^CHI_POWER)
 CUTOFF = 1.7  # near field summed for r < CUTOFF * a (chi = 4e-31 there)
+NEAR_THREAD_PAIRS = 1 << 18  # compiled loop: one range of points per thread (torch's count) and this many
+# candidate pairs (about 1 ms of work against ~0.1 ms to hand a range to a thread)
 NEAR_CHUNK_PAIRS = 1 << 18  # torch path: candidate pairs per chunk (2 MiB per float64 column: cache-sized)
 # kernel name -> code of its closed form in `_near_loop` (log k and d log k / dr at (r, h, dim))
 COMPILED_KERNELS = {"gaussian": 0, "laplacian": 1, "cauchy": 2, "matern32": 3, "matern52": 4}
@@ -60,12 +63,21 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     slot = torch.empty_like(grid.order)
     slot[grid.order] = torch.arange(grid.order.shape[0])  # sample i's place in the sorted samples
     consts = torch.tensor([r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)], dtype=torch.float64)
-    loop(x.contiguous().numpy(), ys3.numpy(), slot.numpy(), grid.starts.numpy(), grid.counts.numpy(), grid.cells,
-         grid.span, grid.side, consts.numpy(), int(self_pairs),
-         s_out.numpy(), g_out.numpy(), torch.zeros(dim, dtype=torch.int64).numpy(),
-         torch.zeros(dim, dtype=torch.float64).numpy(), torch.zeros(5, dtype=torch.int64).numpy(),
-         torch.zeros(5, dtype=torch.int64).numpy(), torch.zeros(5, dtype=torch.float64).numpy())
+    args = (x.contiguous().numpy(), ys3.numpy(), slot.numpy(), grid.starts.numpy(), grid.counts.numpy(),
+            grid.cells, grid.span, grid.side, consts.numpy(), int(self_pairs), s_out.numpy(), g_out.numpy())
+    parts = thread_parts(n, y.shape[0], grid.cells, grid.span, dim, torch.get_num_threads())
+    bounds = [n * p // parts for p in range(parts + 1)]
+    if parts == 1:
+        loop(*args, 0, n)
+    else:  # the loop releases the GIL: disjoint ranges of points on a trial's threads
+        list(_pool(parts).map(lambda p: loop(*args, bounds[p], bounds[p + 1]), range(parts)))
     return s_out, g_out
+
+
+def thread_parts(n: int, m: int, cells: int, span: int, dim: int, threads: int) -> int:
+    """How many ranges of points the compiled loop runs at once: one per thread, each with at least
+    NEAR_THREAD_PAIRS candidate pairs."""
+    return max(1, min(threads, int(n * m * (span / cells) ** dim // NEAR_THREAD_PAIRS)))
 
 
 def cell_layout(r_c: float) -> tuple[int, int]:
@@ -175,8 +187,9 @@ def _compiled_helpers() -> bool:
 def _compiled_loop(kcode: int = 0, wrap: bool = False, moment: bool = False) -> Optional[Callable[..., None]]:
     """`_near_loop` compiled by numba for one kernel code, wrap flag and sum (moment or gradient), or None without
     numba.  Each is a copy of the function whose last three parameters default to them and are left out of the
-    call, so numba compiles them as constants (a branch-free pair loop that computes only what it sums) and only the kernels a process uses are compiled (a few seconds each,
-    then loaded from the disk cache next to this file, one file per copy)."""
+    call, so numba compiles them as constants (a branch-free pair loop that computes only what it sums), and
+    only the copies a process uses are compiled (a few seconds each, then loaded from the disk cache next to
+    this file, one file per copy).  The copies release the GIL: `near_sums` runs ranges of points on threads."""
     if not _compiled_helpers():
         return None
     import types
@@ -186,7 +199,15 @@ def _compiled_loop(kcode: int = 0, wrap: bool = False, moment: bool = False) -> 
     name = f"_near_loop_k{kcode}_{'wrap' if wrap else 'cells'}_{'moment' if moment else 'grad'}"
     copy = types.FunctionType(_near_loop.__code__, globals(), name, (kcode, wrap, moment))
     copy.__qualname__ = name
-    return compile_in({name: copy}, (), (), (name,))[0]
+    return compile_in({name: copy}, (), (), (name,), nogil=True)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _pool(threads: int):
+    """A thread pool for the compiled loop's ranges (one per thread count used)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads, thread_name_prefix="near")
 
 
 def _wrap(c, cells, two_pi):
@@ -302,17 +323,20 @@ def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     return s, g0, g1, g2
 
 
-def _near_loop(x, ys3, slot, starts, counts, cells, span, side, consts, self_pairs, s_out, g_out,
-               home, shift, seg_lo, seg_hi, seg_shift, kcode=0, wrap=False, moment=False):
-    """Plain-Python form of the compiled loop (numba compiles it as written): for each point, the samples of
-    its span^D neighbour cells (`cell_layout`), in place into s_out, g_out, for kernel `kcode` (wrap: every
-    pair's minimum image, for one cell; moment: the first moment, else the gradient); slot[i] is sample i's
-    place in the sorted samples (its self pair), home (D,) int64, shift (D,) and seg_* (5,) are scratch.  With span > 1
-    a neighbour cell's periodic image is one shift per cell (-2 pi, 0 or 2 pi per axis), so a pair needs no
-    minimum-image rounding; the point's sums stay in registers (D <= 3)."""
-    n, dim = x.shape
+def _near_loop(x, ys3, slot, starts, counts, cells, span, side, consts, self_pairs, s_out, g_out, lo, hi,
+               kcode=0, wrap=False, moment=False):
+    """Plain-Python form of the compiled loop (numba compiles it as written): for each point lo..hi-1, the
+    samples of its span^D neighbour cells (`cell_layout`), in place into s_out, g_out, for kernel `kcode` (wrap:
+    every pair's minimum image, for one cell; moment: the first moment, else the gradient); slot[i] is sample
+    i's place in the sorted samples (its self pair).  With span > 1 a neighbour cell's periodic image is one
+    shift per cell (-2 pi, 0 or 2 pi per axis), so a pair needs no minimum-image rounding; the point's sums stay
+    in registers (D <= 3)."""
+    dim = x.shape[1]
     two_pi = 2.0 * math.pi
-    for i in range(n):
+    home = np.zeros(dim, np.int64)  # scratch: the point's cell, its row's image shifts, the row's segments
+    shift = np.zeros(dim, np.float64)
+    seg_lo, seg_hi, seg_shift = np.zeros(5, np.int64), np.zeros(5, np.int64), np.zeros(5, np.float64)
+    for i in range(lo, hi):
         s_i, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
         self_j = slot[i] if self_pairs else -1
         for k in range(dim):

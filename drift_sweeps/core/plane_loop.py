@@ -106,11 +106,12 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fast-math without 'n
 
 
 def compile_in(namespace: dict[str, Any], inline: tuple[str, ...], helpers: tuple[str, ...],
-               loops: tuple[str, ...]) -> Optional[list[Any]]:
+               loops: tuple[str, ...], nogil: bool = False) -> Optional[list[Any]]:
     """Compile a module's plain-Python loops with numba, or None without it: `np` and each function named in
     `inline` and `helpers` in `namespace` (the module's globals, where the loops look them up) are bound to
     numpy and to the function compiled (`inline`: inlined where called, for the scalar functions inner loops
-    must vectorise through; `helpers`: called); -> the loops compiled, cached on disk next to their module."""
+    must vectorise through; `helpers`: called); -> the loops compiled (nogil: releasing the GIL, so Python threads
+    can run them at once), cached on disk next to their module."""
     try:
         import numba
         import numpy
@@ -121,7 +122,7 @@ def compile_in(namespace: dict[str, Any], inline: tuple[str, ...], helpers: tupl
     for name in inline + helpers:
         py_func = getattr(namespace[name], "py_func", namespace[name])
         namespace[name] = jit(inline="always")(py_func) if name in inline else jit(py_func)
-    return [jit(namespace[name]) for name in loops]
+    return [jit(nogil=nogil)(namespace[name]) for name in loops]
 
 
 @functools.lru_cache(maxsize=1)

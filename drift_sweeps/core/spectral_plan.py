@@ -153,14 +153,15 @@ def stream_cost(kernel: str, images: int, n: int, m: int, k: int) -> float:
 
 
 def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0, threads: int = 1) -> float:
-    """The Ewald near field of n points against m samples at split radius a (or within r_c): every
+    """The Ewald near field of n points against m samples in two sets at split radius a (or within r_c): every
     sample in the span^D cells around a point's cell is a candidate (near.cell_layout), each point's block
-    a row of span cells per span^(D-1) (compiled loop: a set-up per row and sample set).  The compiled loop
-    runs on one thread; the torch path on `threads`."""
+    a row of span cells per span^(D-1) (compiled loop: a set-up per row and sample set, the points split over
+    the threads where a call is large enough: near.thread_parts)."""
     cells, span = near.cell_layout(r_c or near.CUTOFF * a)
     share = (span / cells) ** dim
     if near_compiled(kernel):
-        return COST_NEAR[True] * n * m * share + 2 * n * span ** (dim - 1) * COST_NEAR_ROW
+        parts = near.thread_parts(n, m // 2, cells, span, dim, threads)
+        return (COST_NEAR[True] * n * m * share + 2 * n * span ** (dim - 1) * COST_NEAR_ROW) / parts
     return COST_NEAR[False] * n * m * share / threads
 
 
@@ -187,7 +188,7 @@ def ball_fraction(dim: int, r: float) -> float:
 def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1) -> float:
     """Ewald radius a balancing the near pairs of n points against m samples in all (both sample sets:
     ~ n m |ball(CUTOFF a)|) against the far grid (~ (FAR_MODES / a)^dim modes), by the cost model (FINUFFT
-    on `threads` threads); r_c = CUTOFF a at most pi / 2."""
+    and the near loop on `threads` threads); r_c = CUTOFF a at most pi / 2."""
     best_a, best_c = math.pi / 2 / near.CUTOFF, math.inf
     for i in range(48):
         a = (math.pi / 2 / near.CUTOFF) * 0.85**i

@@ -149,23 +149,47 @@ def test_auto_backend_rule() -> None:
     assert spectral.plan_for(FieldSpec("cauchy", 0.05, True), 0.05, 2, 16, 16, 16, cpu).method == "stream"
 
 
-def test_cost_model_prices_the_compiled_near_loop_on_one_thread() -> None:
-    """FINUFFT and torch use every thread a trial has; the compiled near loop one.  So more threads make the
-    far grid cheaper against the near pairs: the Ewald split radius shrinks, never grows."""
-    from drift_sweeps.core import spectral_plan
+def test_cost_model_prices_the_threads_each_part_uses() -> None:
+    """FINUFFT and torch use every thread a trial has; the compiled near loop splits its points over them only
+    where a call has enough pairs (near.thread_parts).  The prices follow, and the split radius too."""
+    from drift_sweeps.core import near, spectral_plan
 
     if not spectral_plan.near_compiled("laplacian"):
         pytest.skip("numba not installed")
     one = spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5)
-    assert spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5, threads=8) == one
-    radii = [spectral_plan.split_radius("laplacian", 2, 4096, 8192, t) for t in (1, 2, 8)]
-    assert radii[0] >= radii[1] >= radii[2] and radii[2] < radii[0]
+    cells, span = near.cell_layout(near.CUTOFF * 0.5)
+    parts = near.thread_parts(4096, 4096, cells, span, 2, 8)
+    assert 1 < parts <= 8
+    assert spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5, threads=8) == pytest.approx(one / parts)
+    small = spectral_plan.near_cost("laplacian", 2, 64, 128, 0.5)  # too few pairs to split
+    assert spectral_plan.near_cost("laplacian", 2, 64, 128, 0.5, threads=8) == small
     plan8 = spectral_plan.priced("laplacian", 0.3, 2, 4096, 4096, 4096, 49, 8)
     assert plan8.method == "ewald"
     k_far = int(spectral_plan.EWALD_MODES / plan8.a)
     expected = (spectral_plan.nufft_cost(k_far, 2, 4096, 8192) / 8
                 + spectral_plan.near_cost("laplacian", 2, 4096, 8192, plan8.a, threads=8))
     assert plan8.cost_s == pytest.approx(expected)
+
+
+def test_compiled_near_loop_on_several_threads_equals_one_thread() -> None:
+    """The points split into ranges on a thread pool: the same sums, bit for bit, as one range."""
+    from drift_sweeps.core import near
+
+    if not near.compiled_available():
+        pytest.skip("numba not installed")
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(3000, 2, generator=g, dtype=torch.float64) * 2 * math.pi
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = near.near_sums(x, x, "laplacian", 0.3, 0.5, True, True)
+        torch.set_num_threads(3)
+        cells, span = near.cell_layout(near.CUTOFF * 0.5)
+        assert near.thread_parts(3000, 3000, cells, span, 2, 3) == 3
+        three = near.near_sums(x, x, "laplacian", 0.3, 0.5, True, True)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
 
 
 def test_spectral_backend_refuses_what_it_cannot_do() -> None:
