@@ -176,6 +176,15 @@ def compiled_available() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
+def numba_installed() -> bool:
+    """Whether numba is installed, found without importing it (0.25 s, which a trial that never runs the loop,
+    a 1-D one, need not pay): what the cost model asks."""
+    import importlib.util
+
+    return importlib.util.find_spec("numba") is not None
+
+
+@functools.lru_cache(maxsize=1)
 def _compiled_helpers() -> bool:
     """Whether numba imports; if so the loop's helpers in this module's globals are compiled (once)."""
     from .plane_loop import compile_in

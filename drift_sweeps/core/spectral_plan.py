@@ -135,7 +135,7 @@ def scan_cost(kernel: str, h: float, dim: int, n: int, m: int, k: int) -> float:
 
 def near_compiled(kernel: str) -> bool:
     """Whether the Ewald near field of `kernel` runs the compiled loop (near.py)."""
-    return kernel in near.COMPILED_KERNELS and near.compiled_available()
+    return kernel in near.COMPILED_KERNELS and near.numba_installed()
 
 
 def nufft_cost(modes: int, dim: int, n: int, m: int) -> float:

@@ -87,6 +87,8 @@ TARGETS: Registry[TargetFactory] = Registry("target")
 
 LATTICE_BOX_VECTORS = 20000  # Korobov search: integer vectors checked per candidate multiplier ((2B+1)^D <= this)
 LATTICE_CANDIDATES = 128  # Korobov search: candidate multipliers tried
+INVERT_STEPS = 40  # inverse CDF: Newton or bisection steps at most ...
+INVERT_TOL = 1e-12  # ... stopping once no point moves more than this (float64; the samples are float32)
 
 
 def stratified_unit(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
@@ -189,32 +191,42 @@ class PeriodicTarget(Target):
         return torch.stack(xs, 1).float()
 
     @staticmethod
-    def _invert(cdf: Callable[[torch.Tensor], torch.Tensor], u: torch.Tensor) -> torch.Tensor:
+    def _invert(cdf_pdf: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], u: torch.Tensor) -> torch.Tensor:
+        """The s in [0, 2pi) with CDF(s) = u: Newton's steps from the uniform law's inverse, each kept inside the
+        bracket the earlier evaluations set (bisection where a step leaves it: a density near 0), until no step
+        moves more than INVERT_TOL (5-7 evaluations where bisection to float32 resolution took 30)."""
         lo, hi = torch.zeros_like(u), torch.full_like(u, TWO_PI)
-        for _ in range(30):  # bisection to 2pi / 2^30 ~ 6e-9, below float32 resolution of the output
-            mid = 0.5 * (lo + hi)
-            below = cdf(mid) < u
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        return 0.5 * (lo + hi)
+        s = TWO_PI * u
+        for _ in range(INVERT_STEPS):
+            cdf, pdf = cdf_pdf(s)
+            below = cdf < u
+            lo, hi = torch.where(below, s, lo), torch.where(below, hi, s)
+            step = (cdf - u) / pdf.clamp_min(1e-300)
+            new = s - step
+            s = torch.where((new >= lo) & (new <= hi), new, 0.5 * (lo + hi))
+            if float(step.abs().max()) < INVERT_TOL:
+                break
+        return s
 
-    def _conditional_cdf(self, prefix: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """s -> CDF at s of coordinate j = prefix.shape[1] given the earlier ones (prefix (n, j)); only the
-        modes with m_{j+1..D} = 0 survive the marginalisation over the later coordinates."""
+    def _conditional_cdf(self, prefix: torch.Tensor) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """s -> (CDF, density) at s of coordinate j = prefix.shape[1] given the earlier ones (prefix (n, j)); only
+        the modes with m_{j+1..D} = 0 survive the marginalisation over the later coordinates."""
         j = prefix.shape[1]
         keep = (self.modes[:, j + 1:] == 0).all(1)  # (F,)
         m_j, a = self.modes[keep, j], self.amps[keep]  # (F',)
-        base = prefix @ self.modes[keep, :j].T + self.phases[keep]  # (n, F'), fixed during the bisection
+        base = prefix @ self.modes[keep, :j].T + self.phases[keep]  # (n, F'), fixed during the inversion
         sin_base, cos_base = torch.sin(base), torch.cos(base)
         flat = m_j == 0
         safe = torch.where(flat, torch.ones_like(m_j), m_j)
         den = TWO_PI + (a * torch.where(flat, TWO_PI * cos_base, torch.zeros_like(base))).sum(1)  # (n,)
 
-        def cdf(s: torch.Tensor) -> torch.Tensor:
-            along = torch.where(flat, s.unsqueeze(1) * cos_base,
-                                (torch.sin(base + s.unsqueeze(1) * m_j) - sin_base) / safe)  # (n, F')
-            return (s + (a * along).sum(1)) / den
+        def cdf_pdf(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            arg = base + s.unsqueeze(1) * m_j
+            along = torch.where(flat, s.unsqueeze(1) * cos_base, (torch.sin(arg) - sin_base) / safe)  # (n, F')
+            slope = torch.where(flat, cos_base, torch.cos(arg))  # d along / ds
+            return (s + (a * along).sum(1)) / den, (1.0 + (a * slope).sum(1)) / den
 
-        return cdf
+        return cdf_pdf
 
 
 def _periodic(name: str, dim: int) -> TargetFactory:
