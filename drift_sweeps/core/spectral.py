@@ -94,7 +94,8 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
     for pair in pairs:
         c = np.concatenate([np.full(p.shape[0], 1j ** i, dtype=np.complex128) for i, p in enumerate(pair)])
         grids.append(mult * torch.from_numpy(_type1(np.concatenate(pair), c, shape, opts)))
-    out = torch.from_numpy(_type2(xs, np.ascontiguousarray(torch.cat(grids).numpy()), opts)).view(len(pairs), 1 + dim, n)
+    out = torch.from_numpy(_type2(xs, np.ascontiguousarray(torch.cat(grids).numpy()), opts))
+    out = out.view(len(pairs), 1 + dim, n)
     res = torch.stack([out.real, out.imag], 1).reshape(2 * len(pairs), 1 + dim, n)
     counted = [sum(p.shape[0] for p in pair) for pair in pairs for _ in pair]  # strengths in each transform
     sums = []
@@ -110,7 +111,8 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
         m = ys.shape[0]
         m_t = counted[idx]
         unit = m * mass(kernel, h, dim) / TWO_PI**dim
-        nufft_err = eps * (m_t * abs(float(c0.reshape(-1)[c0.numel() // 2])) + math.sqrt(m_t) * float(c0.abs().sum()))
+        c_mid, c_sum = abs(float(c0.reshape(-1)[c0.numel() // 2])), float(c0.abs().sum())
+        nufft_err = eps * (m_t * c_mid + math.sqrt(m_t) * c_sum)
         floor = FALLBACK * (nufft_err + TRUNCATION_TOL / min(h, 1.0) * unit)
         sums.append(Sums(s.to(x.device), g.to(x.device), floor))
     return sums
