@@ -101,3 +101,30 @@ def test_field_asymmetry_is_zero_for_gradient_fields_and_not_for_the_laplacian_p
     reports = []
     run_trial(TrialConfig.from_dict({**SMALL, "target": "torus1d"}), reports.append)
     assert reports[-1]["field_asymmetry"] is None  # 1-D: every field is a gradient
+
+
+def test_circle_energy_distance_by_sorting_equals_the_pairwise_one():
+    """On the 1-D torus the energy distance's mean distances come from sorted samples and prefix sums: equal to
+    the float64 pairwise minimum-image means, with antipodal pairs, repeated points, points at 0 and just below
+    2 pi, and coordinates outside [0, 2 pi)."""
+    import math
+
+    import torch
+
+    from drift_sweeps.core.geometry import distance
+    from drift_sweeps.core.metrics import circle_mean_distance, energy_distance
+
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(301, 1, generator=g, dtype=torch.float64) * 2 * math.pi
+    y = torch.rand(157, 1, generator=g, dtype=torch.float64) * 2 * math.pi
+    y[:5, 0] = torch.remainder(x[:5, 0] + math.pi, 2 * math.pi)  # exactly opposite
+    x[5:9] = x[9:13]  # repeated points
+    x[13, 0], y[5, 0], y[6, 0] = 0.0, 2 * math.pi - 1e-12, 0.0
+    y[7, 0] += 4 * math.pi  # unwrapped coordinates
+    x[14, 0] -= 2 * math.pi
+    for a, b in ((x, y), (x, x), (y, y), (y, x)):
+        pairwise = float(distance(a, b, True).mean())
+        assert abs(circle_mean_distance(a[:, 0], b[:, 0]) - pairwise) < 1e-12
+    pairwise = float(2 * distance(x, y, True).mean() - distance(x, x, True).mean() - distance(y, y, True).mean())
+    assert abs(energy_distance(x, y, True) - pairwise) < 1e-12
+    assert energy_distance(x.float(), y.float(), True) == pytest.approx(pairwise, rel=1e-5)
