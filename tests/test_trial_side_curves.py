@@ -89,10 +89,10 @@ class _Seen(tune.Callback):
         self.results.append(dict(result))
 
 
-def _space(tiny_base: dict) -> SearchSpace:
+def _space(tiny_base: dict, **extra) -> SearchSpace:
     return parse_space({"name": "side", "description": "trial-side curves", "search": "grid",
-                        "base": {**tiny_base, "samples_kept": 4}, "axes": {"kernel": ["gaussian", "laplacian"]}},
-                       "test")
+                        "base": {**tiny_base, "samples_kept": 4}, "axes": {"kernel": ["gaussian", "laplacian"]},
+                        **extra}, "test")
 
 
 def _sweep(tmp_path, space: SearchSpace, name: str, trial_side: bool) -> tuple[str, list[dict]]:
@@ -122,16 +122,29 @@ def _tables(root: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def test_under_a_scheduler_every_eval_reaches_tune(tmp_path, tiny_base, local_ray):
+    """A scheduler decides on every report, so a space with one sends each eval's scalars (without one they go
+    at most once per REPORT_EVERY_S: the test below)."""
+    space = _space(tiny_base, scheduler={"asha": {"grace_period": 1, "reduction_factor": 2}})
+    assert space.scheduler
+    _, seen = _sweep(tmp_path, space, "asha", trial_side=True)
+    evals = [r for r in seen if SUMMARY_KEY not in r]
+    assert len(evals) == 2 * (tiny_base["steps"] // tiny_base["eval_every"] + 1)
+
+
 def test_tune_carries_scalars_and_both_paths_write_the_same_tables(tmp_path, tiny_base, local_ray):
     space = _space(tiny_base)
     side, seen_side = _sweep(tmp_path, space, "side", trial_side=True)
     driver, seen_driver = _sweep(tmp_path, space, "driver", trial_side=False)
+    per_trial = tiny_base["steps"] // tiny_base["eval_every"] + 1
     evals = [r for r in seen_side if SUMMARY_KEY not in r]
-    assert len(evals) == 2 * (tiny_base["steps"] // tiny_base["eval_every"] + 1)
+    # no scheduler: Tune hears a running trial at most once per REPORT_EVERY_S (the first eval at once); the
+    # tables below still hold every eval, written from the trial's side or carried by the last report
+    assert 2 <= len(evals) <= 2 * per_trial
     for r in seen_side:
         assert not set(HEAVY_KEYS) & set(r) and CURVES_KEY not in r, sorted(r)
     finals = [r for r in seen_driver if SUMMARY_KEY in r]
-    assert len(finals) == 2 and all(len(r[CURVES_KEY]) == len(evals) // 2 for r in finals)
+    assert len(finals) == 2 and all(len(r[CURVES_KEY]) == per_trial for r in finals)
     a, b = _tables(side), _tables(driver)
     for table in a:
         assert len(a[table]) > 0, table

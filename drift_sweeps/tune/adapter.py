@@ -1,5 +1,6 @@
 """The Ray Tune adapter: the function trainable and what Tune needs to schedule it (param_space,
-searcher, scheduler).  Thin: Tune parameters -> TrialConfig -> `run_trial`, every eval's scalars -> `tune.report`; the
+searcher, scheduler).  Thin: Tune parameters -> TrialConfig -> `run_trial`, the eval scalars -> `tune.report` (every
+eval under a scheduler, else at most one a second, REPORT_EVERY_S); the
 curves, spectra and samples go from the trial straight to the sweep folder (`CurveStore`).
 
 The driver-side callbacks live in `writer.py` (Parquet files) and `progress.py` (progress lines).
@@ -8,6 +9,7 @@ Only `ray.tune` APIs are used: the `ray.train` twins of report/RunConfig break T
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 import uuid
@@ -30,6 +32,8 @@ STORAGE_KEY = "storage_error"  # the cause of a failed curves write: the sweep s
 ESTIMATED_KEY = f"{record.OBJECTIVE}_estimated"
 HEAVY_KEYS = (*record.SPECTRUM_KEYS, record.SAMPLES_KEY)  # never through Tune: the trial writes them
 FLUSH_S = 5.0  # a running trial's curves on disk are at most this many seconds behind its reports
+REPORT_EVERY_S = 1.0  # without a scheduler Tune hears a running trial's scalars at most this often (each
+# report waits for the driver, ~13 ms: 40% of a quickstart trial's time); the last one and the curves always
 # A large sweep (more trials than this) is lean: Tune's per-trial logger files are off (sweep.tune_runner) and each
 # eval report carries only what Tune and the progress lines use (Tune keeps statistics of every numeric key of
 # every trial on the driver: its memory grows with the trials), not every curve metric (the Parquet curves have them).
@@ -109,12 +113,16 @@ def make_trainable(space: SearchSpace, store: Optional[CurveStore] = None) -> Ca
         curves = _Curves(store, tune.get_context().get_trial_id(), every_report=bool(space.scheduler))
         last: dict[str, Any] = {}
         lean = space.trial_count() > LARGE_SWEEP_TRIALS
+        sent = [-math.inf]  # when Tune last heard from this trial
 
         def report(metrics: dict[str, Any]) -> None:
             curves.add(metrics)
             last.clear()
             last.update((k, v) for k, v in metrics.items() if k not in HEAVY_KEYS
                         and (not lean or k in ("step", "t", cfg.converge_on, space.metric)))
+            if not space.scheduler and time.monotonic() - sent[0] < REPORT_EVERY_S:
+                return  # nothing schedules on it: the final report carries the last scalars
+            sent[0] = time.monotonic()
             value = metrics.get(cfg.converge_on)
             objective = record.time_to_eps(metrics["t"], value, cfg.eps, t_budget)
             estimated = value is None or not bool(record.converged(metrics["step"], value, cfg.eps))
