@@ -16,12 +16,16 @@ def wrap(x: torch.Tensor) -> torch.Tensor:
     return torch.remainder(x, TWO_PI)
 
 
+def minimum_image(d: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+    """Differences d mapped to their nearest periodic image, [-pi, pi] (in place: d itself, no autograd)."""
+    wraps = torch.round(d / TWO_PI).mul_(TWO_PI)
+    return d.sub_(wraps) if in_place else d - wraps
+
+
 def displacement(x: torch.Tensor, y: torch.Tensor, periodic: bool) -> torch.Tensor:
     """y_j - x_i for every pair, minimum-image on the torus.  x (N, D), y (M, D) -> (N, M, D)."""
     d = y.unsqueeze(0) - x.unsqueeze(1)  # (N, M, D)
-    if periodic:
-        d = d - TWO_PI * torch.round(d / TWO_PI)
-    return d
+    return minimum_image(d) if periodic else d
 
 
 def sq_distance(x: torch.Tensor, y: torch.Tensor, periodic: bool) -> torch.Tensor:
@@ -35,9 +39,7 @@ def sq_distance(x: torch.Tensor, y: torch.Tensor, periodic: bool) -> torch.Tenso
     for k in range(x.shape[-1]):
         d = y[:, k].unsqueeze(0) - x[:, k].unsqueeze(1)  # (N, M)
         if periodic:
-            wraps = torch.round(d / TWO_PI) * TWO_PI
-            d = d - wraps if grad else d.sub_(wraps)
-            del wraps
+            d = minimum_image(d, in_place=not grad)
         d = d.square() if grad else d.square_()
         out = d if out is None else (out + d if grad else out.add_(d))
     assert out is not None, "points of dimension 0"

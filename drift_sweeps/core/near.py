@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .geometry import TWO_PI
+from .geometry import TWO_PI, minimum_image
 from .kernels import KERNELS
 
 CHI_POWER = 8  # chi(r) = exp(-(r/a)^CHI_POWER)
@@ -149,7 +149,7 @@ def _add_pairs(x: torch.Tensor, grid: CellList, xi: torch.Tensor, j: torch.Tenso
     """Accumulate the candidate pairs (xi, j) closer than r_c into s_out, g_out."""
     kern, dim = KERNELS.get(kernel), x.shape[1]
     u = x[xi] - grid.ys[j]  # (P, D): x - y
-    u -= TWO_PI * torch.round(u / TWO_PI)
+    u = minimum_image(u, in_place=True)
     r2 = u.square().sum(1)
     keep = r2 < r_c * r_c
     if self_pairs:

@@ -165,6 +165,11 @@ def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0,
     return COST_NEAR[False] * n * m * share / threads
 
 
+def ewald_cost(kernel: str, dim: int, n: int, m: int, a: float, modes: float, threads: int) -> float:
+    """One Ewald evaluation: the far grid's NUFFTs on `threads` threads and the near pairs within CUTOFF a."""
+    return nufft_cost(int(modes), dim, n, m) / threads + near_cost(kernel, dim, n, m, a, threads=threads)
+
+
 def build_cost(method: str, modes: int, dim: int, a: float) -> float:
     """Building a plan for a new bandwidth: the coefficient grid, and for Ewald the near part's
     transform by quadrature (truncation search over ~1.5 K shells, then the grid's distinct |k|
@@ -195,7 +200,7 @@ def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1) -> flo
         k_far = FAR_MODES / a
         if k_far > fourier.MAX_MODES_PER_DIM or (dim == 2 and k_far > MAX_MODES_2D):
             break
-        c = near_cost(kernel, dim, n, m, a, threads=threads) + nufft_cost(int(k_far), dim, n, m) / threads
+        c = ewald_cost(kernel, dim, n, m, a, k_far, threads)
         if c < best_c:
             best_a, best_c = a, c
     return best_a
@@ -225,7 +230,7 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
     a = split_radius(kernel, dim, n, m + k, threads) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
     if dim <= 2 and not 0 < k_direct <= EWALD_MIN_MODES / a:
         k_far = int(EWALD_MODES / a)
-        c = nufft_cost(k_far, dim, n, m + k) / threads + near_cost(kernel, dim, n, m + k, a, threads=threads)
+        c = ewald_cost(kernel, dim, n, m + k, a, k_far, threads)
         if c < best.cost_s:
             best = Plan("ewald", k_far, a, c, stream, build_cost("ewald", k_far, dim, a))
     return best
