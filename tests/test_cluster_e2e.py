@@ -171,7 +171,7 @@ def test_ray_up_sweep_faults_and_down(cluster: NamespaceCluster, capsys) -> None
             m = re.search(r"/(\d+(?:\.\d+)?) CPU", out)
             return float(m.group(1)) if m else 0.0
 
-        wait_for(lambda: cpus_up() >= 2, 300, "both workers to join (ray status)", poll=5)
+        wait_for(lambda: cpus_up() >= 2, 300, "both workers to join (ray status)", poll=2)
         figures["cluster_ready_s"] = round(time.monotonic() - t_start, 1)
         # the token reached every node, and every node's Ray runs in token mode
         for name in c.names:

@@ -45,20 +45,20 @@ def test_a_large_sweep_runs_in_rounds_of_tuners_each_point_once(capsys, make_spa
     from drift_sweeps.run import main
     from drift_sweeps.sweep import tune_runner
 
-    monkeypatch.setattr(tune_runner, "ROUND_TRIALS", 3)
-    space = make_space("rounds", axes={"seed": list(range(7))})
+    monkeypatch.setattr(tune_runner, "ROUND_TRIALS", 2)
+    space = make_space("rounds", axes={"seed": list(range(5))})
     res = str(tmp_path / "res")
     rc = main([str(space), "--results", res, "--num-cpus", "2", "--temp-dir", ray_tmp])
     out = capsys.readouterr().out
     assert rc == 0, out
     rounds = [ln for ln in out.splitlines() if ln.startswith("round of trials")]
-    assert [ln.split(" (")[0] for ln in rounds] == ["round of trials 1-3 of 7", "round of trials 4-6 of 7",
-                                                   "round of trials 7-7 of 7"], out
-    assert out.count("sweep rounds: 7 trials") == 1 and "[7/7]" in out  # one header; progress over the rounds
+    assert [ln.split(" (")[0] for ln in rounds] == ["round of trials 1-2 of 5", "round of trials 3-4 of 5",
+                                                   "round of trials 5-5 of 5"], out
+    assert out.count("sweep rounds: 5 trials") == 1 and "[5/5]" in out  # one header; progress over the rounds
     rows = results.read_table(f"{res}/rounds", "trials")
-    assert rows["trial_id"].is_unique and sorted(rows["seed"]) == list(range(7))
+    assert rows["trial_id"].is_unique and sorted(rows["seed"]) == list(range(5))
     assert set(rows["status"]) <= {"converged", "censored"}
     for table in ("curves", "spectra"):
         assert set(results.read_table(f"{res}/rounds", table)["trial_id"]) == set(rows["trial_id"]), table
     rc = main([str(space), "--results", res, "--num-cpus", "2", "--temp-dir", ray_tmp])
-    assert rc == 0 and "finished (7 of 7 trials)" in capsys.readouterr().out
+    assert rc == 0 and "finished (5 of 5 trials)" in capsys.readouterr().out
