@@ -89,6 +89,7 @@ LATTICE_BOX_VECTORS = 20000  # Korobov search: integer vectors checked per candi
 LATTICE_CANDIDATES = 128  # Korobov search: candidate multipliers tried
 INVERT_STEPS = 40  # inverse CDF: Newton or bisection steps at most ...
 INVERT_TOL = 1e-12  # ... stopping once no point moves more than this (float64; the samples are float32)
+INVERT_BLOCK = 8192  # points inverted together (their (modes, points) tables stay in cache-sized memory)
 
 
 def stratified_unit(n: int, dim: int, gen: torch.Generator) -> torch.Tensor:
@@ -183,11 +184,14 @@ class PeriodicTarget(Target):
 
     def sample_stratified(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """Rosenblatt transform of low-discrepancy uniforms through closed-form conditional CDFs."""
-        u = stratified_unit(n, self.dim, gen)  # (n, D)
+        return torch.cat([self._rosenblatt(block) for block in stratified_unit(n, self.dim, gen).split(INVERT_BLOCK)])
+
+    def _rosenblatt(self, u: torch.Tensor) -> torch.Tensor:
+        """Uniforms u (n, D) -> points (n, D) float32, one coordinate at a time through its conditional CDF."""
         xs: list[torch.Tensor] = []
         for j in range(self.dim):
-            prefix = torch.stack(xs, 1) if xs else u.new_zeros(n, 0)  # (n, j): the coordinates drawn so far
-            xs.append(self._invert(self._conditional_cdf(prefix), u[:, j]))
+            prefix = torch.stack(xs, 1) if xs else u.new_zeros(u.shape[0], 0)  # (n, j): the coordinates drawn so far
+            xs.append(self._invert(self._conditional_cdf(prefix), u[:, j].contiguous()))
         return torch.stack(xs, 1).float()
 
     @staticmethod
@@ -210,23 +214,64 @@ class PeriodicTarget(Target):
 
     def _conditional_cdf(self, prefix: torch.Tensor) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """s -> (CDF, density) at s of coordinate j = prefix.shape[1] given the earlier ones (prefix (n, j)); only
-        the modes with m_{j+1..D} = 0 survive the marginalisation over the later coordinates."""
+        the modes with m_{j+1..D} = 0 survive the marginalisation over the later coordinates.
+
+        A mode with m_j = v != 0 and phase b (its part fixed by the prefix) adds a (sin(b + v s) - sin b) / v =
+        a sin(b) / v (cos(v s) - 1) + a cos(b) / v sin(v s) to the CDF's numerator; summed per |v| = k (sin is
+        odd in v) into P_k and Q_k, fixed during the inversion.  An evaluation then needs cos(k s), sin(k s) for
+        k <= max|v| only (`_cos_sin`: one cosine and sine per point), not a sine and cosine per mode and point:
+        2-D torus at K_max = 16 (64 modes), n = 65536, one thread: a draw 2.9 -> 0.2 s."""
         j = prefix.shape[1]
         keep = (self.modes[:, j + 1:] == 0).all(1)  # (F,)
         m_j, a = self.modes[keep, j], self.amps[keep]  # (F',)
-        base = prefix @ self.modes[keep, :j].T + self.phases[keep]  # (n, F'), fixed during the inversion
-        sin_base, cos_base = torch.sin(base), torch.cos(base)
+        cos_base, sin_base = _mode_phases(prefix, self.modes[keep, :j], self.phases[keep])  # (F', n or 1)
         flat = m_j == 0
-        safe = torch.where(flat, torch.ones_like(m_j), m_j)
-        den = TWO_PI + (a * torch.where(flat, TWO_PI * cos_base, torch.zeros_like(base))).sum(1)  # (n,)
+        linear = torch.where(flat, a, 0.0) @ cos_base  # (n or 1,): the flat modes' slope
+        den = TWO_PI * (1.0 + linear)
+        order = m_j.abs().round().long()  # (F',)
+        top = int(order.max()) if order.numel() else 0
+        to_k = torch.zeros(max(top, 1), order.numel(), dtype=torch.float64)  # (K, F'): mode -> its |v|
+        rows, cols = (order - 1).clamp_min(0), torch.arange(order.numel())
+        p_k = to_k.index_put((rows, cols), torch.where(flat, 0.0, a / torch.where(flat, 1.0, m_j))) @ sin_base
+        q_k = to_k.index_put((rows, cols), torch.where(flat, 0.0, a / m_j.abs().clamp_min(1.0))) @ cos_base
+        k = torch.arange(1, p_k.shape[0] + 1, dtype=torch.float64).unsqueeze(1)
+        kp, kq, offset = k * p_k, k * q_k, p_k.sum(0)
 
         def cdf_pdf(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            arg = base + s.unsqueeze(1) * m_j
-            along = torch.where(flat, s.unsqueeze(1) * cos_base, (torch.sin(arg) - sin_base) / safe)  # (n, F')
-            slope = torch.where(flat, cos_base, torch.cos(arg))  # d along / ds
-            return (s + (a * along).sum(1)) / den, (1.0 + (a * slope).sum(1)) / den
+            cos_ks, sin_ks = _cos_sin(s, p_k.shape[0])  # (K + 1, n)
+            cos_ks, sin_ks = cos_ks[1:], sin_ks[1:]
+            along = s * linear + (cos_ks * p_k + sin_ks * q_k).sum(0) - offset
+            slope = linear + (cos_ks * kq - sin_ks * kp).sum(0)
+            return (s + along) / den, (1.0 + slope) / den
 
         return cdf_pdf
+
+
+def _cos_sin(x: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos(k x), sin(k x) for 0 <= k <= top, x (n,) -> two (top + 1, n) tables, by angle addition from cos x, sin x
+    (rounding grows like k eps)."""
+    cos, sin = x.new_empty(top + 1, x.numel()), x.new_empty(top + 1, x.numel())
+    cos[0], sin[0] = 1.0, 0.0
+    if top:
+        cos[1], sin[1] = torch.cos(x), torch.sin(x)
+    for k in range(2, top + 1):
+        cos[k] = cos[k - 1] * cos[1] - sin[k - 1] * sin[1]
+        sin[k] = sin[k - 1] * cos[1] + cos[k - 1] * sin[1]
+    return cos, sin
+
+
+def _mode_phases(prefix: torch.Tensor, modes: torch.Tensor, phases: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of m.x + phi for each mode (F', j) and point of prefix (n, j) -> two (F', n) tables ((F', 1) for
+    j = 0), from each coordinate's `_cos_sin` table and angle addition."""
+    re, im = torch.cos(phases).unsqueeze(1), torch.sin(phases).unsqueeze(1)
+    for d in range(prefix.shape[1]):
+        m = modes[:, d].round().long()
+        top = int(m.abs().max()) if m.numel() else 0
+        if top:
+            cos_d, sin_d = _cos_sin(prefix[:, d].contiguous(), top)
+            c, s = cos_d[m.abs()], sin_d[m.abs()] * m.sign().to(torch.float64).unsqueeze(1)
+            re, im = re * c - im * s, re * s + im * c
+    return re, im
 
 
 def _periodic(name: str, dim: int) -> TargetFactory:
