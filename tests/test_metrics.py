@@ -130,11 +130,11 @@ def test_circle_energy_distance_by_sorting_equals_the_pairwise_one():
     assert energy_distance(x.float(), y.float(), True) == pytest.approx(pairwise, rel=1e-5)
 
 
-@pytest.mark.parametrize("dim, k_max, n", [(2, 3, 2000), (2, 16, 700), (3, 4, 500), (4, 2, 900)])
+@pytest.mark.parametrize("dim, k_max, n", [(1, 6, 3000), (2, 3, 2000), (2, 16, 700), (3, 4, 500), (4, 2, 900)])
 def test_factorised_fourier_equals_the_direct_sum(dim, k_max, n, monkeypatch):
     """The empirical characteristic function from per-coordinate cos/sin tables (also in chunks of a few
-    samples) equals the direct sum of exp(i k.x) in float64, for canonical frequencies, their negatives and a
-    shuffled mix."""
+    samples) equals the direct sum of exp(i k.x) in float64, for canonical frequencies, their negatives, a
+    shuffled mix and all three together (repeated frequencies: in 1-D the only way past the direct sum)."""
     import torch
 
     from drift_sweeps.core import metrics as m
@@ -147,7 +147,7 @@ def test_factorised_fourier_equals_the_direct_sum(dim, k_max, n, monkeypatch):
     monkeypatch.setattr(m, "FOURIER_DIRECT_TERMS", 0)  # the factorised form, whatever the size
     for chunk in (m.FOURIER_CHUNK, 1000):
         monkeypatch.setattr(m, "FOURIER_CHUNK", chunk)
-        for ks in (freqs, -freqs, mixed):
+        for ks in (freqs, -freqs, mixed, torch.cat([freqs, -freqs, mixed])):
             arg = x @ ks.to(torch.float64).T
             direct = torch.complex(torch.cos(arg).mean(0), torch.sin(arg).mean(0))
             fast = m.empirical_fourier(x, ks)

@@ -29,12 +29,12 @@ FOURIER_DIRECT_TERMS = 1 << 18  # N F at most: the direct sum (under ~2 ms; the 
 def empirical_fourier(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """E_q exp(i k.x) over the samples x (N, D) for integer freqs (F, D) -> complex (F,), float64.
 
-    Where it takes fewer sines and cosines (F > 2 D (K + 1), K = max|k_i|: 2-D and up, K_max >= 3 in 2-D) and
-    the direct sum is not already cheap (N F > FOURIER_DIRECT_TERMS), factorised: exp(i k.x) = prod_d exp(i k_d x_d), so per sample a table of cos(j x_d), sin(j x_d) for
-    0 <= j <= K (exp(-i j x) its conjugate), the product over the coordinates after the first for each
-    distinct (k_2, ..., k_D) of freqs, and the sum over the samples as four real matrix products with the
-    first coordinate's table.  2-D, K_max = 16, N = 65536, one thread: 931 -> ~50 ms; equal to the direct
-    sum within 1e-15 (tests/core/test_metrics.py)."""
+    Where it takes fewer sines and cosines (F > 2 D (K + 1), K = max|k_i|) and the direct sum is not already
+    cheap (N F > FOURIER_DIRECT_TERMS), factorised: exp(i k.x) = prod_d exp(i k_d x_d), so per sample a table
+    of cos(j x_d), sin(j x_d) for 0 <= j <= K (exp(-i j x) its conjugate), the product over the coordinates
+    after the first for each distinct (k_2, ..., k_D) of freqs, and the sum over the samples as four real
+    matrix products with the first coordinate's table.  2-D, K_max = 16, N = 65536, one thread: ~1.1 s ->
+    ~0.11 s; equal to the direct sum within 1e-14 (tests/test_metrics.py)."""
     x = x.detach().to(torch.float64)
     freqs = freqs.to(x.device, torch.long)
     n, dim = x.shape
@@ -44,15 +44,18 @@ def empirical_fourier(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
         return torch.complex(torch.cos(arg).mean(0), torch.sin(arg).mean(0))
     flip = freqs[:, 0] < 0  # exp(i k.x) = conj exp(-i k.x): the first coordinate made >= 0
     ks = torch.where(flip[:, None], -freqs, freqs)
-    rest, which = torch.unique(ks[:, 1:], dim=0, return_inverse=True)  # (R, D - 1), each frequency's row
+    if dim > 1:  # the distinct (k_2, ..., k_D), and each frequency's row among them
+        rest, which = torch.unique(ks[:, 1:], dim=0, return_inverse=True)  # (R, D - 1)
+    else:
+        rest, which = ks.new_zeros(1, 0), torch.zeros_like(ks[:, 0])
     j = torch.arange(kmax + 1, dtype=torch.float64, device=x.device)
     re = x.new_zeros(kmax + 1, rest.shape[0])
     im = x.new_zeros(kmax + 1, rest.shape[0])
     for part in x.split(max(1, FOURIER_CHUNK // (2 * dim * (kmax + 1) + 2 * rest.shape[0]))):
         arg = part[:, :, None] * j  # (c, D, K + 1)
         cos, sin = torch.cos(arg), torch.sin(arg)
-        pr, pi = cos[:, 1, rest[:, 0].abs()], sin[:, 1, rest[:, 0].abs()] * rest[:, 0].sign()
-        for d in range(2, dim):  # (pr + i pi) (c + i s)
+        pr, pi = part.new_ones(part.shape[0], rest.shape[0]), part.new_zeros(part.shape[0], rest.shape[0])
+        for d in range(1, dim):  # (pr + i pi) (c + i s)
             c, s = cos[:, d, rest[:, d - 1].abs()], sin[:, d, rest[:, d - 1].abs()] * rest[:, d - 1].sign()
             pr, pi = pr * c - pi * s, pr * s + pi * c
         c1, s1 = cos[:, 0, :].T, sin[:, 0, :].T
