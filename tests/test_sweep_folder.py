@@ -23,7 +23,8 @@ from drift_sweeps.sweep.lock import LOCK_NAME
 from drift_sweeps.sweep.serial import pending
 
 REPO = Path(__file__).resolve().parent.parent
-SLOW_BASE = {"steps": 150, "eps": 0.01, "dt": 0.1}  # ~1 s per trial: an interrupt lands mid-sweep
+SLOW_BASE = {"steps": 450, "eps": 0.01, "dt": 0.1}  # ~1.2 s per trial (at 150 steps 0.4 s: under load all four
+# finished before the SIGINT once): an interrupt lands mid-sweep
 
 
 def _row(space, tid: str, params: dict) -> dict:
