@@ -41,6 +41,20 @@ def frequency_order(k_vecs: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(str(k) for k in k_vecs), key=key)
 
 
+HEATMAP_ROWS = 96  # more frequencies than this (a 2-D K_max = 16 spectrum has 544): show those that matter
+HEATMAP_SHARE = 0.01  # ... those whose initial error is at least this share of the largest (the target's modes)
+
+
+def shown_frequencies(e0: pd.Series) -> pd.Index:
+    """The rows a heatmap shows: all of them up to HEATMAP_ROWS, else those with e_k(0) >= HEATMAP_SHARE of the
+    largest (at most HEATMAP_ROWS, the largest first): the rest start at the sampling noise and stay there, and
+    hundreds of such rows leave the target's modes one pixel high."""
+    if len(e0) <= HEATMAP_ROWS:
+        return e0.index
+    big = e0[e0 >= HEATMAP_SHARE * e0.max()]
+    return big.sort_values(ascending=False).index[:HEATMAP_ROWS]
+
+
 def spectrum_heatmap_data(sweep: Sweep, trial_ids: Sequence[str], times: Optional[pd.DataFrame] = None,
                           labels: Optional[dict] = None) -> list[dict]:
     """Per trial: log10 of the relative error e_k(t)/e_k(0) as a (frequency x t) grid, plus a title."""
@@ -51,8 +65,10 @@ def spectrum_heatmap_data(sweep: Sweep, trial_ids: Sequence[str], times: Optiona
         sp = sweep.spectra[sweep.spectra["trial_id"] == tid]
         if sp.empty:
             continue
-        order = frequency_order(sp["k_vec"].unique())
-        grid = sp.pivot_table(index="k_vec", columns="t", values="error", aggfunc="first").reindex(order)
+        grid = sp.pivot_table(index="k_vec", columns="t", values="error", aggfunc="first")
+        n_all = grid.shape[0]
+        order = frequency_order(shown_frequencies(grid.iloc[:, 0]))
+        grid = grid.reindex(order)
         e0 = grid.iloc[:, 0].replace(0, np.nan)
         rel = np.log10(grid.div(e0, axis=0).clip(lower=1e-12))
         shells = [max(abs(int(c)) for c in str(k).split(",")) for k in order]
@@ -64,6 +80,8 @@ def spectrum_heatmap_data(sweep: Sweep, trial_ids: Sequence[str], times: Optiona
             r = info.loc[tid]
             lab = (labels or {}).get(r["group"], r["group"])
             title = f"{lab}\n{tid}: K={fmt(k_max)}, seed {fmt(seed)}, {r['status']}"
+        if len(order) < n_all:
+            title += f"\n{len(order)} of {n_all} frequencies: e_k(0) >= {HEATMAP_SHARE:g} x the largest"
             conv_t = r["time"] if r["event"] else math.nan
             eps = r["eps"]
         out.append({"trial_id": tid, "grid": rel, "title": title, "time": conv_t, "eps": eps, "shells": shells,

@@ -9,7 +9,8 @@ chi(r) = exp(-(r / a)^CHI_POWER) (spectral.py's Ewald split).  Two implementatio
 - `near_sums_torch`: the reference, torch operations on gathered candidate pairs (about 1e-7 s
   per candidate pair: a dozen passes over each chunk);
 - a compiled loop (numba, `_near_loop`) for the kernels in `COMPILED_KERNELS`, one pass over the
-  candidates of each point with the kernel written out: per neighbour-cell segment one branch-free loop
+  candidates of each point with the kernel written out, the samples in strips sorted along axis 0 so a point
+  reads only the disc's chord of each strip (`StripLayout`): per segment one branch-free loop
   (pairs beyond r_c and the self pair masked, exp written as a polynomial: `_exp_neg`) that LLVM
   vectorises, about 30x fewer seconds per candidate pair than the torch path; a large call's points
   are split into ranges run at once on torch's thread count (`thread_parts`).
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -30,9 +32,11 @@ from .geometry import TWO_PI, minimum_image
 from .kernels import KERNELS
 
 CHI_POWER = 8  # chi(r) = exp(-(r/a)^CHI_POWER)
-CUTOFF = 1.7  # near field summed for r < CUTOFF * a (chi = 4e-31 there)
+CUTOFF = 1.6  # near field summed for r < CUTOFF * a (chi = exp(-1.6^8) = 2e-19 there)
 NEAR_THREAD_PAIRS = 1 << 18  # compiled loop: one range of points per thread (torch's count) and this many
 # candidate pairs (about 1 ms of work against ~0.1 ms to hand a range to a thread)
+SORT_POINTS = 1 << 14  # compiled loop: points visited in the samples' strip order from this many points on (the samples
+# a point reads then stay in cache for the next)
 NEAR_CHUNK_PAIRS = 1 << 18  # torch path: candidate pairs per chunk (2 MiB per float64 column: cache-sized)
 # kernel name -> code of its closed form in `_near_loop` (log k and d log k / dr at (r, h, dim))
 COMPILED_KERNELS = {"gaussian": 0, "laplacian": 1, "cauchy": 2, "matern32": 3, "matern52": 4}
@@ -53,8 +57,8 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     if not usable:
         return near_sums_torch(x, y, kernel, h, a, moment, self_pairs, r_c)
     r_c = CUTOFF * a if r_c is None else r_c
-    grid = CellList(y, r_c)
-    loop = _compiled_loop(COMPILED_KERNELS[kernel], grid.span == 1, bool(moment))
+    grid = StripList(y, r_c)
+    loop = _compiled_loop(COMPILED_KERNELS[kernel], grid.layout.wrap, bool(moment))
     n, dim = x.shape
     s_out = torch.zeros(n, dtype=torch.float64)
     g_out = torch.zeros(n, dim, dtype=torch.float64)
@@ -63,27 +67,98 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     slot = torch.empty_like(grid.order)
     slot[grid.order] = torch.arange(grid.order.shape[0])  # sample i's place in the sorted samples
     consts = torch.tensor([r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)], dtype=torch.float64)
+    lay = grid.layout
+    visit = grid.sorted_order(x) if n >= SORT_POINTS else None  # neighbouring points read neighbouring samples
+    if visit is not None:
+        x, slot = x[visit], (slot[visit] if self_pairs else slot)
     args = (x.contiguous().numpy(), ys3.numpy(), slot.numpy(), grid.starts.numpy(), grid.counts.numpy(),
-            grid.cells, grid.span, grid.side, consts.numpy(), int(self_pairs), s_out.numpy(), g_out.numpy())
-    parts = thread_parts(n, y.shape[0], grid.cells, grid.span, dim, torch.get_num_threads())
+            lay.strips, 2 * lay.fine + 1, lay.side, consts.numpy(), int(self_pairs), s_out.numpy(), g_out.numpy())
+    parts = thread_parts(n, lay.candidates, torch.get_num_threads())
     bounds = [n * p // parts for p in range(parts + 1)]
     if parts == 1:
         loop(*args, 0, n)
     else:  # the loop releases the GIL: disjoint ranges of points on a trial's threads
         list(_pool(parts).map(lambda p: loop(*args, bounds[p], bounds[p + 1]), range(parts)))
+    if visit is not None:
+        s_out[visit], g_out[visit] = s_out.clone(), g_out.clone()
     return s_out, g_out
 
 
-def thread_parts(n: int, m: int, cells: int, span: int, dim: int, threads: int) -> int:
+def thread_parts(n: int, candidates: float, threads: int) -> int:
     """How many ranges of points the compiled loop runs at once: one per thread, each with at least
-    NEAR_THREAD_PAIRS candidate pairs."""
-    return max(1, min(threads, int(n * m * (span / cells) ** dim // NEAR_THREAD_PAIRS)))
+    NEAR_THREAD_PAIRS candidate pairs (candidates: per point, `StripLayout.candidates`)."""
+    return max(1, min(threads, int(n * candidates // NEAR_THREAD_PAIRS)))
+
+
+@dataclass(frozen=True)
+class StripLayout:
+    """How the compiled loop finds a point's candidates: the samples sorted into strips along axes 1..D-1 (each
+    strip sorted by its axis-0 coordinate); a point reads the strips of its (2 fine + 1)^(D-1) block that come
+    closer than r_c, and in each only the samples within the axis-0 half-width that leaves (two binary
+    searches).  In 2-D that is about 3.6 r_c^2 of candidates per point at fine = 4 (5.1 r_c^2 at fine = 1),
+    against 6.25 r_c^2 for a 5 x 5 block of cells of side r_c / 2.  wrap: one strip and every pair's minimum
+    image (an r_c too large for a block of distinct strips)."""
+
+    strips: int  # per axis 1..D-1 (1 in 1-D and when wrap)
+    fine: int  # strips per r_c, rounded up: the block's half-width
+    side: float  # a strip's width, 2 pi / strips >= r_c / fine
+    wrap: bool
+    candidates: float  # expected candidate pairs per point (uniform samples)
+    rows: float  # expected strips read per point
+
+    @property
+    def pairs(self) -> float:
+        """A point's cost in candidate pairs' worth: its candidates, its strip reads and its own entry."""
+        return self.candidates + ROW_PAIRS * self.rows + POINT_PAIRS
+
+
+FINE_CHOICES = (0, 1, 2, 3, 4, 6, 8, 12, 16)  # the layouts priced (0: one strip, every pair's minimum image)
+ROW_PAIRS = 30.0  # compiled loop: one strip read (its two binary searches, segments, entry and exit) costs about as
+POINT_PAIRS = 160.0  # much as this many candidate pairs, and a point's own entry (its block, its sums) this many:
+# least squares over 2-D layouts fine 1-16 at 4096 and 65536 points (105 ns a read, 540 ns a point, 3.4 ns a pair)
+
+
+@functools.lru_cache(maxsize=4096)
+def strip_layout(r_c: float, m: int, dim: int) -> StripLayout:
+    """The cheapest layout in FINE_CHOICES for m uniform samples (StripLayout.pairs);
+    one strip with every pair's minimum image where no block of distinct strips fits."""
+    if dim == 1:  # one strip: the samples sorted, a point reads x +- r_c (r_c <= pi: two ranges at most)
+        return StripLayout(1, 0, TWO_PI, False, m * min(1.0, r_c / math.pi), 1.0)
+    wrap = StripLayout(1, 0, TWO_PI, True, float(m), 1.0)
+    best, best_cost = None, math.inf
+    for fine in FINE_CHOICES:
+        strips = int(TWO_PI * fine / r_c)
+        if fine == 0:
+            lay = wrap
+        elif strips >= 2 * fine + 1:
+            side = TWO_PI / strips
+            volume, rows = _strip_volume(dim, fine, r_c / side)
+            lay = StripLayout(strips, fine, side, False, m * volume * side**dim / TWO_PI**dim, rows)
+        else:
+            continue
+        if lay.pairs < best_cost:
+            best, best_cost = lay, lay.pairs
+    return best or wrap
+
+
+@functools.lru_cache(maxsize=4096)
+def _strip_volume(dim: int, fine: int, rho: float, grid: int = 16) -> tuple[float, float]:
+    """Expected candidate volume (units of a strip's side^D) and strips read per point, r_c = rho sides,
+    a point's place in its strip on a grid of `grid` positions per axis."""
+    f = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
+    off = torch.arange(-fine, fine + 1, dtype=torch.float64)
+    gap2 = ((off - f[:, None]).clamp_min(0) + (f[:, None] - off - 1).clamp_min(0)).square()  # (grid, 2 fine + 1)
+    total = gap2
+    for _ in range(dim - 2):
+        total = (total[:, None, :, None] + gap2[None, :, None, :]).reshape(total.shape[0] * grid, -1)
+    inside = total < rho * rho
+    width = 2.0 * (rho * rho - total).clamp_min(0).sqrt()
+    return float(width.sum(1).mean()), float(inside.sum(1).double().mean())
 
 
 def cell_layout(r_c: float) -> tuple[int, int]:
-    """(cells per dimension, span of the neighbour block): cells of side >= r_c / 2 and the 5^D block
-    around a point's cell where at least 5 fit (in 2-D 6.25 r_c^2 of candidates per point, against 9 r_c^2
-    with cells of side r_c and a 3^D block), else one cell (every sample, minimum image)."""
+    """The torch reference's cells: (cells per dimension, span of the neighbour block): cells of side >= r_c / 2
+    and the 5^D block around a point's cell where at least 5 fit, else one cell (every sample, minimum image)."""
     cells = int(TWO_PI / (0.5 * r_c))
     return (cells, 5) if cells >= 5 else (1, 1)
 
@@ -113,6 +188,31 @@ class CellList:
         """Neighbour cell offsets: the span^D block (the one cell when span is 1)."""
         half = self.span // 2
         return torch.cartesian_prod(*([torch.arange(-half, half + 1)] * dim)).reshape(-1, dim).tolist()
+
+
+class StripList:
+    """Samples sorted by strip (`strip_layout`: axes 1..D-1), then by their axis-0 coordinate within a strip."""
+
+    def __init__(self, y: torch.Tensor, r_c: float):
+        m, dim = y.shape
+        self.layout = lay = strip_layout(float(r_c), m, dim)
+        sid = self.strip_ids(y)
+        self.order = self.sorted_order(y, sid)
+        self.ys = y[self.order].contiguous()  # (M, D)
+        self.counts = torch.bincount(sid, minlength=lay.strips ** (dim - 1))
+        self.starts = self.counts.cumsum(0) - self.counts
+
+    def strip_ids(self, p: torch.Tensor) -> torch.Tensor:
+        sid = torch.zeros(p.shape[0], dtype=torch.long)
+        for k in range(p.shape[1] - 1, 0, -1):
+            sid = sid * self.layout.strips + (p[:, k] / self.layout.side).long().clamp_(0, self.layout.strips - 1)
+        return sid
+
+    def sorted_order(self, p: torch.Tensor, sid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """p's order by strip, then along axis 0."""
+        sid = self.strip_ids(p) if sid is None else sid
+        order = torch.argsort(p[:, 0], stable=True)
+        return order[torch.argsort(sid[order], stable=True)]
 
 
 def near_sums_torch(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float, moment: bool,
@@ -189,7 +289,7 @@ def _compiled_helpers() -> bool:
     """Whether numba imports; if so the loop's helpers in this module's globals are compiled (once)."""
     from .plane_loop import compile_in
 
-    return compile_in(globals(), ("_wrap", "_exp_neg", "_term", "_segment"), ("_row", "_segments"), ()) is not None
+    return compile_in(globals(), ("_wrap", "_exp_neg", "_term", "_segment"), ("_strip_row", "_lower", "_strip_segments"), ()) is not None
 
 
 @functools.lru_cache(maxsize=None)
@@ -205,7 +305,7 @@ def _compiled_loop(kcode: int = 0, wrap: bool = False, moment: bool = False) -> 
 
     from .plane_loop import compile_in
 
-    name = f"_near_loop_k{kcode}_{'wrap' if wrap else 'cells'}_{'moment' if moment else 'grad'}"
+    name = f"_near_loop_k{kcode}_{'wrap' if wrap else 'strips'}_{'moment' if moment else 'grad'}"
     copy = types.FunctionType(_near_loop.__code__, globals(), name, (kcode, wrap, moment))
     copy.__qualname__ = name
     return compile_in({name: copy}, (), (), (name,), nogil=True)[0]
@@ -229,31 +329,49 @@ def _wrap(c, cells, two_pi):
     return c, 0.0
 
 
-def _row(o, home, cells, span, shift, two_pi):
-    """Row o of a point's neighbour block (its offsets on axes 1..D-1): the row's cell index at axis-0 cell 0,
-    the axes' image shifts written into shift[1:]."""
-    base, stride, rem = 0, cells, o
+def _strip_row(o, x, i, home, strips, span, shift, side, two_pi):
+    """Row o of point i's block of strips (its offsets on axes 1..D-1): -> the strip's index and the squared
+    distance from the point to the strip (0 with span 1), the axes' image shifts written into shift[1:]."""
+    base, stride, rem, gap2 = 0, 1, o, 0.0
     for k in range(1, home.shape[0]):
         c = home[k]
         if span > 1:
-            c, shift[k] = _wrap(c + rem % span - span // 2, cells, two_pi)
+            c = c + rem % span - span // 2
+            edge = c * side  # the strip's lower edge, unwrapped: its samples' image is within side of it
+            d = max(edge - x[i, k], x[i, k] - edge - side, 0.0)
+            gap2 += d * d
+            c, shift[k] = _wrap(c, strips, two_pi)
             rem //= span
         base += c * stride
-        stride *= cells
-    return base
+        stride *= strips
+    return base, gap2
 
 
-def _segments(home0, base, cells, span, starts, counts, seg_lo, seg_hi, seg_shift, two_pi):
-    """A row's sample ranges: one when its cells do not wrap around axis 0 (they are consecutive in the
-    sorted samples), else one per cell with its shift.  -> how many, written into seg_*."""
-    lo, hi = home0 - span // 2, home0 + span // 2
-    if lo >= 0 and hi < cells:
-        seg_lo[0], seg_hi[0], seg_shift[0] = starts[base + lo], starts[base + hi] + counts[base + hi], 0.0
-        return 1
-    for n_seg in range(hi - lo + 1):
-        c, seg_shift[n_seg] = _wrap(lo + n_seg, cells, two_pi)
-        seg_lo[n_seg], seg_hi[n_seg] = starts[base + c], starts[base + c] + counts[base + c]
-    return hi - lo + 1
+def _lower(ys0, lo, hi, v):
+    """The first index in lo..hi whose ys0 is >= v (ys0 ascending there), by bisection."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ys0[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _strip_segments(ys0, st, en, x0, w, seg_lo, seg_hi, seg_shift, two_pi):
+    """A strip's samples (st..en, ascending along axis 0) within w of x0 along axis 0: one range, or two where
+    x0 +- w leaves [0, 2 pi) (w <= pi: they never overlap), each with its image shift.  -> how many."""
+    xl, xh = x0 - w, x0 + w
+    if xl < 0.0:
+        seg_lo[0], seg_hi[0], seg_shift[0] = _lower(ys0, st, en, xl + two_pi), en, -two_pi
+        seg_lo[1], seg_hi[1], seg_shift[1] = st, _lower(ys0, st, en, xh), 0.0
+        return 2
+    if xh > two_pi:
+        seg_lo[0], seg_hi[0], seg_shift[0] = _lower(ys0, st, en, xl), en, 0.0
+        seg_lo[1], seg_hi[1], seg_shift[1] = st, _lower(ys0, st, en, xh - two_pi), two_pi
+        return 2
+    seg_lo[0], seg_hi[0], seg_shift[0] = _lower(ys0, st, en, xl), _lower(ys0, st, en, xh), 0.0
+    return 1
 
 
 def _exp_neg(x):
@@ -308,7 +426,7 @@ def _term(kcode, dim, r2, inv_a2, inv_h, inv_h2):
 def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     """A point's sums over the samples lo..hi (sorted order; ys3 (3, M), zero rows above D) from (c0, c1, c2),
     the point minus the segment's image shift: one branch-free loop (the sample self_j and the pairs beyond
-    r_c masked, not skipped).  wrap: the minimum image of every pair (one cell: `cell_layout`)."""
+    r_c masked, not skipped).  wrap: the minimum image of every pair (one strip: `StripLayout.wrap`)."""
     r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
     two_pi, inv_2pi = 2.0 * math.pi, 0.5 / math.pi
     s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
@@ -332,33 +450,43 @@ def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     return s, g0, g1, g2
 
 
-def _near_loop(x, ys3, slot, starts, counts, cells, span, side, consts, self_pairs, s_out, g_out, lo, hi,
+def _near_loop(x, ys3, slot, starts, counts, strips, span, side, consts, self_pairs, s_out, g_out, lo, hi,
                kcode=0, wrap=False, moment=False):
     """Plain-Python form of the compiled loop (numba compiles it as written): for each point lo..hi-1, the
-    samples of its span^D neighbour cells (`cell_layout`), in place into s_out, g_out, for kernel `kcode` (wrap:
-    every pair's minimum image, for one cell; moment: the first moment, else the gradient); slot[i] is sample
-    i's place in the sorted samples (its self pair).  With span > 1 a neighbour cell's periodic image is one
-    shift per cell (-2 pi, 0 or 2 pi per axis), so a pair needs no minimum-image rounding; the point's sums stay
-    in registers (D <= 3)."""
+    samples of the strips of its block (`StripLayout`) closer than r_c, each read only within the axis-0 range
+    that distance leaves, in place into s_out, g_out, for kernel `kcode` (wrap: one strip, every pair's minimum
+    image; moment: the first moment, else the gradient); slot[i] is sample i's place in the sorted samples (its
+    self pair).  A segment's periodic image is one shift per axis (-2 pi, 0 or 2 pi), so a pair needs no
+    minimum-image rounding; the point's sums stay in registers (D <= 3)."""
     dim = x.shape[1]
     two_pi = 2.0 * math.pi
-    home = np.zeros(dim, np.int64)  # scratch: the point's cell, its row's image shifts, the row's segments
+    r_c2 = consts[0]
+    home = np.zeros(dim, np.int64)  # scratch: the point's strip, its row's image shifts, the row's segments
     shift = np.zeros(dim, np.float64)
-    seg_lo, seg_hi, seg_shift = np.zeros(5, np.int64), np.zeros(5, np.int64), np.zeros(5, np.float64)
+    seg_lo, seg_hi, seg_shift = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.float64)
+    ys0 = ys3[0]
     for i in range(lo, hi):
         s_i, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
         self_j = slot[i] if self_pairs else -1
-        for k in range(dim):
-            home[k] = min(int(x[i, k] / side), cells - 1)
-        for o in range(span ** (dim - 1)):  # rows of the block along axis 0: offsets on axes 1..D-1
-            base = _row(o, home, cells, span, shift, two_pi)
-            n_seg = _segments(home[0], base, cells, span, starts, counts, seg_lo, seg_hi, seg_shift, two_pi)
+        for k in range(1, dim):
+            home[k] = min(int(x[i, k] / side), strips - 1)
+        for o in range(span ** (dim - 1)):  # the strips of the block: offsets on axes 1..D-1
+            base, gap2 = _strip_row(o, x, i, home, strips, span, shift, side, two_pi)
+            if gap2 >= r_c2:
+                continue
+            st, en = starts[base], starts[base] + counts[base]
+            if wrap:
+                n_seg, seg_lo[0], seg_hi[0], seg_shift[0] = 1, st, en, 0.0
+            else:
+                n_seg = _strip_segments(ys0, st, en, x[i, 0], math.sqrt(r_c2 - gap2), seg_lo, seg_hi, seg_shift,
+                                        two_pi)
             c1 = x[i, 1] - shift[1] if dim > 1 else 0.0
             c2 = x[i, 2] - shift[2] if dim > 2 else 0.0
             for sg in range(n_seg):
-                s, d0, d1, d2 = _segment(kcode, wrap, dim, moment, ys3, seg_lo[sg], seg_hi[sg],
-                                          x[i, 0] - seg_shift[sg], c1, c2, self_j, consts)
-                s_i, g0, g1, g2 = s_i + s, g0 + d0, g1 + d1, g2 + d2
+                if seg_hi[sg] > seg_lo[sg]:
+                    s, d0, d1, d2 = _segment(kcode, wrap, dim, moment, ys3, seg_lo[sg], seg_hi[sg],
+                                              x[i, 0] - seg_shift[sg], c1, c2, self_j, consts)
+                    s_i, g0, g1, g2 = s_i + s, g0 + d0, g1 + d1, g2 + d2
         s_out[i] += s_i
         g_out[i, 0] += g0
         if dim > 1:

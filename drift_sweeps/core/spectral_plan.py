@@ -54,8 +54,7 @@ FFT_CACHE_MODES = 1 << 18
 COST_CALL = 4.5e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; the plans
 # kept: spectral._nufft_plan)
 COST_NEAR = {True: 3.2e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch ...
-COST_NEAR_ROW = 1.3e-7  # ... and the compiled loop's set-up of one row of a point's neighbour block (its segments,
-# the vector loop's entry and exit): 2-D, 4096 points, rows of 24-169 samples, 3.2 + 130 / length ns per candidate
+# (a strip read and a point's entry: near.ROW_PAIRS and near.POINT_PAIRS candidates' worth)
 COST_NEAR_CALL = 3e-4  # near-only plan: fixed cost of one evaluation (cell lists, two sets)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
 COST_SCAN_CALL = 1e-3  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
@@ -153,16 +152,18 @@ def stream_cost(kernel: str, images: int, n: int, m: int, k: int) -> float:
 
 
 def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0, threads: int = 1) -> float:
-    """The Ewald near field of n points against m samples in two sets at split radius a (or within r_c): every
-    sample in the span^D cells around a point's cell is a candidate (near.cell_layout), each point's block
-    a row of span cells per span^(D-1) (compiled loop: a set-up per row and sample set, the points split over
-    the threads where a call is large enough: near.thread_parts)."""
-    cells, span = near.cell_layout(r_c or near.CUTOFF * a)
-    share = (span / cells) ** dim
+    """The Ewald near field of n points against m samples in all, two sets, at split radius a (or within r_c):
+    the compiled loop reads each strip of a point's block that comes within r_c, and in it the samples within
+    the chord that leaves (near.StripLayout.pairs: candidates, strips read and entry per point in candidate
+    pairs' worth), the points split over the threads where a call is large enough (near.thread_parts); the
+    torch reference a 5^D block of cells of side r_c / 2."""
+    r_c = r_c or near.CUTOFF * a
     if near_compiled(kernel):
-        parts = near.thread_parts(n, m // 2, cells, span, dim, threads)
-        return (COST_NEAR[True] * n * m * share + 2 * n * span ** (dim - 1) * COST_NEAR_ROW) / parts
-    return COST_NEAR[False] * n * m * share / threads
+        lay = near.strip_layout(r_c, m // 2, dim)
+        parts = near.thread_parts(n, lay.candidates, threads)
+        return 2 * COST_NEAR[True] * n * lay.pairs / parts
+    cells, span = near.cell_layout(r_c)
+    return COST_NEAR[False] * n * m * (span / cells) ** dim / threads
 
 
 def ewald_cost(kernel: str, dim: int, n: int, m: int, a: float, modes: float, threads: int) -> float:

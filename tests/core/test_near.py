@@ -20,25 +20,73 @@ def _points(dim: int, n: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Te
     return x, y
 
 
+# (dim, a, the strip layouts priced (None: all), what must be chosen: fine, or "wrap")
+LAYOUTS = [(1, 0.05, None, 0), (1, 1.6, None, 0), (2, 0.3, (1,), 1), (2, 0.3, (4,), 4), (2, 0.15, (8,), 8),
+           (2, 1.4, (2,), 2), (2, 1.4, (0,), "wrap"), (2, 1.6, (4,), 4), (2, 1.8, (1,), "wrap"), (3, 0.5, (1,), 1),
+           (3, 0.5, (3,), 3)]
+
+
 @pytest.mark.parametrize("kernel", sorted(near.COMPILED_KERNELS))
-@pytest.mark.parametrize("dim,a", [(1, 0.05), (1, 1.4), (1, 1.6), (2, 0.3), (2, 1.4), (2, 1.6)],
-                         ids=["1d", "1d-five-cells", "1d-one-cell", "2d", "2d-five-cells", "2d-one-cell"])
-def test_compiled_near_field_matches_torch(kernel: str, dim: int, a: float) -> None:
-    """Every kernel with a compiled form, moment and gradient sums, with and without the self pair,
-    many cells, exactly five (the 5-cell block is the whole torus) and the single-cell case
-    (r_c > 4 pi / 5)."""
-    edge_layouts = {1.4: (5, 5), 1.6: (1, 1)}  # (cells, span)
-    if a in edge_layouts:
-        assert near.cell_layout(near.CUTOFF * a) == edge_layouts[a]
-    x, y = _points(dim, 120, 130, seed=dim)
-    for moment in (True, False):
-        for self_pairs in (False, True):
-            yy = x if self_pairs else y
-            s_ref, g_ref = near.near_sums_torch(x, yy, kernel, 0.3, a, moment, self_pairs)
-            s, g = near.near_sums(x, yy, kernel, 0.3, a, moment, self_pairs, compiled=True)
-            assert float(s_ref.abs().max()) > 0
-            torch.testing.assert_close(s, s_ref, rtol=1e-12, atol=1e-13 * float(s_ref.abs().max()))
-            torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12 * float(g_ref.abs().max()))
+@pytest.mark.parametrize("dim,a,choices,chosen", LAYOUTS,
+                         ids=["1d", "1d-wide", "2d-fine1", "2d-fine4", "2d-fine8", "2d-wide-fine2", "2d-wrap",
+                              "2d-wider-fine4", "2d-wrap-fallback", "3d-fine1", "3d-fine3"])
+def test_compiled_near_field_matches_torch(kernel: str, dim: int, a: float, choices, chosen,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every kernel with a compiled form, moment and gradient sums, with and without the self pair, on every
+    strip layout: 1-D (x +- r_c wrapping around), blocks of 3-17 strips per axis (the 5-strip block the whole
+    torus), one strip with every pair's minimum image (asked for, and where no block fits), 3-D."""
+    if choices is not None:
+        monkeypatch.setattr(near, "FINE_CHOICES", choices)
+    near.strip_layout.cache_clear()
+    try:
+        x, y = _points(dim, 120, 130, seed=dim)
+        for moment in (True, False):
+            for self_pairs in (False, True):
+                yy = x if self_pairs else y
+                lay = near.strip_layout(near.CUTOFF * a, yy.shape[0], dim)
+                assert ("wrap" if lay.wrap else lay.fine) == chosen
+                s_ref, g_ref = near.near_sums_torch(x, yy, kernel, 0.3, a, moment, self_pairs)
+                s, g = near.near_sums(x, yy, kernel, 0.3, a, moment, self_pairs, compiled=True)
+                assert float(s_ref.abs().max()) > 0
+                torch.testing.assert_close(s, s_ref, rtol=1e-12, atol=1e-13 * float(s_ref.abs().max()))
+                torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12 * float(g_ref.abs().max()))
+    finally:
+        near.strip_layout.cache_clear()
+
+
+def test_strip_layout_reads_the_chords_only() -> None:
+    """The expected candidates per point: the disc's area plus the strips' rounding, falling towards pi r_c^2
+    as the strips narrow, always below the 5 x 5 block of cells of side r_c / 2 (6.25 r_c^2); measured
+    against what the loop reads (the candidates of 2000 points counted from the sorted samples)."""
+    r_c, m = 0.3, 200_000
+    density = m / (2 * math.pi) ** 2
+    areas = {}
+    for fine in (1, 2, 4, 8):
+        strips = int(2 * math.pi * fine / r_c)
+        side = 2 * math.pi / strips
+        volume, _ = near._strip_volume(2, fine, r_c / side)
+        areas[fine] = volume * side**2 / r_c**2
+    assert 6.25 > areas[1] > areas[2] > areas[4] > areas[8] > math.pi
+    assert areas[4] == pytest.approx(3.64, abs=0.05)
+    lay = near.strip_layout(r_c, m, 2)
+    assert lay.fine >= 3 and lay.candidates == pytest.approx(
+        near._strip_volume(2, lay.fine, r_c / lay.side)[0] * lay.side**2 * density, rel=1e-9)
+    x, y = _points(2, 2000, m, seed=3)
+    grid = near.StripList(y, r_c)
+    assert grid.layout == lay
+    counted = 0
+    for p in x.tolist():
+        home = min(int(p[1] / lay.side), lay.strips - 1)
+        for off in range(-lay.fine, lay.fine + 1):
+            c = home + off
+            gap = max(c * lay.side - p[1], p[1] - (c + 1) * lay.side, 0.0)
+            if gap >= r_c:
+                continue
+            w = math.sqrt(r_c * r_c - gap * gap)
+            ys = grid.ys[grid.starts[c % lay.strips]:grid.starts[c % lay.strips] + grid.counts[c % lay.strips], 0]
+            d = (ys - p[0] + math.pi) % (2 * math.pi) - math.pi
+            counted += int((d.abs() < w).sum())
+    assert counted / 2000 == pytest.approx(lay.candidates, rel=0.03)
 
 
 def test_near_field_against_brute_force() -> None:

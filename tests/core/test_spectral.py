@@ -157,8 +157,7 @@ def test_cost_model_prices_the_threads_each_part_uses() -> None:
     if not spectral_plan.near_compiled("laplacian"):
         pytest.skip("numba not installed")
     one = spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5)
-    cells, span = near.cell_layout(near.CUTOFF * 0.5)
-    parts = near.thread_parts(4096, 4096, cells, span, 2, 8)
+    parts = near.thread_parts(4096, near.strip_layout(near.CUTOFF * 0.5, 4096, 2).candidates, 8)
     assert 1 < parts <= 8
     assert spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5, threads=8) == pytest.approx(one / parts)
     small = spectral_plan.near_cost("laplacian", 2, 64, 128, 0.5)  # too few pairs to split
@@ -171,25 +170,29 @@ def test_cost_model_prices_the_threads_each_part_uses() -> None:
     assert plan8.cost_s == pytest.approx(expected)
 
 
-def test_compiled_near_loop_on_several_threads_equals_one_thread() -> None:
-    """The points split into ranges on a thread pool: the same sums, bit for bit, as one range."""
+def test_compiled_near_loop_on_several_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The points split into ranges on a thread pool, and visited in the samples' strip order (a large call): the
+    same sums, bit for bit, as one range in the caller's order."""
     from drift_sweeps.core import near
 
     if not near.compiled_available():
         pytest.skip("numba not installed")
     g = torch.Generator().manual_seed(5)
-    x = torch.rand(3000, 2, generator=g, dtype=torch.float64) * 2 * math.pi
+    n = 2 * near.SORT_POINTS
+    x = torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 * math.pi
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = near.near_sums(x, x, "laplacian", 0.3, 0.5, True, True)
+        sorted_one = near.near_sums(x, x, "laplacian", 0.3, 0.3, True, True)
+        monkeypatch.setattr(near, "SORT_POINTS", n + 1)
+        one = near.near_sums(x, x, "laplacian", 0.3, 0.3, True, True)
         torch.set_num_threads(3)
-        cells, span = near.cell_layout(near.CUTOFF * 0.5)
-        assert near.thread_parts(3000, 3000, cells, span, 2, 3) == 3
-        three = near.near_sums(x, x, "laplacian", 0.3, 0.5, True, True)
+        assert near.thread_parts(n, near.strip_layout(near.CUTOFF * 0.3, n, 2).candidates, 3) == 3
+        three = near.near_sums(x, x, "laplacian", 0.3, 0.3, True, True)
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+    for other in (sorted_one, three):
+        assert torch.equal(one[0], other[0]) and torch.equal(one[1], other[1])
 
 
 def test_spectral_backend_refuses_what_it_cannot_do() -> None:
