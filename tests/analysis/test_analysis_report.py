@@ -50,6 +50,17 @@ def test_spectrum_heatmaps(analysis, tmp_path):
     _check(spectra.draw_spectrum_heatmaps([], str(tmp_path / "heat_empty")))
 
 
+def test_heatmap_keeps_the_frequencies_that_carry_error():
+    # a 2-D K_max = 16 spectrum: 544 frequencies, 64 target modes far above the sampling noise
+    e0 = pd.Series([1e-5] * 480 + [6e-3] * 63 + [8e-3], index=[f"f{i}" for i in range(544)])
+    shown = spectra.shown_frequencies(e0)
+    assert len(shown) == 64 and shown[0] == "f543" and set(shown) == {f"f{i}" for i in range(480, 544)}
+    small = e0.iloc[:spectra.HEATMAP_ROWS]
+    assert list(spectra.shown_frequencies(small)) == list(small.index)  # up to HEATMAP_ROWS: every row
+    flat = pd.Series(1.0, index=[f"f{i}" for i in range(300)])
+    assert len(spectra.shown_frequencies(flat)) == spectra.HEATMAP_ROWS  # never more rows than that
+
+
 def test_decay_rate_figure(analysis, tmp_path):
     data = rates.decay_rate_data(analysis)
     assert len(data["rates"]) > 0  # the tiny sweep's torus trials have modes to fit
