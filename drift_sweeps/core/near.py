@@ -37,6 +37,9 @@ NEAR_THREAD_PAIRS = 1 << 18  # compiled loop: one range of points per thread (to
 # candidate pairs (about 1 ms of work against ~0.1 ms to hand a range to a thread)
 SORT_POINTS = 1 << 14  # compiled loop: points visited in the samples' strip order from this many points on (the samples
 # a point reads then stay in cache for the next)
+SELF_ONCE = True  # compiled loop: a set that is the points themselves reads each pair once (both ends' terms),
+SELF_ONCE_SHARE = 0.7  # at about this share of the time reading it from both ends takes (0.65-0.77 measured, 2-D,
+# 4096-262144 points, a = 0.11-0.67: half the pairs, each with its far end's four loads and stores)
 NEAR_CHUNK_PAIRS = 1 << 18  # torch path: candidate pairs per chunk (2 MiB per float64 column: cache-sized)
 # kernel name -> code of its closed form in `_near_loop` (log k and d log k / dr at (r, h, dim))
 COMPILED_KERNELS = {"gaussian": 0, "laplacian": 1, "cauchy": 2, "matern32": 3, "matern52": 4}
@@ -68,19 +71,27 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     slot[grid.order] = torch.arange(grid.order.shape[0])  # sample i's place in the sorted samples
     consts = torch.tensor([r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)], dtype=torch.float64)
     lay = grid.layout
+    half = bool(self_pairs) and SELF_ONCE
+    own_slot = slot
     visit = grid.sorted_order(x) if n >= SORT_POINTS else None  # neighbouring points read neighbouring samples
     if visit is not None:
         x, slot = x[visit], (slot[visit] if self_pairs else slot)
+    parts = thread_parts(n, lay.candidates / (2 if half else 1), torch.get_num_threads())
+    acc = torch.zeros(parts, 4, grid.ys.shape[0] if half else 1, dtype=torch.float64)  # a thread's samples' shares
     args = (x.contiguous().numpy(), ys3.numpy(), slot.numpy(), grid.starts.numpy(), grid.counts.numpy(),
-            lay.strips, 2 * lay.fine + 1, lay.side, consts.numpy(), int(self_pairs), s_out.numpy(), g_out.numpy())
-    parts = thread_parts(n, lay.candidates, torch.get_num_threads())
+            lay.strips, 2 * lay.fine + 1, lay.side, consts.numpy(), 2 if half else int(self_pairs), s_out.numpy(),
+            g_out.numpy())
     bounds = [n * p // parts for p in range(parts + 1)]
     if parts == 1:
-        loop(*args, 0, n)
+        loop(*args, acc[0].numpy(), 0, n)
     else:  # the loop releases the GIL: disjoint ranges of points on a trial's threads
-        list(_pool(parts).map(lambda p: loop(*args, bounds[p], bounds[p + 1]), range(parts)))
+        list(_pool(parts).map(lambda p: loop(*args, acc[p].numpy(), bounds[p], bounds[p + 1]), range(parts)))
     if visit is not None:
         s_out[visit], g_out[visit] = s_out.clone(), g_out.clone()
+    if half:  # each point's share of the pairs read from the other end
+        shares = acc.sum(0)[:, own_slot]
+        s_out += shares[0]
+        g_out += shares[1 : 1 + dim].T
     return s_out, g_out
 
 
@@ -289,7 +300,7 @@ def _compiled_helpers() -> bool:
     """Whether numba imports; if so the loop's helpers in this module's globals are compiled (once)."""
     from .plane_loop import compile_in
 
-    return compile_in(globals(), ("_wrap", "_exp_neg", "_term", "_segment"), ("_strip_row", "_lower", "_strip_segments"), ()) is not None
+    return compile_in(globals(), ("_wrap", "_exp_neg", "_term", "_segment", "_segment_half"), ("_strip_row", "_lower", "_strip_segments"), ()) is not None
 
 
 @functools.lru_cache(maxsize=None)
@@ -450,7 +461,38 @@ def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     return s, g0, g1, g2
 
 
-def _near_loop(x, ys3, slot, starts, counts, strips, span, side, consts, self_pairs, s_out, g_out, lo, hi,
+def _segment_half(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, acc, consts):
+    """`_segment` for a set that is the points themselves, each pair read once: the point's sums returned, the
+    samples' (the pair seen from the other end: the same term, the vector reversed) added into acc (4, M),
+    sorted order.  The caller passes only samples after the point in sorted order (no self pair)."""
+    r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
+    two_pi, inv_2pi = 2.0 * math.pi, 0.5 / math.pi
+    s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
+    y0, y1, y2 = ys3[0, lo:hi], ys3[1, lo:hi], ys3[2, lo:hi]
+    a_s, a0, a1, a2 = acc[0, lo:hi], acc[1, lo:hi], acc[2, lo:hi], acc[3, lo:hi]
+    for t in range(hi - lo):
+        d0, d1, d2 = c0 - y0[t], c1 - y1[t], c2 - y2[t]
+        if wrap:
+            d0 -= two_pi * np.floor(d0 * inv_2pi + 0.5)
+            d1 -= two_pi * np.floor(d1 * inv_2pi + 0.5)
+            d2 -= two_pi * np.floor(d2 * inv_2pi + 0.5)
+        r2 = d0 * d0 + d1 * d1 + d2 * d2
+        g, dg = _term(kcode, dim, r2, inv_a2, inv_h, inv_h2)
+        keep = r2 < r_c2
+        g = g if keep else 0.0
+        w = -g if moment else (dg if keep else 0.0)
+        s += g
+        g0 += w * d0
+        g1 += w * d1
+        g2 += w * d2
+        a_s[t] += g
+        a0[t] -= w * d0
+        a1[t] -= w * d1
+        a2[t] -= w * d2
+    return s, g0, g1, g2
+
+
+def _near_loop(x, ys3, slot, starts, counts, strips, span, side, consts, self_pairs, s_out, g_out, acc, lo, hi,
                kcode=0, wrap=False, moment=False):
     """Plain-Python form of the compiled loop (numba compiles it as written): for each point lo..hi-1, the
     samples of the strips of its block (`StripLayout`) closer than r_c, each read only within the axis-0 range
@@ -465,14 +507,18 @@ def _near_loop(x, ys3, slot, starts, counts, strips, span, side, consts, self_pa
     shift = np.zeros(dim, np.float64)
     seg_lo, seg_hi, seg_shift = np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2, np.float64)
     ys0 = ys3[0]
+    half = self_pairs == 2
     for i in range(lo, hi):
         s_i, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
         self_j = slot[i] if self_pairs else -1
+        own, stride = 0, 1
         for k in range(1, dim):
             home[k] = min(int(x[i, k] / side), strips - 1)
+            own += home[k] * stride
+            stride *= strips
         for o in range(span ** (dim - 1)):  # the strips of the block: offsets on axes 1..D-1
             base, gap2 = _strip_row(o, x, i, home, strips, span, shift, side, two_pi)
-            if gap2 >= r_c2:
+            if gap2 >= r_c2 or (half and base < own):
                 continue
             st, en = starts[base], starts[base] + counts[base]
             if wrap:
@@ -483,7 +529,13 @@ def _near_loop(x, ys3, slot, starts, counts, strips, span, side, consts, self_pa
             c1 = x[i, 1] - shift[1] if dim > 1 else 0.0
             c2 = x[i, 2] - shift[2] if dim > 2 else 0.0
             for sg in range(n_seg):
-                if seg_hi[sg] > seg_lo[sg]:
+                if half:
+                    first = max(seg_lo[sg], self_j + 1) if base == own else seg_lo[sg]
+                    if seg_hi[sg] > first:
+                        s, d0, d1, d2 = _segment_half(kcode, wrap, dim, moment, ys3, first, seg_hi[sg],
+                                                      x[i, 0] - seg_shift[sg], c1, c2, acc, consts)
+                        s_i, g0, g1, g2 = s_i + s, g0 + d0, g1 + d1, g2 + d2
+                elif seg_hi[sg] > seg_lo[sg]:
                     s, d0, d1, d2 = _segment(kcode, wrap, dim, moment, ys3, seg_lo[sg], seg_hi[sg],
                                               x[i, 0] - seg_shift[sg], c1, c2, self_j, consts)
                     s_i, g0, g1, g2 = s_i + s, g0 + d0, g1 + d1, g2 + d2

@@ -159,7 +159,8 @@ def test_cost_model_prices_the_threads_each_part_uses() -> None:
     one = spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5)
     parts = near.thread_parts(4096, near.strip_layout(near.CUTOFF * 0.5, 4096, 2).candidates, 8)
     assert 1 < parts <= 8
-    assert spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5, threads=8) == pytest.approx(one / parts)
+    call = spectral_plan.COST_NEAR_CALL  # a call's fixed part is not split
+    assert spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5, threads=8) == pytest.approx(call + (one - call) / parts)
     small = spectral_plan.near_cost("laplacian", 2, 64, 128, 0.5)  # too few pairs to split
     assert spectral_plan.near_cost("laplacian", 2, 64, 128, 0.5, threads=8) == small
     plan8 = spectral_plan.priced("laplacian", 0.3, 2, 4096, 4096, 4096, 49, 8)
@@ -172,7 +173,9 @@ def test_cost_model_prices_the_threads_each_part_uses() -> None:
 
 def test_compiled_near_loop_on_several_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """The points split into ranges on a thread pool, and visited in the samples' strip order (a large call): the
-    same sums, bit for bit, as one range in the caller's order."""
+    same sums, bit for bit, as one range in the caller's order for a set of other samples; for the points' own
+    set, read once per pair (the far end's shares added in another order), the same to rounding, and the same
+    as that set read from both ends."""
     from drift_sweeps.core import near
 
     if not near.compiled_available():
@@ -180,19 +183,27 @@ def test_compiled_near_loop_on_several_threads_equals_one_thread(monkeypatch: py
     g = torch.Generator().manual_seed(5)
     n = 2 * near.SORT_POINTS
     x = torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 * math.pi
+    y = torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 * math.pi
     before = torch.get_num_threads()
+    runs = []
     try:
-        torch.set_num_threads(1)
-        sorted_one = near.near_sums(x, x, "laplacian", 0.3, 0.3, True, True)
-        monkeypatch.setattr(near, "SORT_POINTS", n + 1)
-        one = near.near_sums(x, x, "laplacian", 0.3, 0.3, True, True)
-        torch.set_num_threads(3)
-        assert near.thread_parts(n, near.strip_layout(near.CUTOFF * 0.3, n, 2).candidates, 3) == 3
-        three = near.near_sums(x, x, "laplacian", 0.3, 0.3, True, True)
+        for threads, sort_points in ((1, near.SORT_POINTS), (1, n + 1), (3, near.SORT_POINTS)):
+            torch.set_num_threads(threads)
+            monkeypatch.setattr(near, "SORT_POINTS", sort_points)
+            assert near.thread_parts(n, near.strip_layout(near.CUTOFF * 0.3, n, 2).candidates / 2, 3) == 3
+            runs.append((near.near_sums(x, y, "laplacian", 0.3, 0.3, True, False),
+                         near.near_sums(x, x, "laplacian", 0.3, 0.3, True, True)))
+        monkeypatch.setattr(near, "SELF_ONCE", False)
+        both_ends = near.near_sums(x, x, "laplacian", 0.3, 0.3, True, True)
     finally:
         torch.set_num_threads(before)
-    for other in (sorted_one, three):
-        assert torch.equal(one[0], other[0]) and torch.equal(one[1], other[1])
+    (data, own), others = runs[1], [runs[0], runs[2]]
+    for other_data, other_own in others:
+        assert torch.equal(data[0], other_data[0]) and torch.equal(data[1], other_data[1])
+        for a, b in zip(own, other_own):
+            torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13 * float(a.abs().max()))
+    for a, b in zip(own, both_ends):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13 * float(a.abs().max()))
 
 
 def test_spectral_backend_refuses_what_it_cannot_do() -> None:
