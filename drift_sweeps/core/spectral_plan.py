@@ -9,7 +9,7 @@ new bandwidth (the exact truncation, the coefficient tables) is not free, so it 
 (`build_cost`), and a plan is built only once what streaming has cost beyond the plan's own
 evaluations, at this bandwidth, reaches that price (ski rental: never more than twice the
 better choice).  A kernel that has fallen below exp(-NEAR_ONLY_LOG) of k(0) within r_t <= pi (a narrow
-Gaussian) needs no Fourier part at all: the "near" plan sums the pairs closer than r_t on a cell list
+Gaussian) needs no Fourier part at all: the "near" plan sums the pairs closer than r_t
 (near.py with chi = 1), nothing to build.  In 1-D the Laplacian and Matern kernels are summed exactly by the
 "scan" plan (expscan.py: cumulative sums over the sorted samples, O((N + M) log M), nothing to build)
 wherever its expansion is precise enough (`scan_degree`).  An annealed schedule, a new bandwidth at every
@@ -53,7 +53,7 @@ COST_MODE = {1: 1.5e-8, 2: 1.8e-8, 3: 2.3e-8}  # NUFFT: one fine-grid mode of on
 FFT_CACHE_MODES = 1 << 18
 COST_CALL = 4.5e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; the plans
 # kept: spectral._nufft_plan)
-COST_NEAR = {True: 3.2e-9, False: 1.2e-7}  # Ewald: one cell-list candidate pair, compiled loop / torch ...
+COST_NEAR = {True: 3.2e-9, False: 1.2e-7}  # Ewald: one candidate pair, compiled loop (strips) / torch (cells) ...
 # (a strip read and a point's entry: near.ROW_PAIRS and near.POINT_PAIRS candidates' worth)
 COST_NEAR_CALL = 9e-4  # near field (Ewald's or the near-only plan's): fixed cost of one evaluation, two sets (their
 # strip lists, sorts and tensors: 0.87 ms measured with 8 points)
