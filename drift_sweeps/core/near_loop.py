@@ -19,7 +19,7 @@ def compiled_helpers() -> bool:
     """Whether numba imports; if so the loop's helpers in this module's globals are compiled (once)."""
     from .plane_loop import compile_in
 
-    inline = ("_wrap", "_exp_neg", "_term", "_segment", "_segment_half")
+    inline = ("_wrap", "_exp_neg", "_term", "_pair", "_segment", "_segment_half")
     return compile_in(globals(), inline, ("_strip_row", "_lower", "_strip_segments"), ()) is not None
 
 
@@ -146,26 +146,33 @@ def _term(kcode, dim, r2, inv_a2, inv_h, inv_h2):
     return g, g * (-5.0 * (1.0 + v) * inv_h2 / (3.0 * q) - cut)
 
 
+def _pair(kcode, wrap, dim, moment, d0, d1, d2, other, r_c2, inv_a2, inv_h, inv_h2):
+    """One pair from the point minus the sample (d0, d1, d2), masked beyond r_c and where not `other` (the point's
+    own pair) -> (k chi, the weight of the pair's vector: k chi (y - x) for the moment, d(k chi)/dr / r (x - y)
+    for the gradient, the vector: the minimum image where wrap)."""
+    if wrap:
+        two_pi, inv_2pi = 2.0 * math.pi, 0.5 / math.pi
+        d0 -= two_pi * np.floor(d0 * inv_2pi + 0.5)
+        d1 -= two_pi * np.floor(d1 * inv_2pi + 0.5)
+        d2 -= two_pi * np.floor(d2 * inv_2pi + 0.5)
+    r2 = d0 * d0 + d1 * d1 + d2 * d2
+    g, dg = _term(kcode, dim, r2, inv_a2, inv_h, inv_h2)
+    keep = (r2 < r_c2) & other
+    g = g if keep else 0.0
+    return g, (-g if moment else (dg if keep else 0.0)), d0, d1, d2
+
+
 def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     """A point's sums over the samples lo..hi (sorted order; ys3 (3, M), zero rows above D) from (c0, c1, c2),
     the point minus the segment's image shift: one branch-free loop (the sample self_j and the pairs beyond
     r_c masked, not skipped).  wrap: the minimum image of every pair (one strip: `StripLayout.wrap`)."""
     r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
-    two_pi, inv_2pi = 2.0 * math.pi, 0.5 / math.pi
     s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
     y0, y1, y2 = ys3[0, lo:hi], ys3[1, lo:hi], ys3[2, lo:hi]  # views indexed from 0: no negative-index
     self_t = self_j - lo  # wrap-around check on each load, so the loads are contiguous vector loads
     for t in range(hi - lo):
-        d0, d1, d2 = c0 - y0[t], c1 - y1[t], c2 - y2[t]
-        if wrap:
-            d0 -= two_pi * np.floor(d0 * inv_2pi + 0.5)
-            d1 -= two_pi * np.floor(d1 * inv_2pi + 0.5)
-            d2 -= two_pi * np.floor(d2 * inv_2pi + 0.5)
-        r2 = d0 * d0 + d1 * d1 + d2 * d2
-        g, dg = _term(kcode, dim, r2, inv_a2, inv_h, inv_h2)
-        keep = (r2 < r_c2) & (t != self_t)
-        g = g if keep else 0.0
-        w = -g if moment else (dg if keep else 0.0)  # k chi (y - x), or d(k chi)/dr / r (x - y)
+        g, w, d0, d1, d2 = _pair(kcode, wrap, dim, moment, c0 - y0[t], c1 - y1[t], c2 - y2[t], t != self_t,
+                                 r_c2, inv_a2, inv_h, inv_h2)
         s += g
         g0 += w * d0
         g1 += w * d1
@@ -178,21 +185,12 @@ def _segment_half(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, acc, consts
     samples' (the pair seen from the other end: the same term, the vector reversed) added into acc (4, M),
     sorted order.  The caller passes only samples after the point in sorted order (no self pair)."""
     r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
-    two_pi, inv_2pi = 2.0 * math.pi, 0.5 / math.pi
     s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
     y0, y1, y2 = ys3[0, lo:hi], ys3[1, lo:hi], ys3[2, lo:hi]
     a_s, a0, a1, a2 = acc[0, lo:hi], acc[1, lo:hi], acc[2, lo:hi], acc[3, lo:hi]
     for t in range(hi - lo):
-        d0, d1, d2 = c0 - y0[t], c1 - y1[t], c2 - y2[t]
-        if wrap:
-            d0 -= two_pi * np.floor(d0 * inv_2pi + 0.5)
-            d1 -= two_pi * np.floor(d1 * inv_2pi + 0.5)
-            d2 -= two_pi * np.floor(d2 * inv_2pi + 0.5)
-        r2 = d0 * d0 + d1 * d1 + d2 * d2
-        g, dg = _term(kcode, dim, r2, inv_a2, inv_h, inv_h2)
-        keep = r2 < r_c2
-        g = g if keep else 0.0
-        w = -g if moment else (dg if keep else 0.0)
+        g, w, d0, d1, d2 = _pair(kcode, wrap, dim, moment, c0 - y0[t], c1 - y1[t], c2 - y2[t], True,
+                                 r_c2, inv_a2, inv_h, inv_h2)
         s += g
         g0 += w * d0
         g1 += w * d1
