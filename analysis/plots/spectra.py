@@ -80,10 +80,10 @@ def spectrum_heatmap_data(sweep: Sweep, trial_ids: Sequence[str], times: Optiona
             r = info.loc[tid]
             lab = (labels or {}).get(r["group"], r["group"])
             title = f"{lab}\n{tid}: K={fmt(k_max)}, seed {fmt(seed)}, {r['status']}"
-        if len(order) < n_all:
-            title += f"\n{len(order)} of {n_all} frequencies: e_k(0) >= {HEATMAP_SHARE:g} x the largest"
             conv_t = r["time"] if r["event"] else math.nan
             eps = r["eps"]
+        if len(order) < n_all:
+            title += f"\n{len(order)} of {n_all} frequencies: e_k(0) >= {HEATMAP_SHARE:g} x the largest"
         out.append({"trial_id": tid, "grid": rel, "title": title, "time": conv_t, "eps": eps, "shells": shells,
                     "dim": len(str(order[0]).split(","))})
     return out

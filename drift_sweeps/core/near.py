@@ -51,8 +51,9 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
               self_pairs: bool, compiled: Optional[bool] = None,
               r_c: Optional[float] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Near-field sums S (N,) and G (N, D) of y at x (float64, in [0, 2pi)); self_pairs: y is x,
-    the pair j = i left out (and, compiled, each pair read once: SELF_ONCE).  compiled: None takes the compiled loop where it exists.  a = inf is
-    chi = 1 (the whole kernel, the near-only plan), summed within r_c (default CUTOFF a, at most pi)."""
+    the pair j = i left out (and, compiled, each pair read once: SELF_ONCE).  compiled: None takes the
+    compiled loop where it exists.  a = inf is chi = 1 (the whole kernel, the near-only plan), summed within
+    r_c (default CUTOFF a, at most pi)."""
     usable = compiled is not False and kernel in COMPILED_KERNELS and compiled_available()
     if compiled and not usable:
         raise ValueError(f"no compiled near field for kernel {kernel!r} (numba installed: {compiled_available()})")

@@ -208,7 +208,9 @@ def _near_loop(x, ys3, slot, starts, counts, strips, span, side, consts, self_pa
     samples of the strips of its block (`StripLayout`) closer than r_c, each read only within the axis-0 range
     that distance leaves, in place into s_out, g_out, for kernel `kcode` (wrap: one strip, every pair's minimum
     image; moment: the first moment, else the gradient); slot[i] is sample i's place in the sorted samples (its
-    self pair).  A segment's periodic image is one shift per axis (-2 pi, 0 or 2 pi), so a pair needs no
+    self pair).  self_pairs 2: the samples are the points, each pair read once from the end earlier in sorted
+    order (the strips after the point's own, and its own after its place), the far end's terms added into acc
+    (`_segment_half`).  A segment's periodic image is one shift per axis (-2 pi, 0 or 2 pi), so a pair needs no
     minimum-image rounding; the point's sums stay in registers (D <= 3)."""
     dim = x.shape[1]
     two_pi = 2.0 * math.pi

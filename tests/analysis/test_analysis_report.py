@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -46,6 +47,10 @@ def test_spectrum_heatmaps(analysis, tmp_path):
     assert data[0]["grid"].shape[0] == 4  # k = 1..4 at the largest k_max
     assert list(data[0]["grid"].index) == ["1", "2", "3", "4"]  # low frequencies first (bottom row)
     assert "K=4" in data[0]["title"] and "None" not in data[0]["title"]
+    times = analysis.times.set_index("trial_id")
+    for d in data:  # the contour at the trial's eps; the dashed line where it converged, none where it did not
+        assert d["eps"] == pytest.approx(times.loc[d["trial_id"], "eps"])
+        assert math.isnan(d["time"]) != bool(times.loc[d["trial_id"], "event"])
     _check(spectra.draw_spectrum_heatmaps(data, str(tmp_path / "heat")))
     _check(spectra.draw_spectrum_heatmaps([], str(tmp_path / "heat_empty")))
 

@@ -160,7 +160,8 @@ def test_cost_model_prices_the_threads_each_part_uses() -> None:
     parts = near.thread_parts(4096, near.strip_layout(near.CUTOFF * 0.5, 4096, 2).candidates, 8)
     assert 1 < parts <= 8
     call = spectral_plan.COST_NEAR_CALL  # a call's fixed part is not split
-    assert spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5, threads=8) == pytest.approx(call + (one - call) / parts)
+    eight = spectral_plan.near_cost("laplacian", 2, 4096, 8192, 0.5, threads=8)
+    assert eight == pytest.approx(call + (one - call) / parts)
     small = spectral_plan.near_cost("laplacian", 2, 64, 128, 0.5)  # too few pairs to split
     assert spectral_plan.near_cost("laplacian", 2, 64, 128, 0.5, threads=8) == small
     plan8 = spectral_plan.priced("laplacian", 0.3, 2, 4096, 4096, 4096, 49, 8)
