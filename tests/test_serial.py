@@ -81,3 +81,22 @@ def test_serial_refuses_searches_other_than_grid(capsys, make_space, tmp_path):
     rc = main([str(space), "--serial", "--results", str(tmp_path / "res")])
     err = capsys.readouterr().err
     assert rc == 2 and "--serial runs grid sweeps" in err and "optuna" in err, err
+
+
+def test_a_failure_while_a_signal_is_pending_is_an_interrupt_not_an_error_row(make_space, tmp_path, monkeypatch):
+    """A SIGINT landing inside a C call can surface as another exception (ctypes wraps it in ArgumentError):
+    once a signal has come, a trial's exception stops the sweep and the trial gets no row (it runs again)."""
+    from drift_sweeps.spaces import load_space
+    from drift_sweeps.sweep.folder import SweepFolder
+    from drift_sweeps.sweep.serial import run_serial
+
+    space = load_space(str(make_space("sig", axes={"seed": [0, 1]})))
+    folder = SweepFolder.under(str(tmp_path / "res"), "sig")
+    folder.prepare(resume=False, overwrite=False, spec={"space": space.to_dict()})
+    monkeypatch.setenv(FAULT_ENV, json.dumps({"step": 7, "seed": 0}))
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run_serial(space, "sig", folder, {}, None, "{}", say=lambda _: None, stopped=lambda: True)
+    assert "InjectedFailure" in str(stop.value)
+    assert results.trial_ids(folder.root) == set()
+    assert run_serial(space, "sig", folder, {}, None, "{}", say=lambda _: None) == 2  # no signal: an error row
+    assert results.read_table(folder.root, "trials").set_index("seed").loc[0, "status"] == "error"

@@ -73,9 +73,12 @@ def _line(done: int, total: int, tid: str, params: dict[str, Any], row: dict[str
     return f"[{done}/{total}] {tid} {what}: {row['status']} {outcome} ({secs:.1f} s on {row.get('device_used')})"
 
 
-def _run_one(cfg: Any, tid: str, threads: int) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
+def _run_one(cfg: Any, tid: str, threads: int, stopped: Callable[[], bool] = lambda: False
+             ) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
     """(summary, reports, error) of one trial on `threads` torch threads (as under Ray); an exception is the
-    trial's `error` summary."""
+    trial's `error` summary, unless a signal came meanwhile (`stopped()`): a KeyboardInterrupt raised inside a
+    C call can surface wrapped in another exception (ctypes: ArgumentError), and that trial was interrupted,
+    not failed."""
     import torch
 
     from ..trial import resolve_device, run_trial
@@ -87,6 +90,8 @@ def _run_one(cfg: Any, tid: str, threads: int) -> tuple[dict[str, Any], list[dic
     try:
         return run_trial(cfg, reports.append), reports, None
     except Exception as err:  # noqa: BLE001 - a failing trial is recorded, the sweep goes on
+        if stopped():
+            raise KeyboardInterrupt(f"{type(err).__name__}: {err}") from err
         log.debug("trial %s failed:\n%s", tid, traceback.format_exc())
         summary = record.summary(record.ERROR, reports[-1] if reports else {}, convergence_time=None,
                                  n_samples=cfg.n_samples, wall_time_s=time.perf_counter() - start,
@@ -97,10 +102,11 @@ def _run_one(cfg: Any, tid: str, threads: int) -> tuple[dict[str, Any], list[dic
 
 
 def run_serial(space: SearchSpace, sweep: str, folder: SweepFolder, kept: Mapping[str, Mapping[str, Any]],
-               commit: Any, versions: str, say: Callable[[str], None] = print) -> int:
+               commit: Any, versions: str, say: Callable[[str], None] = print,
+               stopped: Callable[[], bool] = lambda: False) -> int:
     """Run the grid trials without a row; -> how many ran.  An exception in a trial is recorded as its
     `error` row (like a Tune trial that failed for good); KeyboardInterrupt stops between writes: the
-    trial that was running has no row and runs again next time."""
+    trial that was running has no row and runs again next time (`stopped()`: whether a signal came)."""
     todo = pending(space, kept)
     total, swept = space.trial_count(), space.swept_keys()
     node = f"{socket.gethostname()}/serial"
@@ -108,7 +114,7 @@ def run_serial(space: SearchSpace, sweep: str, folder: SweepFolder, kept: Mappin
         cfg = space.resolve(params)
         folder.write_config(tid, params, cfg.to_dict())
         start = time.perf_counter()
-        summary, reports, error = _run_one(cfg, tid, space.threads)
+        summary, reports, error = _run_one(cfg, tid, space.threads, stopped)
         variant = params.get(VARIANT_PARAM) if len(space.variants) > 1 else None
         row = results.trial_row(sweep=sweep, trial_id=tid, config=cfg.to_dict(), summary=summary, node=node,
                                 error=error, swept_axes=swept, variant=variant, versions=json.loads(versions),
@@ -127,5 +133,6 @@ class SerialRunner(Runner):
         kept = p.folder.prepare(p.mode == "resume", args.overwrite, spec_record(p, 0.0, commit, versions))
         print(f"sweep {p.name}: {p.space.trial_count()} trials, one at a time without Ray, results in "
               f"{p.sweep_root}", flush=True)
-        run_serial(p.space, p.name, p.folder, kept, commit, versions)
+        run_serial(p.space, p.name, p.folder, kept, commit, versions,
+                   stopped=lambda: interrupts.signame is not None)
         return report(p, args, interrupts.signame)
