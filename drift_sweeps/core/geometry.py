@@ -59,30 +59,34 @@ def image_offsets(dim: int, shells: int, device: torch.device | None = None) -> 
 
 PERIODIC_TOL = 1e-7  # image sums stop when the kernel's remaining images sum below this share of k(0)
 MAX_IMAGES = 289  # streaming/dense image budget: (2 shells + 1)^dim <= this (17 x 17 in 2-D)
-_TAIL_HEAD = 1024  # image_tail: shells summed first (a light tail has underflowed by then)
+_TAIL_HEAD = 1024  # image_tails: shells summed first (a light tail has underflowed by then)
 
 
-def image_tail(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int, shells: int,
-               horizon: int = 100000) -> float:
-    """Upper bound on sum_{|n|_inf > shells} k(d + 2 pi n) / k(0) for any d in the cell.
+def image_tails(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int, shells: int,
+                horizon: int = 100000) -> list[float]:
+    """Upper bounds on sum_{|n|_inf > s} k(d + 2 pi n) / k(0) for any d in the cell, for s = 0..shells,
+    from one evaluation of the kernel (an annealed schedule asks at every step).
 
     An image in shell m (max-norm m) is at least (2m - 1) pi away; shell m holds
     (2m + 1)^dim - (2m - 1)^dim images.  `log_kernel_at` maps float64 distances to log k.
-    The sum runs to `horizon` shells, plus the last term times horizon (a bound for tails
+    The sums run to `horizon` shells, plus the last term times horizon (a bound for tails
     decaying at least like m^-2 per shell).
     """
     def terms_to(last: int) -> torch.Tensor:
-        m = torch.arange(shells + 1, last + 1, dtype=torch.float64)
+        m = torch.arange(1, last + 1, dtype=torch.float64)
         log_k = log_kernel_at((2 * m - 1) * math.pi) - log_kernel_at(torch.zeros(1, dtype=torch.float64))
         return ((2 * m + 1) ** dim - (2 * m - 1) ** dim) * torch.exp(log_k)
 
     # the kernels decrease with distance: once a shell's term underflows to 0 every later one does,
-    # so a light tail is summed over its first shells only (the same sum, at a new bandwidth in ~0.1 ms)
-    head = terms_to(min(horizon, shells + _TAIL_HEAD))
-    if head.numel() and shells + _TAIL_HEAD < horizon and float(head[-1]) == 0.0:
-        return float(head.sum())
-    terms = terms_to(horizon)
-    return float(terms.sum() + terms[-1] * horizon) if terms.numel() else 0.0
+    # so a light tail is summed over its first shells only
+    terms = terms_to(min(horizon, shells + _TAIL_HEAD))
+    beyond = 0.0
+    if not (terms.numel() and shells + _TAIL_HEAD < horizon and float(terms[-1]) == 0.0):
+        terms = terms_to(horizon)
+        beyond = float(terms[-1]) * horizon if terms.numel() else 0.0
+    last = float(terms[shells:].sum()) + beyond  # the shells beyond `shells`
+    nearer = terms[:shells].flip(0).cumsum(0).flip(0).tolist()  # nearer[s]: shells s + 1 .. `shells`
+    return [x + last for x in nearer] + [last]
 
 
 def periodic_shells(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int = 1,
@@ -97,14 +101,6 @@ def periodic_shells(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: 
     -> (shells, tail bound).
     """
     max_shells = max(0, int((max_images ** (1.0 / dim) - 1) // 2))
-    lo, hi = 0, max_shells
-    tail_at_budget = image_tail(log_kernel_at, dim, hi)
-    if tail_at_budget > tol:
-        return hi, tail_at_budget
-    while lo < hi:  # the tail decreases with the shell count: bisect
-        mid = (lo + hi) // 2
-        if image_tail(log_kernel_at, dim, mid) <= tol:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo, image_tail(log_kernel_at, dim, lo)
+    tails = image_tails(log_kernel_at, dim, max_shells)
+    shells = next((s for s, tail in enumerate(tails) if tail <= tol), max_shells)  # the tails decrease with s
+    return shells, tails[shells]

@@ -143,7 +143,7 @@ def strip_layout(r_c: float, m: int, dim: int) -> StripLayout:
             lay = wrap
         elif strips >= 2 * fine + 1:
             side = TWO_PI / strips
-            volume, rows = _strip_volume(dim, fine, r_c / side)
+            volume, rows = _strip_volume(dim, fine, round(r_c / side, 3))  # rounded: kept across an annealed run
             lay = StripLayout(strips, fine, side, False, m * volume * side**dim / TWO_PI**dim, rows)
         else:
             continue

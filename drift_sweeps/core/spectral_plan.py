@@ -194,6 +194,7 @@ def ball_fraction(dim: int, r: float) -> float:
     return min(1.0, vol / TWO_PI**dim)
 
 
+@functools.lru_cache(maxsize=256)
 def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1) -> float:
     """Ewald radius a balancing the near pairs of n points against m samples in all (both sample sets:
     ~ n m |ball(CUTOFF a)|) against the far grid (~ (FAR_MODES / a)^dim modes), by the cost model (FINUFFT
