@@ -143,13 +143,19 @@ def strip_layout(r_c: float, m: int, dim: int) -> StripLayout:
             lay = wrap
         elif strips >= 2 * fine + 1:
             side = TWO_PI / strips
-            volume, rows = _strip_volume(dim, fine, round(r_c / side, 3))  # rounded: kept across an annealed run
+            volume, rows = strip_volume(dim, fine, r_c / side)
             lay = StripLayout(strips, fine, side, False, m * volume * side**dim / TWO_PI**dim, rows)
         else:
             continue
         if lay.pairs < best_cost:
             best, best_cost = lay, lay.pairs
     return best or wrap
+
+
+def strip_volume(dim: int, fine: int, rho: float) -> tuple[float, float]:
+    """`_strip_volume` at rho rounded to 1e-3 (an estimate: a run whose bandwidth changes at every step reuses
+    it instead of computing one per step)."""
+    return _strip_volume(dim, fine, round(rho, 3))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -64,13 +64,13 @@ def test_strip_layout_reads_the_chords_only() -> None:
     for fine in (1, 2, 4, 8):
         strips = int(2 * math.pi * fine / r_c)
         side = 2 * math.pi / strips
-        volume, _ = near._strip_volume(2, fine, r_c / side)
+        volume, _ = near.strip_volume(2, fine, r_c / side)
         areas[fine] = volume * side**2 / r_c**2
     assert 6.25 > areas[1] > areas[2] > areas[4] > areas[8] > math.pi
     assert areas[4] == pytest.approx(3.64, abs=0.05)
     lay = near.strip_layout(r_c, m, 2)
     assert lay.fine >= 3 and lay.candidates == pytest.approx(
-        near._strip_volume(2, lay.fine, r_c / lay.side)[0] * lay.side**2 * density, rel=1e-9)
+        near.strip_volume(2, lay.fine, r_c / lay.side)[0] * lay.side**2 * density, rel=1e-9)
     x, y = _points(2, 2000, m, seed=3)
     grid = near.StripList(y, r_c)
     assert grid.layout == lay
