@@ -40,8 +40,17 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-def _remount(where: Path, *options: str) -> None:
-    subprocess.run(["mount", "-o", ",".join(("remount",) + options), str(where)], check=True, capture_output=True)
+def _remount(where: Path, *options: str, tries: int = 100) -> None:
+    """Remount with `options`; a read-only remount fails with "busy" while a file there is open for writing
+    (the sweep between two writes), so it is tried again every 0.05 s."""
+    for _ in range(tries - 1):
+        done = subprocess.run(["mount", "-o", ",".join(("remount",) + options), str(where)], capture_output=True)
+        if done.returncode == 0 or b"busy" not in done.stderr:
+            break
+        time.sleep(0.05)
+    else:
+        done = subprocess.run(["mount", "-o", ",".join(("remount",) + options), str(where)], capture_output=True)
+    done.check_returncode()
 
 
 def _run(*args: str, timeout: float = 300, on_first_line=None,

@@ -4,7 +4,7 @@ For a kernel with a closed-form normalised transform kappa (`theory.SPECTRA`) an
 Z = int k (`Kernel.mass`), the periodic kernel, its gradient and its first moment have the
 coefficients Z kappa(|k| h), i k Z kappa(|k| h) and i k/|k| Z h kappa'(|k| h) (over (2 pi)^D).
 With an Ewald split radius a > 0 these are the far part's: the near part k chi (near.py) has
-its transform subtracted, by Gauss-Legendre quadrature (`_near_radial`).  `truncation` picks
+its transform subtracted, by Gauss-Legendre quadrature (`_near_radial`; in 2-D of its projection on a line).  `truncation` picks
 the number of modes from a tail bound; `coefficients` and `multipliers` are the tables one
 bandwidth needs, cached, so a fixed bandwidth builds them once.
 """
@@ -89,29 +89,46 @@ def _lagrange(table: torch.Tensor, s: torch.Tensor, step: float, below: int) -> 
 
 
 def _near_radial_direct(kernel: str, h: float, dim: int, a: float, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """_near_radial by Gauss-Legendre quadrature at every s."""
+    """_near_radial by Gauss-Legendre quadrature at every s: in 1-D the cosine transform of k chi on [0, r_c]; in
+    2-D the same of its projection (`_projection`), since a radial function's 2-D transform along any direction is
+    the 1-D transform of its projection on that line (no Bessel function: cosines only, ~10x faster)."""
     r_c = CUTOFF * a
-    n_q = int(min(6000, 0.6 * float(s.max()) * r_c + 64))  # Gauss-Legendre: ~4 nodes per oscillation (half the
-    # 1.2 s r_c + 120 of before: against 6400 nodes both within 5e-12 of Z, 1-D and 2-D, h = 0.002-2.5, a = 0.11-0.67)
-    n_q = -(-n_q // 64) * 64  # in steps of 64, so the cached rules are reused as h changes
-    nodes, weights = _gauss_legendre(n_q)
-    r = 0.5 * r_c * (nodes + 1.0)  # (Q,)
-    w = 0.5 * r_c * weights
-    g = torch.exp(KERNELS.get(kernel).log(r, h, dim) - (r / a) ** CHI_POWER) * w  # (Q,)
-    sr = s.reshape(-1, 1) * r  # (S, Q)
-    if dim == 1:
-        val = 2.0 * (torch.cos(sr) * g).sum(1)
-        der = -2.0 * (torch.sin(sr) * (g * r)).sum(1)
-    elif dim == 2:
-        from scipy import special  # torch's bessel_j0/j1 are off by up to 5e-7 at large arguments
-
-        j0 = torch.from_numpy(special.j0(sr.numpy()))
-        j1 = torch.from_numpy(special.j1(sr.numpy()))
-        val = TWO_PI * (j0 * (g * r)).sum(1)
-        der = -TWO_PI * (j1 * (g * r * r)).sum(1)
-    else:
+    if dim not in (1, 2):
         raise ValueError("Ewald split: dim 1 or 2")
+    # Gauss-Legendre: ~4 nodes per oscillation in 1-D (against 6400 nodes within 5e-12 of Z, h = 0.002-2.5,
+    # a = 0.11-0.67); 2-D: x = r_c v^2 smooths the projection's x^2 log x at 0 (exponential kernels), and 0.8 s r_c
+    # nodes are within 4e-13 of Z of the Bessel quadrature at 6000 nodes (5 kernels, h = 0.02-2.5, a = 0.05-0.98,
+    # s <= 2000); in steps of 64, so the cached rules are reused as h changes
+    n_q = int(min(6000, (0.6 if dim == 1 else 0.8) * float(s.max()) * r_c + 64))
+    nodes, weights = _gauss_legendre(-(-n_q // 64) * 64)
+    if dim == 1:
+        x = 0.5 * r_c * (nodes + 1.0)  # (Q,)
+        g = torch.exp(KERNELS.get(kernel).log(x, h, dim) - (x / a) ** CHI_POWER) * (0.5 * r_c * weights)
+    else:
+        v = 0.5 * (nodes + 1.0)
+        x = r_c * v * v
+        g = _projection(kernel, h, a, x) * (r_c * v * weights)  # dx = 2 r_c v dv, dv = w / 2
+    sx = s.reshape(-1, 1) * x  # (S, Q)
+    val = torch.cos(sx) @ (2.0 * g)
+    der = torch.sin(sx) @ (-2.0 * g * x)
     return val.view(s.shape), der.view(s.shape)
+
+
+PROJECTION_NODES = 96  # Gauss-Legendre nodes in u of each projection integral (within 3e-14 of Z of 384 nodes;
+# 64: 2e-12, 48: 3e-11; 5 kernels, h = 0.002-2.5, a = 0.05-0.98)
+
+
+def _projection(kernel: str, h: float, a: float, x: torch.Tensor) -> torch.Tensor:
+    """A(x) = int k chi(sqrt(x^2 + y^2)) dy over the line, 0 < x < r_c: with y = x sinh u, r = x cosh u,
+    A(x) = 2 int_0^U k chi(r) r du up to r = r_c (U = arccosh(r_c / x)), whose integrand is smooth in u even
+    where k has a cusp at 0 and x is tiny (it runs over log r).  -> like x."""
+    r_c = CUTOFF * a
+    nodes, weights = _gauss_legendre(PROJECTION_NODES)
+    top = torch.acosh((r_c / x).clamp_min(1.0))  # (Q,)
+    u = 0.5 * top[:, None] * (nodes + 1.0)  # (Q, P)
+    r = x[:, None] * torch.cosh(u)
+    f = torch.exp(KERNELS.get(kernel).log(r, h, 2) - (r / a) ** CHI_POWER) * r
+    return (f * weights).sum(1) * top  # 2 * (top / 2) * sum
 
 
 @functools.lru_cache(maxsize=128)
