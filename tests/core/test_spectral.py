@@ -255,16 +255,16 @@ def test_tabulated_near_transform_matches_the_quadrature(dim: int) -> None:
         assert float((der[pick] - d0).abs().max()) < 1e-10 * z
 
 
-def _hankel_reference(kernel: str, h: float, a: float, s: torch.Tensor, n_q: int = 3000):
+def _hankel_reference(kernel: str, h: float, a: float, s: torch.Tensor, n_q: int = 2048):
     """The 2-D near-part transform as a Hankel transform, 2 pi int J0(s r) k chi(r) r dr over [0, r_c], and its
     s-derivative (with J1), by Gauss-Legendre quadrature with scipy's Bessel functions."""
-    import numpy as np
     from scipy import special
 
+    from drift_sweeps.core.fourier import _gauss_legendre  # the rule's nodes, computed once (O(n^3))
     from drift_sweeps.core.near import CHI_POWER, CUTOFF
 
     r_c = CUTOFF * a
-    nodes, weights = (torch.from_numpy(v) for v in np.polynomial.legendre.leggauss(n_q))
+    nodes, weights = _gauss_legendre(n_q)
     r = 0.5 * r_c * (nodes + 1.0)
     g = torch.exp(KERNELS.get(kernel).log(r, h, 2) - (r / a) ** CHI_POWER) * (0.5 * r_c * weights) * r
     sr = (s.reshape(-1, 1) * r).numpy()
