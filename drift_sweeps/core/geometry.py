@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -62,6 +63,14 @@ MAX_IMAGES = 289  # streaming/dense image budget: (2 shells + 1)^dim <= this (17
 _TAIL_HEAD = 1024  # image_tails: shells summed first (a light tail has underflowed by then)
 
 
+@functools.lru_cache(maxsize=8)
+def _shell_geometry(last: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shells m = 1..last: the nearest image's distance (2m - 1) pi and the images in the shell,
+    (2m + 1)^dim - (2m - 1)^dim (the same for every kernel and bandwidth: kept)."""
+    m = torch.arange(1, last + 1, dtype=torch.float64)
+    return (2 * m - 1) * math.pi, (2 * m + 1) ** dim - (2 * m - 1) ** dim
+
+
 def image_tails(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int, shells: int,
                 horizon: int = 100000) -> list[float]:
     """Upper bounds on sum_{|n|_inf > s} k(d + 2 pi n) / k(0) for any d in the cell, for s = 0..shells,
@@ -73,9 +82,9 @@ def image_tails(log_kernel_at: Callable[[torch.Tensor], torch.Tensor], dim: int,
     decaying at least like m^-2 per shell).
     """
     def terms_to(last: int) -> torch.Tensor:
-        m = torch.arange(1, last + 1, dtype=torch.float64)
-        log_k = log_kernel_at((2 * m - 1) * math.pi) - log_kernel_at(torch.zeros(1, dtype=torch.float64))
-        return ((2 * m + 1) ** dim - (2 * m - 1) ** dim) * torch.exp(log_k)
+        nearest, images = _shell_geometry(last, dim)
+        log_k = log_kernel_at(nearest.clone()) - log_kernel_at(torch.zeros(1, dtype=torch.float64))
+        return images * torch.exp(log_k)
 
     # the kernels decrease with distance: once a shell's term underflows to 0 every later one does,
     # so a light tail is summed over its first shells only
