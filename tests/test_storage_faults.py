@@ -43,13 +43,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def _remount(where: Path, *options: str, tries: int = 100) -> None:
     """Remount with `options`; a read-only remount fails with "busy" while a file there is open for writing
     (the sweep between two writes), so it is tried again every 0.05 s."""
-    for _ in range(tries - 1):
-        done = subprocess.run(["mount", "-o", ",".join(("remount",) + options), str(where)], capture_output=True)
+    command = ["mount", "-o", ",".join(("remount",) + options), str(where)]
+    for _ in range(tries):
+        done = subprocess.run(command, capture_output=True)
         if done.returncode == 0 or b"busy" not in done.stderr:
             break
         time.sleep(0.05)
-    else:
-        done = subprocess.run(["mount", "-o", ",".join(("remount",) + options), str(where)], capture_output=True)
     done.check_returncode()
 
 

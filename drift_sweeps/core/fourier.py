@@ -4,9 +4,9 @@ For a kernel with a closed-form normalised transform kappa (`theory.SPECTRA`) an
 Z = int k (`Kernel.mass`), the periodic kernel, its gradient and its first moment have the
 coefficients Z kappa(|k| h), i k Z kappa(|k| h) and i k/|k| Z h kappa'(|k| h) (over (2 pi)^D).
 With an Ewald split radius a > 0 these are the far part's: the near part k chi (near.py) has
-its transform subtracted, by Gauss-Legendre quadrature (`_near_radial`; in 2-D of its projection on a line).  `truncation` picks
-the number of modes from a tail bound; `coefficients` and `multipliers` are the tables one
-bandwidth needs, cached, so a fixed bandwidth builds them once.
+its transform subtracted, by Gauss-Legendre quadrature (`_near_radial`; in 2-D of its projection on a
+line).  `truncation` picks the number of modes from a tail bound; `coefficients` and `multipliers` are
+the tables one bandwidth needs, cached, so a fixed bandwidth builds them once.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def _lagrange(table: torch.Tensor, s: torch.Tensor, step: float, below: int) -> 
 def _near_radial_direct(kernel: str, h: float, dim: int, a: float, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """_near_radial by Gauss-Legendre quadrature at every s: in 1-D the cosine transform of k chi on [0, r_c]; in
     2-D the same of its projection (`_projection`), since a radial function's 2-D transform along any direction is
-    the 1-D transform of its projection on that line (no Bessel function: cosines only, ~10x faster)."""
+    the 1-D transform of its projection on that line (no Bessel function: cosines and sines only, about half the
+    time of scipy's J0 and J1 at each node)."""
     r_c = CUTOFF * a
     if dim not in (1, 2):
         raise ValueError("Ewald split: dim 1 or 2")

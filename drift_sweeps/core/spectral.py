@@ -25,10 +25,10 @@ gradient field's coefficients do not decay at all in 1-D) are Ewald-split:
 
 The near part k chi is negligible beyond r_c = 1.6 a (chi = 2e-19 there) and is summed in real
 space over the strips of samples near each point (near.py); the far part k (1 - chi) vanishes to
-8th order at r = 0, so it is smooth and its coefficients (Z kappa minus the near part's transform, a radial quadrature) decay
-fast.  `plan_for` (spectral_plan.py) picks direct, Ewald, near-only or "stream" (the block-streaming code)
-from a cost model calibrated by the benchmark (docs/benchmarks.md); the coefficient tables are
-in fourier.py, the near field in near.py.
+8th order at r = 0, so it is smooth and its coefficients (Z kappa minus the near part's transform, a
+radial quadrature) decay fast.  `plan_for` (spectral_plan.py) picks direct, Ewald, near-only or "stream"
+(the block-streaming code) from a cost model calibrated by the benchmark (docs/benchmarks.md); the
+coefficient tables are in fourier.py, the near field in near.py.
 
 The sums are absolute, not log-domain: a point whose normaliser S is below what the NUFFT
 resolves (far from every sample compared with h) is redone by the streaming code, so results

@@ -62,7 +62,7 @@ COST_SCAN_CALL = 1e-3  # 1-D exponential-polynomial scan (expscan.py): fixed cos
 COST_SCAN_POINT = 1e-7  # ... per point or sample and (degree + 1) (sorts, searches, cumulative sums, reads)
 COST_BUILD_CALL = 1e-3  # a new bandwidth's plan: truncation search and tables, fixed part
 COST_BUILD_MODE = 3e-7  # ... per mode of the (2K+1)^D coefficient grid (norms, unique, multipliers)
-COST_QUAD = {1: 3e-8, 2: 2e-8, 3: 2e-8}  # Ewald build: one (frequency, quadrature node) term (a cos; in 2-D a cos
+COST_QUAD = {1: 3e-8, 2: 2e-8, 3: 4e-8}  # Ewald build: one (frequency, quadrature node) term (a cos; in 2-D a cos
 # and a sin of the projection: 14 ms for 2692 frequencies x 256 nodes, fourier._near_radial_direct)
 _SEEN: dict[tuple[str, float, int], int] = {}  # (kernel, bandwidth, dim) -> calls so far (bounded below)
 _BUILT: "OrderedDict[tuple, Plan]" = OrderedDict()  # built plans, most recent last (bounded)
