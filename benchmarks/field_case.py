@@ -263,7 +263,7 @@ def run_case(case: Case, in_process: bool = False) -> dict[str, Any]:
     }
 
 
-def _settle(call, case: Case, max_calls: int = 8) -> None:
+def _settle(call, case: Case, max_calls: int = 64) -> None:
     """At a fixed bandwidth auto builds its plan once streaming has cost as much (ski rental): call
     until it has (or max_calls, or the case's budget), so the timed calls see the steady state that a
     trial's later steps see."""
@@ -327,9 +327,9 @@ def _plan_label(case: Case, x, pos, field) -> str:
         return case.backend if case.backend != "auto" else "stream"
     dim = x.shape[1]
     if case.backend == "spectral":
-        plan = spectral.forced_plan(field, field.bandwidth, dim, x.shape[0], pos.shape[0])
+        plan = spectral.forced_plan(field, field.bandwidth, dim, x.shape[0], pos.shape[0], x.dtype)
     else:
-        plan = spectral.plan_for(field, field.bandwidth, dim, x.shape[0], pos.shape[0], x.shape[0], x.device)
+        plan = spectral.plan_for(field, field.bandwidth, dim, x.shape[0], pos.shape[0], x.shape[0], x.device, x.dtype)
     return _label(plan)
 
 

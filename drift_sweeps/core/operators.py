@@ -72,10 +72,12 @@ def _spectral_plan(name: str, spec: Optional[object], x: torch.Tensor, pos: torc
         if spec is None:
             raise ValueError(f"backend 'spectral' has no {name!r} operator; it has "
                              f"{', '.join(spectral.SPECTRAL_IMPLEMENTATIONS)}")
-        return spectral.forced_plan(field, field.bandwidth, x.shape[1], x.shape[0], max(pos.shape[0], neg.shape[0]))
+        return spectral.forced_plan(field, field.bandwidth, x.shape[1], x.shape[0], max(pos.shape[0], neg.shape[0]),
+                                    x.dtype)
     if spec is None:
         return None
-    plan = spectral.plan_for(field, field.bandwidth, x.shape[1], x.shape[0], pos.shape[0], neg.shape[0], x.device)
+    plan = spectral.plan_for(field, field.bandwidth, x.shape[1], x.shape[0], pos.shape[0], neg.shape[0], x.device,
+                             x.dtype)
     return None if plan.method == "stream" else plan
 
 

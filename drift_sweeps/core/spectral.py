@@ -50,9 +50,9 @@ from .fourier import (TRUNCATION_TOL, _kappa, _near_radial, _near_radial_direct,
                       kappa_prime, mass, multipliers, truncation)
 from .geometry import TWO_PI
 from .kernels import KERNELS
-from .spectral_plan import NEAR_ONLY_LOG, Plan, forced_plan, nufft_available, plan_for, supported  # noqa: F401
+from .spectral_plan import (NEAR_ONLY_LOG, NUFFT_EPS, Plan, forced_plan, nufft_available, nufft_choice,  # noqa: F401
+                            plan_for, supported)
 
-NUFFT_EPS = {torch.float64: 1e-12, torch.float32: 1e-8}  # FINUFFT precision per input dtype
 FALLBACK = 1e6  # normalisers below FALLBACK x their NUFFT error estimate are redone by streaming
 
 
@@ -84,9 +84,10 @@ def field_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
     mult = multipliers(kernel, float(h), dim, plan.modes, plan.a, moment)
     xs = torch.remainder(x.detach().to(torch.float64).cpu(), TWO_PI).numpy()
     shape = (2 * plan.modes + 1,) * dim
-    opts = {"eps": eps, "nthreads": torch.get_num_threads()}
     pts = [xs if self_pairs else torch.remainder(y.detach().to(torch.float64).cpu(), TWO_PI).numpy()
            for y, self_pairs in sets]
+    sigma = nufft_choice(plan.modes, dim, n, sum(p.shape[0] for p in pts), eps)[1]  # the cost model's upsampling
+    opts = {"eps": eps, "nthreads": torch.get_num_threads(), "upsampfac": sigma}
     # Two sets share one type-1 transform (strengths 1 and i) and each of the 1 + D type-2 grids: every
     # mult row times a real set's transform is Hermitian, so the type-2 sum is real, and the pair's
     # sums come back as its real and imaginary parts (half the FFTs of one transform per set)
@@ -153,7 +154,7 @@ def _scan_sums(x: torch.Tensor, sets: list[tuple[torch.Tensor, bool]], kernel: s
                           lambda ys: SCAN_FLOOR)
 
 
-PLAN_CACHE_MAX = 8  # FINUFFT plans kept (type, grid, transforms, precision, threads): a plan's set-up is about
+PLAN_CACHE_MAX = 8  # FINUFFT plans kept (type, grid, transforms, precision, threads, sigma): a plan's set-up is about
 PLAN_CACHE_GRID = 1 << 20  # 0.4 ms, a third of a small field's time; only plans of fine grids up to this many modes
 _PLANS: dict = {}
 
@@ -162,7 +163,7 @@ def _nufft_plan(kind: int, shape: tuple, n_trans: int, opts: dict):
     """A FINUFFT plan for this transform, reused across calls (only its points change)."""
     import finufft
 
-    key = (kind, shape, n_trans, opts["eps"], opts["nthreads"])
+    key = (kind, shape, n_trans, opts["eps"], opts["nthreads"], opts["upsampfac"])
     plan = _PLANS.pop(key, None)
     if plan is None:
         plan = finufft.Plan(kind, shape, n_trans=n_trans, isign=-1 if kind == 1 else 1, **opts)

@@ -37,33 +37,40 @@ FAR_MODES = 100.0  # Ewald: the far part needs at most about FAR_MODES / a modes
 EWALD_MODES = 85.0  # ... and about EWALD_MODES / a on average (measured 0.8-0.95 of FAR_MODES / a): for pricing
 MAX_MODES_2D = 1024  # 2-D Fourier grids beyond this many modes per dimension cost too much memory
 EWALD_MIN_MODES = 8.0  # the far part needs at least ~8/a modes: direct below that is never beaten
-# cost model (seconds per unit, one thread), fitted to `python -m benchmarks.field --torus --threads 1`
-# and `--small` (docs/benchmarks.md); the NUFFT and near-field terms refitted to direct measurements of
-# field_sums and near_sums (2026-12-03, night: two sample sets per transform, the vector near loop)
-COST_PAIR = 3.5e-9  # streaming: one kernel value (pair x image) ...
-COST_PAIR_KERNEL = {"gaussian": 0.9, "laplacian": 0.9, "cauchy": 1.15, "matern32": 1.5, "matern52": 1.9}  # ... times
-# this per kernel (the torus' torch blocks, one thread, 2048-4096 points: 2.5-3.8 ns Gaussian and Laplacian, 3.6-4.3
-# Cauchy, 4.6-6.0 Matern 3/2, 5.5-7.9 Matern 5/2 per pair and image; 1.0 for kernels not listed)
-COST_STREAM_CALL = 6e-4  # streaming: fixed cost of one evaluation (four passes' set-up; 0.6-0.9 ms measured at
-# 256-512 points, docs/benchmarks.md)
-COST_POINT = {1: 5.5e-8, 2: 2.2e-7, 3: 1.7e-6}  # NUFFT: spreading or interpolating one point for one transform
-COST_MODE = {1: 1.5e-8, 2: 1.8e-8, 3: 2.3e-8}  # NUFFT: one fine-grid mode of one transform's FFT, with the
-# coefficient products, times (fine / FFT_CACHE_MODES)^0.35 beyond FFT_CACHE_MODES (FINUFFT 2.5, FFTW_ESTIMATE, one
-# thread; fitted 2026-12-03 to field_sums of direct plans, 1-D K = 16-8192, 2-D 8-256, 3-D 4-24, 256-4096 points)
-FFT_CACHE_MODES = 1 << 18
+# cost model (seconds per unit, one thread), every term refitted 2026-12-04 on one machine to direct measurements:
+# streaming to `python -m benchmarks.field --small`'s stream rows (model / measured 0.77-1.23), the NUFFT terms to
+# field_sums of direct plans, the near terms to near_sums, the builds to annealed minus fixed spectral calls
+# (docs/benchmarks.md, "One cost model, fitted in one hour")
+COST_PAIR = 2.45e-9  # streaming: one kernel value (pair x image) in 2-D ...
+COST_PAIR_DIM = {1: 0.74}  # ... times this in 1-D (one coordinate; 1.0 where not listed) ...
+COST_PAIR_KERNEL = {"gaussian": 0.9, "laplacian": 0.9, "cauchy": 1.15, "matern32": 1.5, "matern52": 1.9}  # ... and
+# this per kernel (the torus' torch blocks; 1.0 for kernels not listed)
+COST_STREAM_CALL = 6.7e-4  # streaming: fixed cost of one evaluation (four passes' set-up)
+NUFFT_EPS = {torch.float64: 1e-12, torch.float32: 1e-8}  # FINUFFT precision per input dtype
+UPSAMPLING = (2.0, 1.25)  # FINUFFT's fine-grid factors sigma; a transform takes the cheaper (`nufft_choice`)
+MAX_SPREAD = 16  # FINUFFT's widest spreading kernel: sigma = 1.25 reaches 1e-8 (14 wide), not 1e-12 (20)
 COST_CALL = 4.5e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; the plans
 # kept: spectral._nufft_plan)
-COST_NEAR = {True: 3.2e-9, False: 1.2e-7}  # Ewald: one candidate pair, compiled loop (strips) / torch (cells) ...
+# NUFFT terms, fitted 2026-12-04 (relative least squares, COST_CALL fixed) to field_sums of direct plans, one thread,
+# float32 and float64 inputs, sigma 2 and 1.25: 1-D N = 256-16384, K = 16-4096; 2-D N = 256-16384, K = 4-200;
+# 3-D N = 256-8192, K = 4-24 (model / measured 0.75-1.32, 0.63-1.30, 0.40-1.24; median 13%, docs/benchmarks.md):
+COST_POINT = {1: 2.2e-8, 2: 6.9e-8, 3: 7.2e-8}  # one point of one transform, apart from spreading ...
+COST_SPREAD = {1: 1.8e-9, 2: 5.5e-10, 3: 6.5e-10}  # ... and per cell of its w^D spreading block
+COST_MODE = {1: 1.1e-8, 2: 1.1e-8, 3: 8.5e-9}  # one fine-grid mode of one transform's FFT, times (fine /
+FFT_CACHE_MODES = 1 << 18  # FFT_CACHE_MODES)^0.35 beyond that
+COST_COEF = {1: 1.2e-8, 2: 2.9e-8, 3: 9.0e-8}  # one mode of the (2K+1)^D coefficient grid (the products, copies)
+COST_NEAR = {True: 1.9e-9, False: 1.2e-7}  # Ewald: one candidate pair, compiled loop (strips) / torch (cells) ...
 # (a strip read and a point's entry: near.ROW_PAIRS and near.POINT_PAIRS candidates' worth)
-COST_NEAR_CALL = 9e-4  # near field (Ewald's or the near-only plan's): fixed cost of one evaluation, two sets (their
-# strip lists, sorts and tensors: 0.87 ms measured with 8 points)
+COST_NEAR_CALL = 4e-4  # near field (Ewald's or the near-only plan's): fixed cost of one evaluation, two sets (their
+# strip lists, sorts and tensors; near_sums at N = 256-16384, a = 0.3-0.98: model / measured 0.92-1.15)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
 COST_SCAN_CALL = 1e-3  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
 COST_SCAN_POINT = 1e-7  # ... per point or sample and (degree + 1) (sorts, searches, cumulative sums, reads)
-COST_BUILD_CALL = 1e-3  # a new bandwidth's plan: truncation search and tables, fixed part
-COST_BUILD_MODE = 3e-7  # ... per mode of the (2K+1)^D coefficient grid (norms, unique, multipliers)
-COST_QUAD = {1: 3e-8, 2: 2e-8, 3: 4e-8}  # Ewald build: one (frequency, quadrature node) term (a cos; in 2-D a cos
-# and a sin of the projection: 14 ms for 2692 frequencies x 256 nodes, fourier._near_radial_direct)
+COST_BUILD_CALL = 7e-4  # a new bandwidth's plan: truncation search and tables, fixed part
+COST_BUILD_MODE = {1: 1.1e-6, 2: 1.2e-7, 3: 3e-7}  # ... per mode of the (2K+1)^D coefficient grid (norms, unique,
+# multipliers; in 1-D the truncation search over K shells dominates; 3-D not refitted)
+COST_QUAD = {1: 3e-8, 2: 1.2e-8, 3: 4e-8}  # Ewald build: one (frequency, quadrature node) term (a cos; in 2-D a cos
+# and a sin of the projection, fourier._near_radial_direct: 1.0-2.0e-8 in 2-D builds, 4 kernels, K = 80-137)
 _SEEN: dict[tuple[str, float, int], int] = {}  # (kernel, bandwidth, dim) -> calls so far (bounded below)
 _BUILT: "OrderedDict[tuple, Plan]" = OrderedDict()  # built plans, most recent last (bounded)
 _BUILT_MAX = 64
@@ -138,18 +145,56 @@ def near_compiled(kernel: str) -> bool:
     return kernel in near.COMPILED_KERNELS and near.numba_installed()
 
 
-def nufft_cost(modes: int, dim: int, n: int, m: int) -> float:
+def spread_width(eps: float, sigma: float) -> int:
+    """FINUFFT's spreading kernel width at precision eps and upsampling sigma (its rule: one point per digit
+    at sigma = 2, else -ln(eps) / (pi sqrt(1 - 1/sigma))); above MAX_SPREAD it cannot reach eps."""
+    if sigma == 2.0:
+        return max(2, math.ceil(-math.log10(eps / 10.0)))
+    return max(2, math.ceil(-math.log(eps) / (math.pi * math.sqrt(1.0 - 1.0 / sigma))))
+
+
+def _smooth_even(n: int) -> int:
+    """The smallest even number >= n with no prime factor above 5 (FINUFFT's fine-grid sizes)."""
+    n += n % 2
+    while True:
+        r = n
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return n
+        n += 2
+
+
+@functools.lru_cache(maxsize=4096)
+def nufft_choice(modes: int, dim: int, n: int, m: int, eps: float = 1e-12) -> tuple[float, float]:
     """One spectral evaluation of n points against m samples in all (two sample sets share each transform:
-    spectral.field_sums): one type-1 transform spreading the m samples, 1 + D type-2 transforms interpolating
-    at the n points, the fine grid's FFT for each."""
-    fine = (2 * (2 * modes + 1)) ** dim
-    return (COST_CALL + (dim + 2) * COST_MODE[dim] * fine * max(1.0, fine / FFT_CACHE_MODES) ** 0.35
-            + COST_POINT[dim] * (m + (dim + 1) * n))
+    spectral.field_sums): one type-1 transform spreading the m samples, 1 + D type-2 transforms interpolating at
+    the n points, each point over a w^D block, each transform an FFT of the fine grid (sigma (2K + 1), at least
+    2 w, per dimension), and the coefficient products.  -> (cost, the upsampling sigma that gives it): the cheaper
+    of UPSAMPLING whose kernel reaches eps."""
+    best = (math.inf, 2.0)
+    for sigma in UPSAMPLING:
+        w = spread_width(eps, sigma)
+        if w > MAX_SPREAD:
+            continue
+        fine = _smooth_even(max(math.ceil(sigma * (2 * modes + 1)), 2 * w)) ** dim
+        cost = (COST_CALL + (COST_POINT[dim] + COST_SPREAD[dim] * w**dim) * (m + (dim + 1) * n)
+                + (dim + 2) * COST_MODE[dim] * fine * max(1.0, fine / FFT_CACHE_MODES) ** 0.35
+                + COST_COEF[dim] * (2 * modes + 1) ** dim)
+        best = min(best, (cost, sigma))
+    return best
 
 
-def stream_cost(kernel: str, images: int, n: int, m: int, k: int) -> float:
+def nufft_cost(modes: int, dim: int, n: int, m: int, eps: float = 1e-12) -> float:
+    """One spectral evaluation's cost (`nufft_choice`)."""
+    return nufft_choice(modes, dim, n, m, eps)[0]
+
+
+def stream_cost(kernel: str, dim: int, images: int, n: int, m: int, k: int) -> float:
     """One streaming evaluation: every pair at every periodic image."""
-    return COST_STREAM_CALL + COST_PAIR * COST_PAIR_KERNEL.get(kernel, 1.0) * n * (m + k) * images
+    return (COST_STREAM_CALL + COST_PAIR * COST_PAIR_DIM.get(dim, 1.0) * COST_PAIR_KERNEL.get(kernel, 1.0)
+            * n * (m + k) * images)
 
 
 def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0, threads: int = 1) -> float:
@@ -169,16 +214,17 @@ def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0,
     return COST_NEAR_CALL + COST_NEAR[False] * n * m * (span / cells) ** dim / threads
 
 
-def ewald_cost(kernel: str, dim: int, n: int, m: int, a: float, modes: float, threads: int) -> float:
+def ewald_cost(kernel: str, dim: int, n: int, m: int, a: float, modes: float, threads: int,
+               eps: float = 1e-12) -> float:
     """One Ewald evaluation: the far grid's NUFFTs on `threads` threads and the near pairs within CUTOFF a."""
-    return nufft_cost(int(modes), dim, n, m) / threads + near_cost(kernel, dim, n, m, a, threads=threads)
+    return nufft_cost(int(modes), dim, n, m, eps) / threads + near_cost(kernel, dim, n, m, a, threads=threads)
 
 
 def build_cost(method: str, modes: int, dim: int, a: float) -> float:
     """Building a plan for a new bandwidth: the coefficient grid, and for Ewald the near part's
     transform by quadrature (truncation search over ~1.5 K shells, then the grid's distinct |k|
     or the interpolation table, each at ~0.6 s r_c (1-D) or 0.8 s r_c (2-D) quadrature nodes)."""
-    cost = COST_BUILD_CALL + COST_BUILD_MODE * (2 * modes + 1) ** dim
+    cost = COST_BUILD_CALL + COST_BUILD_MODE[dim] * (2 * modes + 1) ** dim
     if method == "ewald":
         r_c = near.CUTOFF * a
         nodes = (0.6 if dim == 1 else 0.8) * modes * math.sqrt(dim) * r_c + 64
@@ -195,7 +241,7 @@ def ball_fraction(dim: int, r: float) -> float:
 
 
 @functools.lru_cache(maxsize=256)
-def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1) -> float:
+def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1, eps: float = 1e-12) -> float:
     """Ewald radius a balancing the near pairs of n points against m samples in all (both sample sets:
     ~ n m |ball(CUTOFF a)|) against the far grid (~ (FAR_MODES / a)^dim modes), by the cost model (FINUFFT
     and the near loop on `threads` threads); r_c = CUTOFF a at most pi / 2."""
@@ -205,17 +251,18 @@ def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1) -> flo
         k_far = FAR_MODES / a
         if k_far > fourier.MAX_MODES_PER_DIM or (dim == 2 and k_far > MAX_MODES_2D):
             break
-        c = ewald_cost(kernel, dim, n, m, a, k_far, threads)
+        c = ewald_cost(kernel, dim, n, m, a, k_far, threads, eps)
         if c < best_c:
             best_a, best_c = a, c
     return best_a
 
 
 @functools.lru_cache(maxsize=1024)
-def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int, threads: int) -> Plan:
+def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int, threads: int,
+           eps: float = 1e-12) -> Plan:
     """The cheapest method per the cost model, with its estimated evaluation and build costs
     (modes: exact for direct, estimated for Ewald)."""
-    stream = stream_cost(kernel, images, n, m, k) / threads
+    stream = stream_cost(kernel, dim, images, n, m, k) / threads
     best = Plan("stream", cost_s=stream, stream_cost_s=stream)
     c = scan_cost(kernel, h, dim, n, m, k) / threads
     if c < best.cost_s:  # exact and O((N + M) log M): cheaper than every other plan wherever it applies
@@ -224,7 +271,7 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
         return best  # the small-N path: no spectral evaluation beats this stream, nothing else is priced
     k_direct = direct_modes_estimate(kernel, h, dim)
     if k_direct > 0:
-        c = nufft_cost(k_direct, dim, n, m + k) / threads
+        c = nufft_cost(k_direct, dim, n, m + k, eps) / threads
         if c < best.cost_s:
             best = Plan("direct", k_direct, 0.0, c, stream, build_cost("direct", k_direct, dim, 0.0))
     r_t = near_only_radius(kernel, h, dim)
@@ -232,10 +279,10 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
         c = near_cost(kernel, dim, n, m + k, 0.0, r_t, threads)
         if c < best.cost_s:
             best = Plan("near", 0, 0.0, c, stream, 0.0, r_t)
-    a = split_radius(kernel, dim, n, m + k, threads) if dim <= 2 else 0.0  # the Ewald split is written for 1-D and 2-D
+    a = split_radius(kernel, dim, n, m + k, threads, eps) if dim <= 2 else 0.0  # the Ewald split: 1-D and 2-D
     if dim <= 2 and not 0 < k_direct <= EWALD_MIN_MODES / a:
         k_far = int(EWALD_MODES / a)
-        c = ewald_cost(kernel, dim, n, m + k, a, k_far, threads)
+        c = ewald_cost(kernel, dim, n, m + k, a, k_far, threads, eps)
         if c < best.cost_s:
             best = Plan("ewald", k_far, a, c, stream, build_cost("ewald", k_far, dim, a))
     return best
@@ -278,17 +325,19 @@ def direct_modes_estimate(kernel: str, h: float, dim: int) -> int:
     return min(math.ceil(k_bin * h_bin / h), fourier.MAX_MODES_PER_DIM) if k_bin > 0 else 0
 
 
-def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: int, device: torch.device) -> Plan:
+def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: int, device: torch.device,
+             dtype: torch.dtype = torch.float64) -> Plan:
     """The cheapest exact evaluation of a convolution-form field per the cost model, counting the
-    plan's build at a new bandwidth (streaming where FINUFFT is not installed)."""
+    plan's build at a new bandwidth (streaming where FINUFFT is not installed); dtype: the inputs' (the NUFFT's
+    precision, NUFFT_EPS)."""
     if not field.periodic or device.type != "cpu" or not nufft_available():
         return Plan("stream")
     threads = torch.get_num_threads()
     scan = scan_cost(field.kernel, float(bandwidth), dim, n, m, k) / threads
-    if scan < stream_cost(field.kernel, 1, n, m, k) / threads:  # beats even one image: no need to count them
+    if scan < stream_cost(field.kernel, dim, 1, n, m, k) / threads:  # beats even one image: no need to count them
         return Plan("scan", cost_s=scan)
     images = (2 * field.shells(bandwidth, dim) + 1) ** dim
-    price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, threads)
+    price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, threads, NUFFT_EPS.get(dtype, 1e-12))
     if price.method == "stream":
         return price
     if price.method in ("near", "scan"):
@@ -317,7 +366,8 @@ def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: in
     return plan
 
 
-def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int) -> Plan:
+def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int,
+                dtype: torch.dtype = torch.float64) -> Plan:
     """The spectral plan when the field asks for it: direct if its truncation fits, else Ewald."""
     if not field.periodic:
         raise ValueError("backend 'spectral' is for the torus (FieldSpec.periodic = True)")
@@ -330,7 +380,7 @@ def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int) ->
     if k_direct > 0:
         return Plan("direct", k_direct)
     if dim <= 2:
-        a = split_radius(field.kernel, dim, n, 2 * m, torch.get_num_threads())  # the samples and the negatives
+        a = split_radius(field.kernel, dim, n, 2 * m, torch.get_num_threads(), NUFFT_EPS.get(dtype, 1e-12))  # both sets
         k_far = fourier.truncation(field.kernel, bandwidth, dim, a)
         if k_far > 0:
             return Plan("ewald", k_far, a)

@@ -172,6 +172,30 @@ def test_cost_model_prices_the_threads_each_part_uses() -> None:
     assert plan8.cost_s == pytest.approx(expected)
 
 
+def test_nufft_upsampling_follows_finufft_widths_and_the_precision() -> None:
+    """FINUFFT's spreading width per precision and upsampling (its rule): sigma = 1.25 reaches float32's 1e-8 with a
+    14-wide kernel but not float64's 1e-12 (20 > MAX_SPREAD), so float64 always takes sigma = 2.  In float32 the
+    cost model takes 1.25 for a large grid against few points (the FFT dominates) and 2 for many points on a
+    small grid (the spreading dominates), and a field's transforms run at the sigma it chose."""
+    from drift_sweeps.core import spectral_plan as sp
+
+    assert [sp.spread_width(e, s) for e, s in ((1e-12, 2.0), (1e-8, 2.0), (1e-8, 1.25), (1e-12, 1.25))] == [13, 9, 14, 20]
+    assert sp._smooth_even(191) == 192 and sp._smooth_even(241) == 250 and sp._smooth_even(7) == 8
+    eps32, eps64 = sp.NUFFT_EPS[torch.float32], sp.NUFFT_EPS[torch.float64]
+    assert sp.nufft_choice(95, 2, 256, 512, eps32)[1] == 1.25
+    assert sp.nufft_choice(8, 2, 16384, 32768, eps32)[1] == 2.0
+    assert all(sp.nufft_choice(k, 2, n, 2 * n, eps64)[1] == 2.0 for k in (8, 95, 400) for n in (256, 16384))
+    assert sp.nufft_cost(95, 2, 256, 512, eps32) < sp.nufft_cost(95, 2, 256, 512, eps64)
+    x, pos = _points(2, seed=7)
+    field = FieldSpec("gaussian", 0.3, True, True)
+    for dtype, sigma in ((torch.float32, 1.25), (torch.float64, 2.0)):
+        spectral._PLANS.clear()
+        v = spectral.meanshift(x.to(dtype), pos.to(dtype), x.to(dtype), field, spectral.Plan("direct", 95))
+        assert {key[-1] for key in spectral._PLANS} == {sigma}
+        ref = brute_field("meanshift", x, pos, "gaussian", 0.3, 12)
+        assert float((v.double() - ref).abs().max() / ref.abs().max()) < (1e-5 if dtype == torch.float32 else TOL)
+
+
 def test_compiled_near_loop_on_several_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """The points split into ranges on a thread pool, and visited in the samples' strip order (a large call): the
     same sums, bit for bit, as one range in the caller's order for a set of other samples; for the points' own
