@@ -53,7 +53,7 @@ COST_CALL = 4.5e-4  # NUFFT: fixed cost of one spectral evaluation (points, conv
 # kept: spectral._nufft_plan)
 # NUFFT terms, fitted 2026-12-04 (relative least squares, COST_CALL fixed) to field_sums of direct plans, one thread,
 # float32 and float64 inputs, sigma 2 and 1.25: 1-D N = 256-16384, K = 16-4096; 2-D N = 256-16384, K = 4-200;
-# 3-D N = 256-8192, K = 4-24 (model / measured 0.75-1.32, 0.63-1.30, 0.40-1.24; median 13%, docs/benchmarks.md):
+# 3-D N = 256-8192, K = 4-24 (model / measured 0.75-1.31, 0.63-1.31, 0.40-1.24; median off 9-14%, docs/benchmarks.md):
 COST_POINT = {1: 2.2e-8, 2: 6.9e-8, 3: 7.2e-8}  # one point of one transform, apart from spreading ...
 COST_SPREAD = {1: 1.8e-9, 2: 5.5e-10, 3: 6.5e-10}  # ... and per cell of its w^D spreading block
 COST_MODE = {1: 1.1e-8, 2: 1.1e-8, 3: 8.5e-9}  # one fine-grid mode of one transform's FFT, times (fine /
