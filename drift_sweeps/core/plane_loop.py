@@ -121,6 +121,7 @@ def compile_in(namespace: dict[str, Any], inline: tuple[str, ...], helpers: tupl
     jit = functools.partial(numba.njit, fastmath=FASTMATH, error_model="numpy", cache=True)
     for name in inline + helpers:
         py_func = getattr(namespace[name], "py_func", namespace[name])
+        py_func.__globals__["np"] = numpy  # a function imported from another module looks np up there
         namespace[name] = jit(inline="always")(py_func) if name in inline else jit(py_func)
     return [jit(nogil=nogil)(namespace[name]) for name in loops]
 

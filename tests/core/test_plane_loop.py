@@ -136,6 +136,21 @@ def test_kept_lse_sums_match_logsumexp():
     assert torch.isinf(huge).all()
 
 
+def test_the_kept_loops_compile_first_in_a_fresh_process(tmp_path):
+    """kept_loops inlines plane_loop's exp2, which looks np up in plane_loop's globals: compiled first in a process
+    with a cold cache (before any plane pass), it must find it there."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from drift_sweeps.core import kept_loops; torch.set_num_threads(1); "
+            "s = kept_loops.kept_lse_sums(-torch.rand(8, 16), torch.zeros(8), torch.zeros(16), False); "
+            "assert s is not None and bool(torch.isfinite(s).all())")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("kernel", sorted(plane_loop.CODES))
 def test_the_kept_log_kernel_matrix_matches_the_registered_kernel(kernel):
     g = torch.Generator().manual_seed(5)
