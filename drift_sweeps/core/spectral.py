@@ -51,7 +51,7 @@ from .fourier import (TRUNCATION_TOL, _kappa, _near_radial, _near_radial_direct,
 from .geometry import TWO_PI
 from .kernels import KERNELS
 from .spectral_plan import (NEAR_ONLY_LOG, NUFFT_EPS, Plan, forced_plan, nufft_available, nufft_choice,  # noqa: F401
-                            plan_for, supported)
+                            nufft_eps, plan_for, supported)
 
 FALLBACK = 1e6  # normalisers below FALLBACK x their NUFFT error estimate are redone by streaming
 
@@ -201,7 +201,7 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def _sides(x, pos, neg, field: FieldSpec, h: float, plan: Plan, moment: bool) -> tuple[Sums, Sums]:
-    eps = NUFFT_EPS.get(x.dtype, 1e-12)
+    eps = nufft_eps(x.dtype)
     sp, sn = field_sums(x, [(pos, False), (neg, field.neg_is_x)], field.kernel, h, plan, moment, eps)
     return sp, sn
 

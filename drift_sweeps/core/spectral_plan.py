@@ -46,7 +46,8 @@ COST_PAIR_DIM = {1: 0.74}  # ... times this in 1-D (one coordinate; 1.0 where no
 COST_PAIR_KERNEL = {"gaussian": 0.9, "laplacian": 0.9, "cauchy": 1.15, "matern32": 1.5, "matern52": 1.9}  # ... and
 # this per kernel (the torus' torch blocks; 1.0 for kernels not listed)
 COST_STREAM_CALL = 6.7e-4  # streaming: fixed cost of one evaluation (four passes' set-up)
-NUFFT_EPS = {torch.float64: 1e-12, torch.float32: 1e-8}  # FINUFFT precision per input dtype
+NUFFT_EPS = {torch.float64: 1e-12, torch.float32: 1e-8}  # FINUFFT precision per input dtype (others: float64's)
+EPS64 = NUFFT_EPS[torch.float64]
 UPSAMPLING = (2.0, 1.25)  # FINUFFT's fine-grid factors sigma; a transform takes the cheaper (`nufft_choice`)
 MAX_SPREAD = 16  # FINUFFT's widest spreading kernel: sigma = 1.25 reaches 1e-8 (14 wide), not 1e-12 (20)
 COST_CALL = 4.5e-4  # NUFFT: fixed cost of one spectral evaluation (points, conversions, the fallback check; the plans
@@ -56,8 +57,8 @@ COST_CALL = 4.5e-4  # NUFFT: fixed cost of one spectral evaluation (points, conv
 # 3-D N = 256-8192, K = 4-24 (model / measured 0.75-1.31, 0.63-1.31, 0.40-1.24; median off 9-14%, docs/benchmarks.md):
 COST_POINT = {1: 2.2e-8, 2: 6.9e-8, 3: 7.2e-8}  # one point of one transform, apart from spreading ...
 COST_SPREAD = {1: 1.8e-9, 2: 5.5e-10, 3: 6.5e-10}  # ... and per cell of its w^D spreading block
-COST_MODE = {1: 1.1e-8, 2: 1.1e-8, 3: 8.5e-9}  # one fine-grid mode of one transform's FFT, times (fine /
-FFT_CACHE_MODES = 1 << 18  # FFT_CACHE_MODES)^0.35 beyond that
+COST_MODE = {1: 1.1e-8, 2: 1.1e-8, 3: 8.5e-9}  # one fine-grid mode of one transform's FFT ...
+FFT_CACHE_MODES = 1 << 18  # ... times (fine modes / this)^0.35 beyond this many
 COST_COEF = {1: 1.2e-8, 2: 2.9e-8, 3: 9.0e-8}  # one mode of the (2K+1)^D coefficient grid (the products, copies)
 COST_NEAR = {True: 1.9e-9, False: 1.2e-7}  # Ewald: one candidate pair, compiled loop (strips) / torch (cells) ...
 # (a strip read and a point's entry: near.ROW_PAIRS and near.POINT_PAIRS candidates' worth)
@@ -145,6 +146,11 @@ def near_compiled(kernel: str) -> bool:
     return kernel in near.COMPILED_KERNELS and near.numba_installed()
 
 
+def nufft_eps(dtype: torch.dtype) -> float:
+    """FINUFFT's precision for inputs of this dtype (NUFFT_EPS)."""
+    return NUFFT_EPS.get(dtype, EPS64)
+
+
 def spread_width(eps: float, sigma: float) -> int:
     """FINUFFT's spreading kernel width at precision eps and upsampling sigma (its rule: one point per digit
     at sigma = 2, else -ln(eps) / (pi sqrt(1 - 1/sigma))); above MAX_SPREAD it cannot reach eps."""
@@ -167,7 +173,7 @@ def _smooth_even(n: int) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def nufft_choice(modes: int, dim: int, n: int, m: int, eps: float = 1e-12) -> tuple[float, float]:
+def nufft_choice(modes: int, dim: int, n: int, m: int, eps: float = EPS64) -> tuple[float, float]:
     """One spectral evaluation of n points against m samples in all (two sample sets share each transform:
     spectral.field_sums): one type-1 transform spreading the m samples, 1 + D type-2 transforms interpolating at
     the n points, each point over a w^D block, each transform an FFT of the fine grid (sigma (2K + 1), at least
@@ -186,7 +192,7 @@ def nufft_choice(modes: int, dim: int, n: int, m: int, eps: float = 1e-12) -> tu
     return best
 
 
-def nufft_cost(modes: int, dim: int, n: int, m: int, eps: float = 1e-12) -> float:
+def nufft_cost(modes: int, dim: int, n: int, m: int, eps: float = EPS64) -> float:
     """One spectral evaluation's cost (`nufft_choice`)."""
     return nufft_choice(modes, dim, n, m, eps)[0]
 
@@ -215,7 +221,7 @@ def near_cost(kernel: str, dim: int, n: int, m: int, a: float, r_c: float = 0.0,
 
 
 def ewald_cost(kernel: str, dim: int, n: int, m: int, a: float, modes: float, threads: int,
-               eps: float = 1e-12) -> float:
+               eps: float = EPS64) -> float:
     """One Ewald evaluation: the far grid's NUFFTs on `threads` threads and the near pairs within CUTOFF a."""
     return nufft_cost(int(modes), dim, n, m, eps) / threads + near_cost(kernel, dim, n, m, a, threads=threads)
 
@@ -241,7 +247,7 @@ def ball_fraction(dim: int, r: float) -> float:
 
 
 @functools.lru_cache(maxsize=256)
-def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1, eps: float = 1e-12) -> float:
+def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1, eps: float = EPS64) -> float:
     """Ewald radius a balancing the near pairs of n points against m samples in all (both sample sets:
     ~ n m |ball(CUTOFF a)|) against the far grid (~ (FAR_MODES / a)^dim modes), by the cost model (FINUFFT
     and the near loop on `threads` threads); r_c = CUTOFF a at most pi / 2."""
@@ -259,7 +265,7 @@ def split_radius(kernel: str, dim: int, n: int, m: int, threads: int = 1, eps: f
 
 @functools.lru_cache(maxsize=1024)
 def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int, threads: int,
-           eps: float = 1e-12) -> Plan:
+           eps: float = EPS64) -> Plan:
     """The cheapest method per the cost model, with its estimated evaluation and build costs
     (modes: exact for direct, estimated for Ewald)."""
     stream = stream_cost(kernel, dim, images, n, m, k) / threads
@@ -337,7 +343,7 @@ def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: in
     if scan < stream_cost(field.kernel, dim, 1, n, m, k) / threads:  # beats even one image: no need to count them
         return Plan("scan", cost_s=scan)
     images = (2 * field.shells(bandwidth, dim) + 1) ** dim
-    price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, threads, NUFFT_EPS.get(dtype, 1e-12))
+    price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, threads, nufft_eps(dtype))
     if price.method == "stream":
         return price
     if price.method in ("near", "scan"):
@@ -380,7 +386,7 @@ def forced_plan(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int,
     if k_direct > 0:
         return Plan("direct", k_direct)
     if dim <= 2:
-        a = split_radius(field.kernel, dim, n, 2 * m, torch.get_num_threads(), NUFFT_EPS.get(dtype, 1e-12))  # both sets
+        a = split_radius(field.kernel, dim, n, 2 * m, torch.get_num_threads(), nufft_eps(dtype))  # both sets
         k_far = fourier.truncation(field.kernel, bandwidth, dim, a)
         if k_far > 0:
             return Plan("ewald", k_far, a)
