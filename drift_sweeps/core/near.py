@@ -152,15 +152,32 @@ def strip_layout(r_c: float, m: int, dim: int) -> StripLayout:
     return best or wrap
 
 
+RHO_STEPS = 64  # strip_volume's table: steps over the (fine - 1/2, fine] that strip_layout's rho lies in
+
+
 def strip_volume(dim: int, fine: int, rho: float) -> tuple[float, float]:
-    """`_strip_volume` at rho rounded to 1e-3 (an estimate: a run whose bandwidth changes at every step reuses
-    it instead of computing one per step)."""
-    return _strip_volume(dim, fine, round(rho, 3))
+    """`_strip_volumes` at r_c = rho sides, an estimate for pricing: interpolated in a table of RHO_STEPS + 1 values
+    per (dim, fine) over (fine - 1/2, fine], where `strip_layout` puts rho (r_c <= pi), so a run whose bandwidth
+    changes at every step prices its layouts without computing them again; computed directly elsewhere."""
+    lo = fine - 0.5
+    if not lo <= rho <= fine:
+        volume, rows = _strip_volumes(dim, fine, (rho,))
+        return float(volume[0]), float(rows[0])
+    volume, rows = _strip_volume_table(dim, fine)
+    u = (rho - lo) * 2 * RHO_STEPS
+    i = min(int(u), RHO_STEPS - 1)
+    t = u - i
+    return volume[i] + t * (volume[i + 1] - volume[i]), rows[i] + t * (rows[i + 1] - rows[i])
 
 
-@functools.lru_cache(maxsize=4096)
-def _strip_volume(dim: int, fine: int, rho: float, grid: int = 16) -> tuple[float, float]:
-    """Expected candidate volume (units of a strip's side^D) and strips read per point, r_c = rho sides,
+@functools.lru_cache(maxsize=256)
+def _strip_volume_table(dim: int, fine: int) -> tuple[list[float], list[float]]:
+    volume, rows = _strip_volumes(dim, fine, tuple((fine - 0.5 + 0.5 * j / RHO_STEPS) for j in range(RHO_STEPS + 1)))
+    return volume.tolist(), rows.tolist()
+
+
+def _strip_volumes(dim: int, fine: int, rhos: tuple[float, ...], grid: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected candidate volume (units of a strip's side^D) and strips read per point at each r_c = rho sides,
     a point's place in its strip on a grid of `grid` positions per axis."""
     f = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
     off = torch.arange(-fine, fine + 1, dtype=torch.float64)
@@ -168,9 +185,9 @@ def _strip_volume(dim: int, fine: int, rho: float, grid: int = 16) -> tuple[floa
     total = gap2
     for _ in range(dim - 2):
         total = (total[:, None, :, None] + gap2[None, :, None, :]).reshape(total.shape[0] * grid, -1)
-    inside = total < rho * rho
-    width = 2.0 * (rho * rho - total).clamp_min(0).sqrt()
-    return float(width.sum(1).mean()), float(inside.sum(1).double().mean())
+    r2 = torch.tensor(rhos, dtype=torch.float64).square()[:, None, None]  # (R, 1, 1)
+    width = 2.0 * (r2 - total).clamp_min(0).sqrt()
+    return width.sum(2).mean(1), (total < r2).sum(2).double().mean(1)
 
 
 def cell_layout(r_c: float) -> tuple[int, int]:

@@ -89,6 +89,27 @@ def test_strip_layout_reads_the_chords_only() -> None:
     assert counted / 2000 == pytest.approx(lay.candidates, rel=0.03)
 
 
+def test_strip_volume_table_is_the_direct_estimate() -> None:
+    """strip_volume interpolates a table over (fine - 1/2, fine], where strip_layout's rho lies: within 0.5% of the
+    direct estimate's volume there and 0.4 of its strips read (a step function of rho on the estimate's 16-point
+    grid; a strip read is priced at ROW_PAIRS candidates), 2-D and 3-D, the direct estimate itself
+    elsewhere, and every layout strip_layout prices has its rho in the table."""
+    for dim in (2, 3):
+        for fine in (1, 2, 4, 8, 16):
+            for j in range(41):
+                rho = fine - 0.5 + 0.5 * (j + 0.3) / 41
+                est = near.strip_volume(dim, fine, rho)
+                direct = [float(v[0]) for v in near._strip_volumes(dim, fine, (rho,))]
+                assert est[0] == pytest.approx(direct[0], rel=5e-3), (dim, fine, rho)  # candidates
+                assert est[1] == pytest.approx(direct[1], abs=0.4), (dim, fine, rho)  # strips read: steps of 1/16+
+        assert near.strip_volume(dim, 2, 2.7) == tuple(float(v[0]) for v in near._strip_volumes(dim, 2, (2.7,)))
+    for r_c in (0.05, 0.3, 1.0, 2.0, math.pi):
+        for fine in near.FINE_CHOICES[1:]:
+            strips = int(2 * math.pi * fine / r_c)
+            if strips >= 2 * fine + 1:
+                assert fine - 0.5 <= r_c * strips / (2 * math.pi) <= fine
+
+
 def test_near_field_against_brute_force() -> None:
     """Both implementations equal the all-pairs sum of k chi over the minimum image within r_c."""
     x, y = _points(2, 50, 60, seed=7)
