@@ -213,6 +213,7 @@ def _fit(tuner: Any, verbose: int, interrupts: Interrupts) -> Any:
     quiet.update({k: v for k, v in LOGGERS_OFF.items() if k not in os.environ})
     os.environ.update(quiet)
     ray_compat.tensorboardx_without_torch()  # before Tune's loggers or ours import it
+    ray_compat.one_line_storage_errors()
     interrupts.in_fit = True
     # fit() ends by reading Tune's per-trial result files, which its loggers (when on) write
     analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")

@@ -43,6 +43,31 @@ def connected_dashboard_url() -> Optional[str]:
 RAY_STORAGE_LOGGERS = ("ray.train._internal.storage", "ray.train._internal.syncer")  # Tune's uploads to storage
 
 
+class _OneLineErrors:
+    """A logging filter: a record logged with an exception (logger.exception) keeps its message and the error's
+    type and first line, not the traceback."""
+
+    def filter(self, record) -> bool:  # noqa: ANN001 - logging.LogRecord
+        if record.exc_info and record.exc_info[1] is not None:
+            err = record.exc_info[1]
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            record.msg, record.args = f"{record.getMessage()} ({type(err).__name__}: {first})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def one_line_storage_errors() -> None:
+    """Ray's writes of Tune's state to the sweep's storage log a failure with its traceback; a storage fault is
+    the sweep's own one-line error (exit 74), and can reach Ray's writes first (a trial's folder created as
+    the endpoint goes): their records keep one line each.  Idempotent."""
+    import logging
+
+    for name in RAY_STORAGE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OneLineErrors) for f in logger.filters):
+            logger.addFilter(_OneLineErrors())
+
+
 def quiet_storage_loggers() -> None:
     """Once the sweep has stopped on its storage: Ray's own writes of Tune's state there (threads that can outlive
     fit) fail the same way, and would each log a traceback."""
