@@ -181,10 +181,11 @@ def test_ray_storage_errors_are_logged_in_one_line() -> None:
     """A storage fault can reach Ray's own writes of Tune's state before the sweep's (a trial's folder created as
     the endpoint goes): what Ray logs there with logger.exception keeps its message and the error's first line,
     not a traceback, so the sweep's output stays one line per error (installed once however often asked)."""
+    from drift_sweeps.sweep.folder import storage_cause
     from drift_sweeps.tune import ray_compat
 
-    ray_compat.one_line_storage_errors()
-    ray_compat.one_line_storage_errors()
+    ray_compat.one_line_storage_errors(storage_cause)
+    ray_compat.one_line_storage_errors(storage_cause)
     logger = logging.getLogger(ray_compat.RAY_STORAGE_LOGGERS[0])
     assert sum(isinstance(f, ray_compat._OneLineErrors) for f in logger.filters) == 1
     seen: list[logging.LogRecord] = []
@@ -200,4 +201,5 @@ def test_ray_storage_errors_are_logged_in_one_line() -> None:
         logger.removeHandler(handler)
     assert len(seen) == 1 and seen[0].exc_info is None
     assert logging.Formatter().format(seen[0]) == ("Caught exception when creating directory at b/sweeps/x (OSError: "
-                                                   "When testing for existence of bucket 'b': NETWORK_CONNECTION)")
+                                                   "When testing for existence of bucket 'b': NETWORK_CONNECTION "
+                                                   "Details: refused)")

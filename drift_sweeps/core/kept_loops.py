@@ -35,8 +35,9 @@ def kept_lse_sums(logits2: torch.Tensor, bias2: torch.Tensor, shift2: Optional[t
         return None
     n_b, n_a = logits2.shape
     n_out = n_a if over_rows else n_b
-    if bias2.shape != (n_a + n_b - n_out,) or (shift2 is not None and shift2.shape != (n_out,)):  # the loop does not
-        raise ValueError(f"kept_lse_sums: bias {tuple(bias2.shape)} / shift "  # check its reads
+    n_bias = n_b if over_rows else n_a  # the loop does not check its reads
+    if bias2.shape != (n_bias,) or (shift2 is not None and shift2.shape != (n_out,)):
+        raise ValueError(f"kept_lse_sums: bias {tuple(bias2.shape)} / shift "
                          f"{None if shift2 is None else tuple(shift2.shape)} do not fit logits {(n_b, n_a)}")
     sh = torch.zeros(n_out, dtype=torch.float32) if shift2 is None else shift2.to(torch.float32)
     out = torch.empty(n_out, dtype=torch.float64)

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional
 from ..spaces import SearchSpace
 from ..tune import ray_compat, session
 from . import watchdog
-from .folder import TUNE_DIR, StorageError
+from .folder import TUNE_DIR, StorageError, storage_cause
 from .identity import grid_part, missing_points
 from .packing import PACK_PARAM, make_packs
 from .plan import Plan, spec_record
@@ -213,7 +213,7 @@ def _fit(tuner: Any, verbose: int, interrupts: Interrupts) -> Any:
     quiet.update({k: v for k, v in LOGGERS_OFF.items() if k not in os.environ})
     os.environ.update(quiet)
     ray_compat.tensorboardx_without_torch()  # before Tune's loggers or ours import it
-    ray_compat.one_line_storage_errors()
+    ray_compat.one_line_storage_errors(storage_cause)
     interrupts.in_fit = True
     # fit() ends by reading Tune's per-trial result files, which its loggers (when on) write
     analysis_log = logging.getLogger("ray.tune.analysis.experiment_analysis")

@@ -15,7 +15,7 @@ fresh Tuner from the recorded JSON spec instead, see `drift_sweeps.sweep.tune_ru
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 
 def last_cluster_address(temp_dir: Optional[str]) -> Optional[str]:
@@ -44,28 +44,29 @@ RAY_STORAGE_LOGGERS = ("ray.train._internal.storage", "ray.train._internal.synce
 
 
 class _OneLineErrors:
-    """A logging filter: a record logged with an exception (logger.exception) keeps its message and the error's
-    type and first line, not the traceback."""
+    """A logging filter: a record logged with an exception (logger.exception) keeps its message and `cause(err)`,
+    not the traceback."""
+
+    def __init__(self, cause: Callable[[BaseException], str]) -> None:
+        self.cause = cause
 
     def filter(self, record) -> bool:  # noqa: ANN001 - logging.LogRecord
         if record.exc_info and record.exc_info[1] is not None:
-            err = record.exc_info[1]
-            first = (str(err).strip().splitlines() or [""])[0][:300]
-            record.msg, record.args = f"{record.getMessage()} ({type(err).__name__}: {first})", None
+            record.msg, record.args = f"{record.getMessage()} ({self.cause(record.exc_info[1])})", None
             record.exc_info, record.exc_text = None, None
         return True
 
 
-def one_line_storage_errors() -> None:
+def one_line_storage_errors(cause: Callable[[BaseException], str]) -> None:
     """Ray's writes of Tune's state to the sweep's storage log a failure with its traceback; a storage fault is
     the sweep's own one-line error (exit 74), and can reach Ray's writes first (a trial's folder created as
-    the endpoint goes): their records keep one line each.  Idempotent."""
+    the endpoint goes): their records keep one line each, the error as `cause` gives it.  Idempotent."""
     import logging
 
     for name in RAY_STORAGE_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _OneLineErrors) for f in logger.filters):
-            logger.addFilter(_OneLineErrors())
+            logger.addFilter(_OneLineErrors(cause))
 
 
 def quiet_storage_loggers() -> None:
