@@ -18,7 +18,8 @@ import pytest
 from drift_sweeps import results
 from drift_sweeps.sweep import lock as lock_module
 from drift_sweeps.sweep.lock import LOCK_NAME, FolderLock, LockHeld, this_driver
-from drift_sweeps.sweep.lock_stores import S3Store
+from drift_sweeps.sweep import lock_stores
+from drift_sweeps.sweep.lock_stores import LocalStore, S3Store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,6 +130,40 @@ def test_racing_contenders_never_hold_the_lock_together(tmp_path, stale):
     assert wins, outs
     for (_, left), (got, _) in zip(wins, wins[1:]):
         assert got >= left, f"two drivers held the lock at once: {wins}"
+
+
+def test_a_losing_takeover_never_opens_the_lock_to_a_newcomer(tmp_path, monkeypatch):
+    # two contenders judged the same lock stale; the first took it over.  Between every filesystem step of
+    # the second one's takeover, a newcomer tries to create the lock: it must find it there each time.
+    root = tmp_path / "sweep"
+    root.mkdir()
+    stale = _holder(pid=_dead_pid(), proc_start="")
+    Path(root, LOCK_NAME).write_bytes(stale)
+    winner, loser, newcomer = (LocalStore(str(root)) for _ in range(3))
+    assert winner.take_over(b"winner", stale) == b"winner"
+    real, busy, created = lock_stores.os, [], []
+
+    class Interleaved:
+        def __getattr__(self, name):
+            call = getattr(real, name)
+            if name not in ("link", "rename", "replace", "unlink", "open") or busy:
+                return call
+
+            def step(*args, **kwargs):
+                try:
+                    return call(*args, **kwargs)
+                finally:
+                    busy.append(1)
+                    created.append(newcomer.create(b"newcomer"))
+                    busy.pop()
+            return step
+
+    monkeypatch.setattr(lock_stores, "os", Interleaved())
+    assert loser.take_over(b"loser", stale) is None
+    monkeypatch.undo()
+    assert created and not any(created), created
+    assert Path(root, LOCK_NAME).read_bytes() == b"winner"
+    assert sorted(p.name for p in root.iterdir()) == [LOCK_NAME]  # no claim or side file left
 
 
 def test_s3_lock_is_a_conditional_lease_object(s3_endpoint):

@@ -10,8 +10,9 @@ LEASE_S / 6 seconds.  A second driver that finds the lock
 and otherwise stops with `LockHeld`, which names the holder.
 
 Creation and takeover are atomic on each storage.  A local or NFS folder creates the lock with a hard
-link of a complete file (atomic on NFS too) and takes a stale one over by renaming it away, then checking
-that what it moved is what it judged stale.  S3 uses conditional writes: If-None-Match: * creates,
+link of a complete file (atomic on NFS too).  A stale one is taken over by the one contender that places a
+claim file named after that stale lock's content (a hard link again); it checks the lock is still what it
+judged stale and replaces it in one rename, so the lock file is never absent during a takeover.  S3 uses conditional writes: If-None-Match: * creates,
 If-Match: <etag> renews or takes over (boto3; without it, a best-effort write that is read back).
 """
 
@@ -209,6 +210,7 @@ class FolderLock:
                 who = holder.describe() if holder else "an unreadable lock file"
                 self.notice(f"{self.root}: taking over the lock of a driver that is gone ({who}: {reason})")
                 return self._hold(me, version)
+            time.sleep(0.02)  # another contender is taking it over: let it finish, then judge its lock
         found = self.store.read()
         raise LockHeld(self.root, self._judge(found[0])[0] if found else None)
 

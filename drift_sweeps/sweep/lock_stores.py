@@ -9,6 +9,7 @@ the one of `version`; delete(version); age() -> seconds since the lock was writt
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import time
 import urllib.parse
@@ -16,6 +17,7 @@ import uuid
 from typing import Any, Optional
 
 LOCK_NAME = ".driver-lock.json"  # in the sweep folder, hidden: not a table, not a record
+CLAIM_STALE_S = 30.0  # a takeover takes milliseconds: a claim this old was left by a contender that died
 
 
 class LocalStore:
@@ -41,27 +43,27 @@ class LocalStore:
         if not os.path.isdir(self.folder):
             os.makedirs(self.folder, exist_ok=True)
             self.created_folder = True
+        return data if self._place(data, self.path) else None
+
+    def _place(self, data: bytes, path: str) -> bool:
+        """Put a complete file with `data` at `path` unless one is there: True when this call placed it."""
         tmp = self._write_side(data)
         try:
-            os.link(tmp, self.path)  # a complete file appears at once, or not at all
+            os.link(tmp, path)  # a complete file appears at once, or not at all
         except FileExistsError:
-            return None
+            return False
         except OSError as err:  # a filesystem without hard links: an exclusive create
             if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                 raise
-            return self._create_exclusive(data)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
         finally:
             _unlink(tmp)
-        return data
-
-    def _create_exclusive(self, data: bytes) -> Optional[bytes]:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return None
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return data
+        return True
 
     def read(self) -> Optional[tuple[bytes, bytes]]:
         try:
@@ -72,10 +74,7 @@ class LocalStore:
         return data, data
 
     def age(self) -> Optional[float]:
-        try:
-            return time.time() - os.stat(self.path).st_mtime
-        except OSError:
-            return None
+        return _age(self.path)
 
     def renew(self, data: bytes, version: bytes) -> Optional[bytes]:
         found = self.read()
@@ -85,23 +84,23 @@ class LocalStore:
         return data
 
     def take_over(self, data: bytes, version: bytes) -> Optional[bytes]:
-        grave = self._side_file("stale")
-        try:
-            os.rename(self.path, grave)  # only one contender moves a given lock file
-        except FileNotFoundError:
+        # One contender per stale version: the one that places its claim.  It then replaces the lock in one
+        # rename, so the lock file is never absent and no newcomer can create one meanwhile.  A contender that
+        # claims after the winner has gone finds the lock changed and gives up.
+        claim = os.path.join(self.folder, f"{LOCK_NAME}.{hashlib.sha256(version).hexdigest()[:20]}.claim")
+        if not self._place(data, claim):
+            age = _age(claim)
+            if age is not None and age > CLAIM_STALE_S:  # its claimant died mid-takeover
+                _unlink(claim)
             return None
         try:
-            with open(grave, "rb") as f:
-                moved = f.read()
-            if moved != version:  # renewed or replaced since it was judged: put it back, it is not stale
-                try:
-                    os.link(grave, self.path)
-                except OSError:
-                    pass
+            found = self.read()
+            if found is None or found[1] != version:  # renewed, replaced or released since it was judged
                 return None
+            os.replace(self._write_side(data), self.path)
+            return data
         finally:
-            _unlink(grave)
-        return self.create(data)
+            _unlink(claim)
 
     def delete(self, version: bytes) -> None:
         found = self.read()
@@ -112,6 +111,13 @@ class LocalStore:
                 os.rmdir(self.folder)  # the folder this driver created, if nothing was written into it
             except OSError:
                 pass
+
+
+def _age(path: str) -> Optional[float]:
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 def _unlink(path: str) -> None:
