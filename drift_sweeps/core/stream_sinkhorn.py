@@ -21,7 +21,8 @@ def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int, 
     Same iteration as dense.sinkhorn_conditional; each iteration is a row pass and a column
     pass, each shifted by the previous iteration's log-normalisers.  When the (M, N) log-kernel
     fits in SINKHORN_CACHE_BYTES it is computed once and kept (no distances, kernels or
-    periodic images re-evaluated 2 * iters times); otherwise every pass streams.  The final
+    periodic images re-evaluated 2 * iters times), and an iteration's column pass and the next one's row pass
+    are one read of it where compiled (`kept_loops.kept_sweep`); otherwise every pass streams.  The final
     pass, which needs per-image displacements, always streams.  At most `iters` iterations, fewer once
     the potentials move by at most `tol` (dense.sinkhorn_converged).  -> (N, D) float64.
     """
@@ -36,14 +37,16 @@ def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int, 
         buf = _kept_buffer(m, n, x.dtype, x.device)
         logits = kept_loops.log2_kernel_matrix(x, y, geo, out=buf)
         logits = logit_matrix(x, y, geo, out=buf).mul_(_LOG2E) if logits is None else logits
+    row_lse = _row_lse(x, y, geo, logits, g, None) if iters > 0 else None
     for it in range(iters):
-        if logits is not None:
-            row_lse = _cached_lse(logits, g, row_shift, over_samples=True)  # (N,)
-        else:
-            res, used = normalised_pass(x, y, geo, shift=row_shift, bias=g)
-            row_lse = log_sum(res, used)  # (N,)
-        f = -row_lse - log_b
-        if logits is not None:
+        f = -row_lse - log_b  # (N,)
+        swept = None
+        if logits is not None and it + 1 < iters:  # this column pass and the next row pass in one read
+            swept = kept_loops.kept_sweep(logits, (f * _LOG2E).to(logits.dtype), col_shift,
+                                          log_a, (row_lse * _LOG2E).to(logits.dtype))
+        if swept is not None:
+            col_lse = swept[0]
+        elif logits is not None:
             col_lse = _cached_lse(logits, f, col_shift, over_samples=False)  # (M,)
         else:
             res, used = normalised_pass(y, x, geo, shift=col_shift, bias=f)
@@ -53,8 +56,20 @@ def _sinkhorn_side(x: torch.Tensor, y: torch.Tensor, geo: Geometry, iters: int, 
         row_shift, col_shift = row_lse, col_lse
         if sinkhorn_converged(moved, it, tol):
             break
+        if it + 1 < iters:
+            row_lse = _row_lse(x, y, geo, logits, g, row_shift, None if swept is None else swept[1])
     res, _ = normalised_pass(x, y, geo, shift=row_shift, bias=g, disp=True)
     return _ratio(res.disp, res.s)
+
+
+def _row_lse(x: torch.Tensor, y: torch.Tensor, geo: Geometry, logits: Optional[torch.Tensor], g: torch.Tensor,
+             shift: Optional[torch.Tensor], sums: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A row pass: LSE_j (log k_ij + g_j) (N,), over the kept matrix (its shifted sums given when a sweep made
+    them) or streamed."""
+    if logits is not None:
+        return _cached_lse(logits, g, shift, over_samples=True, sums=sums)
+    res, used = normalised_pass(x, y, geo, shift=shift, bias=g)
+    return log_sum(res, used)
 
 
 SINKHORN_CACHE_BYTES = 64 << 20  # keep Sinkhorn's log-kernel matrix when it is at most this big
@@ -103,20 +118,20 @@ def _shifted_exp2_sums(logits: torch.Tensor, bias_t: torch.Tensor, sh: Optional[
 
 
 def _cached_lse(logits: torch.Tensor, bias: torch.Tensor, shift: Optional[torch.Tensor],
-                over_samples: bool) -> torch.Tensor:
+                over_samples: bool, sums: Optional[torch.Tensor] = None) -> torch.Tensor:
     """log-sum-exp of L + bias, L = logits / log2(e) (Nb, Na), over samples or over points.
 
     `logits` are in base-2 units (exp2 is the cheap exponential); bias, shift and the result in
     natural units.  over_samples: bias (Nb,), result (Na,) = LSE_j(L_ji + bias_j); else bias
     (Na,), result (Nb,) = LSE_i(L_ji + bias_i).  `shift` (the previous result) keeps the
-    exponentials in range; entries whose shifted sum under/overflows are redone exactly.
-    -> float64.
+    exponentials in range; entries whose shifted sum under/overflows are redone exactly.  `sums`: the shifted
+    sums, already made (`kept_loops.kept_sweep`).  -> float64.
     """
     n_b, n_a = logits.shape
     dt = logits.dtype
     bias_t = (bias * _LOG2E).to(dt)
     sh = None if shift is None else (shift * _LOG2E).to(dt)
-    s = kept_loops.kept_lse_sums(logits, bias_t, sh, over_samples)  # the compiled pass, where it applies
+    s = sums if sums is not None else kept_loops.kept_lse_sums(logits, bias_t, sh, over_samples)  # compiled
     if s is None:
         s = _shifted_exp2_sums(logits, bias_t, sh, over_samples)
     out = torch.log(s) + (0.0 if shift is None else shift.to(torch.float64))

@@ -138,6 +138,29 @@ def test_kept_lse_sums_match_logsumexp():
         kept_loops.kept_lse_sums(logits2, bias2, shift_cols, False)
 
 
+def test_kept_sweep_is_a_column_pass_then_the_next_row_pass():
+    """Sinkhorn's fused read: the column log-sum-exps (exact where the shifted sum under- or overflows) and the
+    next row pass's sums with the bias they give, as the two passes make them apart."""
+    g = torch.Generator().manual_seed(6)
+    logits2 = -torch.rand(300, 500, generator=g) * 20
+    logits2[:3] -= 400.0  # shifted sums that underflow ...
+    logits2[3] += 150.0  # ... and one that overflows: these rows are summed exactly
+    bias2, shift_rows2 = torch.randn(500, generator=g), torch.randn(500, generator=g)
+    shift = torch.randn(300, generator=g, dtype=torch.float64)
+    log_a, ln2 = -math.log(500.0), math.log(2.0)
+    col, rows = kept_loops.kept_sweep(logits2, bias2, shift, log_a, shift_rows2)
+    exact = torch.logsumexp((logits2.double() + bias2.double()) * ln2, dim=1)
+    assert torch.allclose(col, exact, rtol=1e-6, atol=0), (col - exact).abs().max()
+    bias_rows = ((-col - log_a) / ln2).float()
+    assert torch.equal(rows, kept_loops.kept_lse_sums(logits2, bias_rows, shift_rows2, True))
+    ref = torch.exp2(logits2.double() + bias_rows.double().unsqueeze(1) - shift_rows2.double()).sum(0)
+    assert torch.allclose(rows, ref, rtol=1e-5)
+    unshifted, _ = kept_loops.kept_sweep(logits2, bias2, None, log_a, shift_rows2)
+    assert torch.allclose(unshifted, exact, rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="do not fit"):
+        kept_loops.kept_sweep(logits2, bias2, shift[:10], log_a, shift_rows2)
+
+
 def test_the_kept_loops_compile_first_in_a_fresh_process(tmp_path):
     """kept_loops inlines plane_loop's exp2, which looks np up in plane_loop's globals: compiled first in a process
     with a cold cache (before any plane pass), it must find it there."""
