@@ -35,7 +35,7 @@ from .kernels import KERNELS
 
 FAR_MODES = 100.0  # Ewald: the far part needs at most about FAR_MODES / a modes per dimension (chi power 8)
 EWALD_MODES = 85.0  # ... and about EWALD_MODES / a on average (measured 0.8-0.95 of FAR_MODES / a): for pricing
-MAX_MODES_2D = 1024  # 2-D Fourier grids beyond this many modes per dimension cost too much memory
+MAX_MODES_2D = 1400  # 2-D Ewald far grids up to this many modes per dimension (10^6 points: K = 1131)
 EWALD_MIN_MODES = 8.0  # the far part needs at least ~8/a modes: direct below that is never beaten
 # cost model (seconds per unit, one thread), every term refitted 2026-12-04 on one machine to direct measurements:
 # streaming to `python -m benchmarks.field --small`'s stream rows (model / measured 0.77-1.23), the NUFFT terms to
