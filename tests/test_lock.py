@@ -166,6 +166,24 @@ def test_a_losing_takeover_never_opens_the_lock_to_a_newcomer(tmp_path, monkeypa
     assert sorted(p.name for p in root.iterdir()) == [LOCK_NAME]  # no claim or side file left
 
 
+def test_a_claim_left_by_a_contender_that_died_mid_takeover_expires(tmp_path):
+    root = tmp_path / "sweep"
+    root.mkdir()
+    stale = _holder(pid=_dead_pid(), proc_start="")
+    Path(root, LOCK_NAME).write_bytes(stale)
+    claim = Path(LocalStore(str(root)).claim_path(stale))
+    claim.write_bytes(b"a contender that died")
+    assert LocalStore(str(root)).take_over(b"me", stale) is None  # a young claim: its contender may be at work
+    old = time.time() - lock_stores.CLAIM_STALE_S - 5
+    os.utime(claim, (old, old))
+    notices: list[str] = []
+    with FolderLock(str(root), notice=notices.append) as lock:
+        assert json.loads(Path(root, LOCK_NAME).read_text())["token"] == lock.holder.token
+        assert not claim.exists()
+    assert len(notices) == 1 and "taking over" in notices[0], notices
+    assert list(root.iterdir()) == []
+
+
 def test_s3_lock_is_a_conditional_lease_object(s3_endpoint):
     import boto3
 

@@ -87,7 +87,7 @@ class LocalStore:
         # One contender per stale version: the one that places its claim.  It then replaces the lock in one
         # rename, so the lock file is never absent and no newcomer can create one meanwhile.  A contender that
         # claims after the winner has gone finds the lock changed and gives up.
-        claim = os.path.join(self.folder, f"{LOCK_NAME}.{hashlib.sha256(version).hexdigest()[:20]}.claim")
+        claim = self.claim_path(version)
         if not self._place(data, claim):
             age = _age(claim)
             if age is not None and age > CLAIM_STALE_S:  # its claimant died mid-takeover
@@ -101,6 +101,10 @@ class LocalStore:
             return data
         finally:
             _unlink(claim)
+
+    def claim_path(self, version: bytes) -> str:
+        """Where a contender claims the takeover of the lock whose content is `version`."""
+        return os.path.join(self.folder, f"{LOCK_NAME}.{hashlib.sha256(version).hexdigest()[:20]}.claim")
 
     def delete(self, version: bytes) -> None:
         found = self.read()
