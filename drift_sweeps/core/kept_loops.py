@@ -24,8 +24,9 @@ from .plane_loop import _LOG2E, _SAMPLE_CHUNK, _constants, _exp2_neg, compile_in
 
 @functools.lru_cache(maxsize=1)
 def _compiled() -> Optional[list[Callable[..., None]]]:
-    """[`_shifted_exp2_sums`, `_log2_matrix`] compiled, or None without numba."""
-    return compile_in(globals(), ("_exp2_neg", "_log2_ge1"), (), ("_shifted_exp2_sums", "_log2_matrix", "_sweep"))
+    """[`_shifted_exp2_sums`, `_log2_matrix`, `_sweep`] compiled, or None without numba."""
+    return compile_in(globals(), ("_exp2_neg", "_log2_ge1", "_row_sum"), (),
+                      ("_shifted_exp2_sums", "_log2_matrix", "_sweep"))
 
 
 def _applies(logits2: torch.Tensor) -> bool:
@@ -115,17 +116,22 @@ def _shifted_exp2_sums(L, bias, shift, over_rows, out):
                 acc[i] += part[i]
         for i in range(n_a):
             out[i] = acc[i] if acc[i] < big else np.inf
-    else:  # a row's terms into a buffer, then their float64 sum: two loops LLVM vectorises (a float32 sum per
-        term = np.empty(n_a, np.float32)  # chunk of _SAMPLE_CHUNK terms inside the first took 4x as long)
+    else:
+        term = np.empty(n_a, np.float32)
         for j in range(n_b):
-            row = L[j]
-            sj = shift[j]
-            for i in range(n_a):
-                term[i] = _exp2_neg(row[i] + bias[i] - sj)
-            total = 0.0
-            for i in range(n_a):
-                total += term[i]
+            total = _row_sum(L[j], bias, shift[j], term)
             out[j] = total if total < big else np.inf
+
+
+def _row_sum(row, bias, sj, term):
+    """sum_i 2^(row[i] + bias[i] - sj) in float64: the terms into the buffer `term`, then their sum, two loops LLVM
+    vectorises (a float32 sum per chunk of _SAMPLE_CHUNK terms inside the first took 4x as long)."""
+    for i in range(row.shape[0]):
+        term[i] = _exp2_neg(row[i] + bias[i] - sj)
+    total = 0.0
+    for i in range(row.shape[0]):
+        total += term[i]
+    return total
 
 
 def _sweep(L, bias, shift, shift64, small, log_a, shift_rows, col_out, row_out):
@@ -142,12 +148,7 @@ def _sweep(L, bias, shift, shift64, small, log_a, shift_rows, col_out, row_out):
     acc = np.zeros(n_a, np.float64)
     for j in range(n_b):
         row = L[j]
-        sj = shift[j]
-        for i in range(n_a):
-            term[i] = _exp2_neg(row[i] + bias[i] - sj)
-        total = 0.0
-        for i in range(n_a):
-            total += term[i]
+        total = _row_sum(row, bias, shift[j], term)
         if small <= total < big:
             lse = np.log(total) + shift64[j]
         else:  # under- or overflow: the float64 log-sum-exp of the row
