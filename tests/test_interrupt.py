@@ -164,3 +164,32 @@ def test_resume_of_sampled_sweeps_runs_only_the_missing_trials(search, make_spac
     assert after["bandwidth"].between(0.5, 4.0).all()
     if search == "random":
         assert sorted(after["kernel"]) == ["gaussian", "gaussian", "laplacian", "laplacian"]
+
+
+def test_a_signal_as_the_driver_shuts_down_is_reported_after_the_table(make_space, tmp_path, capsys, monkeypatch):
+    """SIGTERM after the last trial, while the runner releases Ray: the shutdown finishes, then the driver says it
+    was interrupted and exits 143 (before, the restored default handler killed it mid-shutdown)."""
+    from drift_sweeps.run import main
+    from drift_sweeps.sweep.serial import SerialRunner
+
+    space = make_space("late", axes={"seed": [0, 1]})
+    closed: list[bool] = []
+
+    def close(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler runs here: it must not raise or kill
+        closed.append(True)
+
+    monkeypatch.setattr(SerialRunner, "close", close)
+    outside: list[int] = []  # this process's handler, around the driver's (the default would end the test run)
+    handler = signal.signal(signal.SIGTERM, lambda signum, frame: outside.append(signum))
+    try:
+        rc = main([str(space), "--serial", "--results", str(tmp_path / "res")])
+    finally:
+        ours = signal.signal(signal.SIGTERM, handler)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert rc == 143 and closed == [True] and outside == [], (rc, outside, lines[-5:])
+    assert lines[-1].startswith("interrupted by SIGTERM: 2 of 2 trials finished; continue with: ") and \
+        lines[-1].endswith("--resume"), lines[-5:]
+    assert any(ln.startswith("| trials |") for ln in lines)  # the sweep's table came first
+    assert ours is not None and getattr(ours, "__name__", "") == "<lambda>"  # the driver put ours back

@@ -65,14 +65,17 @@ def storage_tally(p: Plan) -> str:
 def execute(runner: Runner, p: Plan, args: argparse.Namespace) -> int:
     """Run under our signal handlers: an interrupt ends with the command that continues the sweep."""
     interrupts = Interrupts()
-    try:
-        with interrupts:
-            return runner.run(p, args, interrupts)
-    except (KeyboardInterrupt, SystemExit) as stop:
-        if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
-            raise
-        # SystemExit(15): SIGTERM while ray.init ran (Ray's own handler exits with the signal number)
-        name = interrupts.signame or ("SIGTERM" if isinstance(stop, SystemExit) else "SIGINT")
-        return interrupted(p, args, name)
-    finally:
-        runner.close()
+    with interrupts:  # until Ray has shut down: a signal then is noted, and the shutdown finishes
+        try:
+            code = runner.run(p, args, interrupts)
+        except (KeyboardInterrupt, SystemExit) as stop:
+            if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
+                raise
+            # SystemExit(15): SIGTERM while ray.init ran (Ray's own handler exits with the signal number)
+            code = interrupted(p, args, interrupts.signame or ("SIGTERM" if isinstance(stop, SystemExit) else "SIGINT"))
+        finally:
+            interrupts.closing = True
+            runner.close()
+    if code == 0 and interrupts.signame:  # the first signal came as Ray shut down, after the sweep's table
+        return interrupted(p, args, interrupts.signame)
+    return code

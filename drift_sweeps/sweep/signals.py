@@ -11,12 +11,14 @@ from typing import Any, Optional
 class Interrupts:
     """SIGINT / SIGTERM during a sweep.  The first stops Tune the way its own Ctrl-C handling does (running
     trials are stopped and not recorded, finished ones are kept); a second one aborts at once.  Without Tune
-    (`--serial`, or before the Tuner runs) the first raises KeyboardInterrupt.  Replaces Ray's SIGTERM
-    handling in the driver (which ends in a C++ stack dump)."""
+    (`--serial`, or before the Tuner runs) the first raises KeyboardInterrupt; once `closing` (the sweep over,
+    Ray shutting down) it is only noted, for the driver to report after.  Replaces Ray's SIGTERM handling in the
+    driver (which ends in a C++ stack dump)."""
 
     def __init__(self) -> None:
         self.signame: Optional[str] = None
         self.in_fit = False
+        self.closing = False  # the sweep is over and Ray shuts down: a first signal is only noted
         self.on_first: Any = None
         self._old: dict[int, Any] = {}
         self._env: Optional[str] = None
@@ -49,6 +51,8 @@ class Interrupts:
         if self.signame is not None:
             raise KeyboardInterrupt(name)
         self.signame = name
+        if self.closing:
+            return
         if self.on_first is not None:
             self.on_first()
         tune_stop = signal.getsignal(signal.SIGUSR1)
