@@ -184,6 +184,24 @@ def test_a_claim_left_by_a_contender_that_died_mid_takeover_expires(tmp_path):
     assert list(root.iterdir()) == []
 
 
+def test_a_renewal_or_release_does_not_act_on_a_lock_being_taken_over(tmp_path):
+    # a contender holds the claim on this driver's lock (it judged it stale: the lease ran out while this one's
+    # machine was cut off): the late renewal must not overwrite what the contender writes, nor the release
+    # remove it
+    root = tmp_path / "sweep"
+    store = LocalStore(str(root))
+    assert store.create(b"mine") == b"mine"
+    claim = Path(store.claim_path(b"mine"))
+    claim.write_bytes(b"")
+    assert store.renew(b"mine, renewed", b"mine") is None  # the holder learns it has lost the lock
+    store.delete(b"mine")
+    assert Path(root, LOCK_NAME).read_bytes() == b"mine"  # left for the contender to replace
+    claim.unlink()
+    assert store.renew(b"renewed", b"mine") == b"renewed"
+    store.delete(b"renewed")
+    assert not root.exists()  # the lock, no claim left, and the folder the store made
+
+
 def test_s3_lock_is_a_conditional_lease_object(s3_endpoint):
     import boto3
 

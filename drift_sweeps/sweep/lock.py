@@ -10,9 +10,10 @@ LEASE_S / 6 seconds.  A second driver that finds the lock
 and otherwise stops with `LockHeld`, which names the holder.
 
 Creation and takeover are atomic on each storage.  A local or NFS folder creates the lock with a hard
-link of a complete file (atomic on NFS too).  A stale one is taken over by the one contender that places a
-claim file named after that stale lock's content (a hard link again); it checks the lock is still what it
-judged stale and replaces it in one rename, so the lock file is never absent during a takeover.  S3 uses conditional writes: If-None-Match: * creates,
+link of a complete file (atomic on NFS too).  Every change to an existing lock (a renewal, a takeover, a
+release) is made by the one writer that places a claim file named after the lock's content (a hard link
+again): it checks the lock is still that content and replaces it in one rename (or removes it), so the lock
+file is never absent during a takeover and no two writers act on one version.  S3 uses conditional writes: If-None-Match: * creates,
 If-Match: <etag> renews or takes over (boto3; without it, a best-effort write that is read back).
 """
 

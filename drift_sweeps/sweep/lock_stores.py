@@ -14,10 +14,10 @@ import os
 import time
 import urllib.parse
 import uuid
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 LOCK_NAME = ".driver-lock.json"  # in the sweep folder, hidden: not a table, not a record
-CLAIM_STALE_S = 30.0  # a takeover takes milliseconds: a claim this old was left by a contender that died
+CLAIM_STALE_S = 30.0  # a change to the lock takes milliseconds: a claim this old was left by a writer that died
 
 
 class LocalStore:
@@ -77,39 +77,39 @@ class LocalStore:
         return _age(self.path)
 
     def renew(self, data: bytes, version: bytes) -> Optional[bytes]:
-        found = self.read()
-        if found is None or found[1] != version:
-            return None
-        os.replace(self._write_side(data), self.path)  # never absent: a contender cannot slip in
-        return data
+        replaced = self._claimed(version, lambda: os.replace(self._write_side(data), self.path))
+        return data if replaced else None
 
-    def take_over(self, data: bytes, version: bytes) -> Optional[bytes]:
-        # One contender per stale version: the one that places its claim.  It then replaces the lock in one
-        # rename, so the lock file is never absent and no newcomer can create one meanwhile.  A contender that
-        # claims after the winner has gone finds the lock changed and gives up.
+    take_over = renew  # the same change: the lock replaced in one rename while it is still `version`
+
+    def _claimed(self, version: bytes, change: Callable[[], None]) -> bool:
+        """Make `change` to the lock while it is still `version`, under that version's claim (a file named after
+        it, placed as the lock is): one writer per version, so a renewal, a takeover and a release never act on
+        a lock another writer has just replaced.  The lock file is replaced in one rename, never absent, so no
+        newcomer can create one meanwhile.  -> False when another writer holds the claim or the lock changed."""
         claim = self.claim_path(version)
-        if not self._place(data, claim):
+        if not self._place(b"", claim):
             age = _age(claim)
-            if age is not None and age > CLAIM_STALE_S:  # its claimant died mid-takeover
-                _unlink(claim)
-            return None
+            if age is None or age <= CLAIM_STALE_S:
+                return False
+            _unlink(claim)  # left by a writer that died mid-change
+            if not self._place(b"", claim):
+                return False
         try:
             found = self.read()
-            if found is None or found[1] != version:  # renewed, replaced or released since it was judged
-                return None
-            os.replace(self._write_side(data), self.path)
-            return data
+            if found is None or found[1] != version:  # renewed, replaced or released since it was read
+                return False
+            change()
+            return True
         finally:
             _unlink(claim)
 
     def claim_path(self, version: bytes) -> str:
-        """Where a contender claims the takeover of the lock whose content is `version`."""
+        """The claim of a change to the lock whose content is `version`."""
         return os.path.join(self.folder, f"{LOCK_NAME}.{hashlib.sha256(version).hexdigest()[:20]}.claim")
 
     def delete(self, version: bytes) -> None:
-        found = self.read()
-        if found is not None and found[1] == version:
-            _unlink(self.path)
+        self._claimed(version, lambda: _unlink(self.path))
         if self.created_folder:
             try:
                 os.rmdir(self.folder)  # the folder this driver created, if nothing was written into it
