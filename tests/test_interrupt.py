@@ -171,9 +171,12 @@ def test_resume_of_sampled_sweeps_runs_only_the_missing_trials(search, make_spac
         assert sorted(after["kernel"]) == ["gaussian", "gaussian", "laplacian", "laplacian"]
 
 
-def test_a_signal_as_the_driver_shuts_down_is_reported_after_the_table(make_space, tmp_path, capsys, monkeypatch):
-    """SIGTERM after the last trial, while the runner releases Ray: the shutdown finishes, then the driver says it
-    was interrupted and exits 143 (before, the restored default handler killed it mid-shutdown)."""
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_signal_as_the_driver_shuts_down_is_reported_after_the_table(make_space, tmp_path, capsys, monkeypatch,
+                                                                       signals):
+    """SIGTERM after the last trial, while the runner releases Ray: the shutdown finishes (a second signal stops
+    it at once), then the driver says it was interrupted and exits 143 (before, the restored default handler
+    killed it mid-shutdown)."""
     from drift_sweeps.run import main
     from drift_sweeps.sweep.serial import SerialRunner
 
@@ -182,8 +185,12 @@ def test_a_signal_as_the_driver_shuts_down_is_reported_after_the_table(make_spac
 
     def close(self):
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.2)  # the handler runs here: it must not raise or kill
+        time.sleep(0.2)  # the handler runs here: the first signal is only noted
         closed.append(True)
+        if signals == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the second raises here, out of close
+            closed.append(False)
 
     monkeypatch.setattr(SerialRunner, "close", close)
     outside: list[int] = []  # this process's handler, around the driver's (the default would end the test run)
@@ -194,6 +201,7 @@ def test_a_signal_as_the_driver_shuts_down_is_reported_after_the_table(make_spac
         ours = signal.signal(signal.SIGTERM, handler)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert rc == 143 and closed == [True] and outside == [], (rc, outside, lines[-5:])
+    assert "Traceback" not in "\n".join(lines)
     assert lines[-1].startswith("interrupted by SIGTERM: 2 of 2 trials finished; continue with: ") and \
         lines[-1].endswith("--resume"), lines[-5:]
     assert any(ln.startswith("| trials |") for ln in lines)  # the sweep's table came first

@@ -7,9 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -200,6 +202,87 @@ def test_a_renewal_or_release_does_not_act_on_a_lock_being_taken_over(tmp_path):
     assert store.renew(b"renewed", b"mine") == b"renewed"
     store.delete(b"renewed")
     assert not root.exists()  # the lock, no claim left, and the folder the store made
+
+
+class _Turns:
+    """Runs writer threads one filesystem step at a time (every os call and open of lock_stores), in an order
+    drawn from `rng`: the interleavings a real race may take, reproducibly."""
+
+    def __init__(self, rng: random.Random, names: list[str]) -> None:
+        self.rng, self.cv, self.turn = rng, threading.Condition(), None
+        self.waiting: set[str] = set()
+        self.running = set(names)
+
+    def step(self) -> None:
+        me = threading.current_thread().name
+        if me not in self.running:
+            return
+        with self.cv:
+            self.waiting.add(me)
+            self.cv.notify_all()
+            self.cv.wait_for(lambda: self.turn == me)
+            self.waiting.discard(me)
+            self.turn = None
+            self.cv.notify_all()
+
+    def done(self) -> None:
+        with self.cv:
+            self.running.discard(threading.current_thread().name)
+            self.cv.notify_all()
+
+    def schedule(self) -> None:
+        with self.cv:
+            while True:
+                self.cv.wait_for(lambda: self.turn is None and self.waiting == self.running)
+                if not self.running:
+                    return
+                self.turn = self.rng.choice(sorted(self.waiting))
+                self.cv.notify_all()
+
+
+def test_contenders_passing_a_dead_writers_claim_take_the_lock_over_once(tmp_path, monkeypatch):
+    # a writer died mid-change (its claim on the stale lock stays); two contenders judge the lock stale at once.
+    # Over many interleavings of their filesystem steps exactly one takes the lock over
+    names, real_os, real_open = ["c1", "c2"], lock_stores.os, open
+    turns: list[_Turns] = []
+
+    class Stepped:
+        def __getattr__(self, name):
+            call = getattr(real_os, name)
+            if name not in ("link", "rename", "replace", "unlink", "open", "stat"):
+                return call
+            return lambda *args, **kwargs: (turns[0].step(), call(*args, **kwargs))[1]
+
+    monkeypatch.setattr(lock_stores, "os", Stepped())
+    monkeypatch.setattr(lock_stores, "open", lambda *a, **k: (turns[0].step(), real_open(*a, **k))[1], raising=False)
+    for seed in range(150):
+        root = tmp_path / f"s{seed}"
+        root.mkdir()
+        stale = _holder(pid=_dead_pid() if seed == 0 else 999999, proc_start="")
+        Path(root, LOCK_NAME).write_bytes(stale)
+        dead = Path(LocalStore(str(root)).claim_path(stale))
+        dead.write_bytes(b"")
+        old = time.time() - lock_stores.CLAIM_STALE_S - 5
+        real_os.utime(dead, (old, old))
+        turns[:] = [_Turns(random.Random(seed), names)]
+        got: dict[str, object] = {}
+
+        def contend(name):
+            try:
+                got[name] = LocalStore(str(root)).take_over(name.encode(), stale)
+            finally:
+                turns[0].done()
+
+        threads = [threading.Thread(target=contend, args=(n,), name=n) for n in names]
+        for t in threads:
+            t.start()
+        turns[0].schedule()
+        for t in threads:
+            t.join()
+        won = [n for n in names if got[n] is not None]
+        assert len(won) == 1, (seed, got)
+        assert Path(root, LOCK_NAME).read_bytes() == won[0].encode(), seed
+        assert sorted(p.name for p in root.iterdir()) == [LOCK_NAME], seed  # the dead claim went with the lock
 
 
 def test_s3_lock_is_a_conditional_lease_object(s3_endpoint):

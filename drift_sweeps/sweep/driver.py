@@ -75,7 +75,10 @@ def execute(runner: Runner, p: Plan, args: argparse.Namespace) -> int:
             code = interrupted(p, args, interrupts.signame or ("SIGTERM" if isinstance(stop, SystemExit) else "SIGINT"))
         finally:
             interrupts.closing = True
-            runner.close()
-    if code == 0 and interrupts.signame:  # the first signal came as Ray shut down, after the sweep's table
+            try:
+                runner.close()
+            except KeyboardInterrupt:  # a second signal as Ray shut down: stopped at once
+                pass
+    if code == 0 and interrupts.signame:  # a signal came as Ray shut down, after the sweep's table
         return interrupted(p, args, interrupts.signame)
     return code

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import time
 import uuid
 from typing import Any, Callable, Optional
 
-from .lock_stores import LOCK_NAME, ArrowStore, LocalStore, S3Store
+from .lock_stores import CLAIM_STALE_S, LOCK_NAME, ArrowStore, LocalStore, S3Store
 
 log = logging.getLogger("drift_sweeps")
 
@@ -193,9 +194,17 @@ class FolderLock:
         self.release()
 
     def acquire(self, attempts: int = 5) -> None:
-        """Take the lock, or a stale one over (with a notice); LockHeld when a living driver holds it."""
+        """Take the lock, or a stale one over (with a notice); LockHeld when a living driver holds it.  While
+        another contender's claim keeps a stale lock from being taken over, wait (at most CLAIM_STALE_S and a
+        little: a claim that old is passed)."""
         me = this_driver(self.lease_s)
-        for _ in range(attempts):
+        deadline = time.monotonic() + CLAIM_STALE_S + 2.0
+        for tries in itertools.count(1):
+            if tries > attempts and time.monotonic() > deadline:
+                break
+            if tries == attempts + 1:
+                self.notice(f"{self.root}: another driver is taking the stale lock over; waiting for it "
+                            f"(at most {CLAIM_STALE_S:.0f} s)")
             version = self.store.create(me.to_bytes())
             if version is not None:
                 return self._hold(me, version)
@@ -211,7 +220,7 @@ class FolderLock:
                 who = holder.describe() if holder else "an unreadable lock file"
                 self.notice(f"{self.root}: taking over the lock of a driver that is gone ({who}: {reason})")
                 return self._hold(me, version)
-            time.sleep(0.02)  # another contender is taking it over: let it finish, then judge its lock
+            time.sleep(0.02 if tries < attempts else 0.5)  # another contender is taking it over: let it finish
         found = self.store.read()
         raise LockHeld(self.root, self._judge(found[0])[0] if found else None)
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 LOCK_NAME = ".driver-lock.json"  # in the sweep folder, hidden: not a table, not a record
 CLAIM_STALE_S = 30.0  # a change to the lock takes milliseconds: a claim this old was left by a writer that died
+MAX_CLAIMS = 8  # claims passed on one version at most (each one a writer that died mid-change)
 
 
 class LocalStore:
@@ -33,37 +34,44 @@ class LocalStore:
 
     def _write_side(self, data: bytes) -> str:
         tmp = self._side_file("new")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:  # a full disk: no partial side file left behind
+            _unlink(tmp)
+            raise
         return tmp
 
     def create(self, data: bytes) -> Optional[bytes]:
         if not os.path.isdir(self.folder):
             os.makedirs(self.folder, exist_ok=True)
             self.created_folder = True
-        return data if self._place(data, self.path) else None
+        return data if self._place(data, self.path)[0] else None
 
-    def _place(self, data: bytes, path: str) -> bool:
-        """Put a complete file with `data` at `path` unless one is there: True when this call placed it."""
+    def _place(self, data: bytes, path: str) -> tuple[bool, float]:
+        """Put a complete file with `data` at `path` unless one is there: (whether this call placed it, the
+        storage's clock as it wrote the file: ages of other files in the folder are measured against it, not
+        against this machine's clock)."""
         tmp = self._write_side(data)
         try:
+            now = os.stat(tmp).st_mtime
             os.link(tmp, path)  # a complete file appears at once, or not at all
         except FileExistsError:
-            return False
+            return False, now
         except OSError as err:  # a filesystem without hard links: an exclusive create
             if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
                 raise
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                return False
+                return False, now
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
         finally:
             _unlink(tmp)
-        return True
+        return True, now
 
     def read(self) -> Optional[tuple[bytes, bytes]]:
         try:
@@ -77,36 +85,51 @@ class LocalStore:
         return _age(self.path)
 
     def renew(self, data: bytes, version: bytes) -> Optional[bytes]:
-        replaced = self._claimed(version, lambda: os.replace(self._write_side(data), self.path))
-        return data if replaced else None
+        return data if self._claimed(version, lambda: self._replace_with(data)) else None
 
     take_over = renew  # the same change: the lock replaced in one rename while it is still `version`
 
+    def _replace_with(self, data: bytes) -> None:
+        tmp = self._write_side(data)
+        try:
+            os.replace(tmp, self.path)  # never absent: a newcomer cannot create one meanwhile
+        except BaseException:
+            _unlink(tmp)
+            raise
+
     def _claimed(self, version: bytes, change: Callable[[], None]) -> bool:
-        """Make `change` to the lock while it is still `version`, under that version's claim (a file named after
-        it, placed as the lock is): one writer per version, so a renewal, a takeover and a release never act on
-        a lock another writer has just replaced.  The lock file is replaced in one rename, never absent, so no
-        newcomer can create one meanwhile.  -> False when another writer holds the claim or the lock changed."""
-        claim = self.claim_path(version)
-        if not self._place(b"", claim):
-            age = _age(claim)
-            if age is None or age <= CLAIM_STALE_S:
-                return False
-            _unlink(claim)  # left by a writer that died mid-change
-            if not self._place(b"", claim):
-                return False
+        """Make `change` to the lock while it is still `version`, under a claim on that version: one writer per
+        version, so a renewal, a takeover and a release never act on a lock another writer has just replaced.
+        Claims are numbered: a writer takes the first free one, and may pass one only when it is older than
+        CLAIM_STALE_S (its writer died mid-change); two writers passing the same dead claim meet at the next
+        one, and no writer removes a claim that is not its own until the lock has changed.  -> False when
+        another writer holds the claim or the lock is no longer `version`."""
+        passed: list[str] = []
+        for k in range(MAX_CLAIMS):
+            claim = self.claim_path(version, k)
+            placed, now = self._place(b"", claim)
+            if placed:
+                break
+            mtime = _mtime(claim)
+            if mtime is None or now - mtime <= CLAIM_STALE_S:
+                return False  # another writer is at work (or just finished: the lock has changed)
+            passed.append(claim)
+        else:
+            return False
         try:
             found = self.read()
             if found is None or found[1] != version:  # renewed, replaced or released since it was read
                 return False
             change()
+            for dead in passed:  # moot now that the lock has changed
+                _unlink(dead)
             return True
         finally:
             _unlink(claim)
 
-    def claim_path(self, version: bytes) -> str:
-        """The claim of a change to the lock whose content is `version`."""
-        return os.path.join(self.folder, f"{LOCK_NAME}.{hashlib.sha256(version).hexdigest()[:20]}.claim")
+    def claim_path(self, version: bytes, k: int = 0) -> str:
+        """The k-th claim of a change to the lock whose content is `version`."""
+        return os.path.join(self.folder, f"{LOCK_NAME}.{hashlib.sha256(version).hexdigest()[:20]}.claim{k}")
 
     def delete(self, version: bytes) -> None:
         self._claimed(version, lambda: _unlink(self.path))
@@ -118,8 +141,13 @@ class LocalStore:
 
 
 def _age(path: str) -> Optional[float]:
+    mtime = _mtime(path)
+    return None if mtime is None else time.time() - mtime
+
+
+def _mtime(path: str) -> Optional[float]:
     try:
-        return time.time() - os.stat(path).st_mtime
+        return os.stat(path).st_mtime
     except OSError:
         return None
 
