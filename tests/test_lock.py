@@ -255,10 +255,10 @@ def test_contenders_passing_a_dead_writers_claim_take_the_lock_over_once(tmp_pat
 
     monkeypatch.setattr(lock_stores, "os", Stepped())
     monkeypatch.setattr(lock_stores, "open", lambda *a, **k: (turns[0].step(), real_open(*a, **k))[1], raising=False)
+    stale = _holder(pid=_dead_pid(), proc_start="")
     for seed in range(150):
         root = tmp_path / f"s{seed}"
         root.mkdir()
-        stale = _holder(pid=_dead_pid() if seed == 0 else 999999, proc_start="")
         Path(root, LOCK_NAME).write_bytes(stale)
         dead = Path(LocalStore(str(root)).claim_path(stale))
         dead.write_bytes(b"")
