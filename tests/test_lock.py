@@ -186,6 +186,21 @@ def test_a_claim_left_by_a_contender_that_died_mid_takeover_expires(tmp_path):
     assert list(root.iterdir()) == []
 
 
+def test_acquire_waits_while_another_contender_takes_a_stale_lock_over(tmp_path):
+    # a contender's claim on the stale lock (young: it may be at work) keeps this one waiting, not refused
+    root = tmp_path / "sweep"
+    root.mkdir()
+    stale = _holder(pid=_dead_pid(), proc_start="")
+    Path(root, LOCK_NAME).write_bytes(stale)
+    claim = Path(LocalStore(str(root)).claim_path(stale))
+    claim.write_bytes(b"")
+    threading.Timer(0.8, claim.unlink).start()  # the contender gives up (here: without taking it)
+    notices: list[str] = []
+    with FolderLock(str(root), notice=notices.append) as lock:
+        assert json.loads(Path(root, LOCK_NAME).read_text())["token"] == lock.holder.token
+    assert len(notices) == 2 and "waiting for it" in notices[0] and "taking over" in notices[1], notices
+
+
 def test_a_renewal_or_release_does_not_act_on_a_lock_being_taken_over(tmp_path):
     # a contender holds the claim on this driver's lock (it judged it stale: the lease ran out while this one's
     # machine was cut off): the late renewal must not overwrite what the contender writes, nor the release

@@ -13,8 +13,9 @@ Creation and takeover are atomic on each storage.  A local or NFS folder creates
 link of a complete file (atomic on NFS too).  Every change to an existing lock (a renewal, a takeover, a
 release) is made by the one writer that places a claim file named after the lock's content (a hard link
 again): it checks the lock is still that content and replaces it in one rename (or removes it), so the lock
-file is never absent during a takeover and no two writers act on one version.  S3 uses conditional writes: If-None-Match: * creates,
-If-Match: <etag> renews or takes over (boto3; without it, a best-effort write that is read back).
+file is never absent during a takeover and no two writers act on one version (a dead writer's claim is
+passed after CLAIM_STALE_S).  S3 uses conditional writes: If-None-Match: * creates, If-Match: <etag> renews
+or takes over (boto3; without it, a best-effort write that is read back).
 """
 
 from __future__ import annotations
@@ -202,9 +203,6 @@ class FolderLock:
         for tries in itertools.count(1):
             if tries > attempts and time.monotonic() > deadline:
                 break
-            if tries == attempts + 1:
-                self.notice(f"{self.root}: another driver is taking the stale lock over; waiting for it "
-                            f"(at most {CLAIM_STALE_S:.0f} s)")
             version = self.store.create(me.to_bytes())
             if version is not None:
                 return self._hold(me, version)
@@ -220,7 +218,10 @@ class FolderLock:
                 who = holder.describe() if holder else "an unreadable lock file"
                 self.notice(f"{self.root}: taking over the lock of a driver that is gone ({who}: {reason})")
                 return self._hold(me, version)
-            time.sleep(0.02 if tries < attempts else 0.5)  # another contender is taking it over: let it finish
+            if tries == attempts:  # another contender's claim keeps it: let it finish (or its claim age)
+                self.notice(f"{self.root}: another driver is taking the stale lock over; waiting for it "
+                            f"(at most {CLAIM_STALE_S:.0f} s)")
+            time.sleep(0.02 if tries < attempts else 0.5)
         found = self.store.read()
         raise LockHeld(self.root, self._judge(found[0])[0] if found else None)
 
