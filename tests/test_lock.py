@@ -168,13 +168,19 @@ def test_a_losing_takeover_never_opens_the_lock_to_a_newcomer(tmp_path, monkeypa
     assert sorted(p.name for p in root.iterdir()) == [LOCK_NAME]  # no claim or side file left
 
 
-def test_a_claim_left_by_a_contender_that_died_mid_takeover_expires(tmp_path):
+def _stale_lock_with_a_claim(tmp_path: Path) -> tuple[Path, bytes, Path]:
+    """A sweep folder with a dead driver's lock and a contender's (young) claim on it: (folder, lock, claim)."""
     root = tmp_path / "sweep"
     root.mkdir()
     stale = _holder(pid=_dead_pid(), proc_start="")
     Path(root, LOCK_NAME).write_bytes(stale)
     claim = Path(LocalStore(str(root)).claim_path(stale))
-    claim.write_bytes(b"a contender that died")
+    claim.write_bytes(b"")
+    return root, stale, claim
+
+
+def test_a_claim_left_by_a_contender_that_died_mid_takeover_expires(tmp_path):
+    root, stale, claim = _stale_lock_with_a_claim(tmp_path)
     assert LocalStore(str(root)).take_over(b"me", stale) is None  # a young claim: its contender may be at work
     old = time.time() - lock_stores.CLAIM_STALE_S - 5
     os.utime(claim, (old, old))
@@ -188,12 +194,7 @@ def test_a_claim_left_by_a_contender_that_died_mid_takeover_expires(tmp_path):
 
 def test_acquire_waits_while_another_contender_takes_a_stale_lock_over(tmp_path):
     # a contender's claim on the stale lock (young: it may be at work) keeps this one waiting, not refused
-    root = tmp_path / "sweep"
-    root.mkdir()
-    stale = _holder(pid=_dead_pid(), proc_start="")
-    Path(root, LOCK_NAME).write_bytes(stale)
-    claim = Path(LocalStore(str(root)).claim_path(stale))
-    claim.write_bytes(b"")
+    root, _, claim = _stale_lock_with_a_claim(tmp_path)
     threading.Timer(0.8, claim.unlink).start()  # the contender gives up (here: without taking it)
     notices: list[str] = []
     with FolderLock(str(root), notice=notices.append) as lock:
