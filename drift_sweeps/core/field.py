@@ -80,15 +80,17 @@ class FieldSpec:
         """The kernel, at `kernel_shape` when it is a family (kernels.resolve)."""
         return resolve(self.kernel, self.kernel_shape)
 
-    def shells(self, bandwidth: float, dim: int) -> int:
-        """Image shells to sum on the torus for this kernel and bandwidth (0 on the plane)."""
+    def shells(self, bandwidth: float, dim: int, quiet: bool = False) -> int:
+        """Image shells to sum on the torus for this kernel and bandwidth (0 on the plane); quiet: the count
+        alone, without the warning or the sharp kernel's error (`shells_for`), for pricing."""
         if not self.periodic:
             return 0
         if self.images >= 0:
             return self.images
-        shells = shells_for(self.kernel, float(bandwidth), dim, float(self.kernel_shape))
+        shells = shells_for(self.kernel, float(bandwidth), dim, float(self.kernel_shape), quiet=quiet)
         if self.normalization == "sharp":  # its denominator sums the sharp kernel, whose tail is heavier
-            shells = max(shells, shells_for(self.kernel, float(bandwidth), dim, float(self.kernel_shape), True))
+            shells = max(shells, shells_for(self.kernel, float(bandwidth), dim, float(self.kernel_shape), True,
+                                            quiet))
         return shells
 
 
@@ -97,15 +99,22 @@ SHARP_TAIL_MAX = 1e-3  # sharp normalisation on the torus: largest image tail of
 
 
 @functools.lru_cache(maxsize=1024)
-def shells_for(kernel: str, bandwidth: float, dim: int, shape: float = DEFAULT_SHAPE, sharp: bool = False) -> int:
-    """Image shells that make the periodic kernel (or its sharp kernel) exact to PERIODIC_TOL of
-    k(0); when the image budget cannot reach it (heavy tails at wide h) a warning says what tail
-    is left."""
+def _shells_and_tail(kernel: str, bandwidth: float, dim: int, shape: float, sharp: bool) -> tuple[int, float]:
     entry = resolve(kernel, shape)
     if entry.mass is not None:
         entry.mass(dim)  # raises for a kernel not integrable in dim dimensions: its image sum diverges
     entry = entry.sharp_kernel() if sharp else entry
-    shells, tail = periodic_shells(lambda d: entry.log(d, bandwidth, dim), dim)
+    return periodic_shells(lambda d: entry.log(d, bandwidth, dim), dim)
+
+
+def shells_for(kernel: str, bandwidth: float, dim: int, shape: float = DEFAULT_SHAPE, sharp: bool = False,
+               quiet: bool = False) -> int:
+    """Image shells that make the periodic kernel (or its sharp kernel) exact to PERIODIC_TOL of
+    k(0); when the image budget cannot reach it (heavy tails at wide h) a warning says what tail
+    is left (not when quiet)."""
+    shells, tail = _shells_and_tail(kernel, bandwidth, dim, shape, sharp)
+    if quiet:
+        return shells
     if sharp and tail > SHARP_TAIL_MAX:
         raise ValueError(f"normalization 'sharp' on the {dim}-D torus: the sharp kernel of {kernel!r} at h = {bandwidth} "
                          f"leaves a tail of {tail:.1e} of k#(0) beyond {shells} image shells (its periodisation "

@@ -210,11 +210,13 @@ def _redo_normalised(x, pos, neg, field: FieldSpec, h: float, sides: tuple[Sums,
     """Points whose normaliser is below what the NUFFT resolves: exact streaming sums instead."""
     from . import streaming
 
-    geo = streaming.geometry(field, h, x.shape[1])
+    geo = None  # the streaming geometry (its image shells: a heavy tail's take ~1 ms at a new h) only if needed
     for sums, y, mask in ((sides[0], pos, False), (sides[1], neg, field.neg_is_x)):
         bad = torch.nonzero(~(sums.s > sums.floor)).squeeze(1)
         if bad.numel() == 0:
             continue
+        if geo is None:
+            geo = streaming.geometry(field, h, x.shape[1])
         # max-shifted sums: only their ratio is used, and it is exact
         res, _ = streaming.normalised_pass_subset(x[bad], y, geo, mask, bad, disp=True, grad_weight=grad_weight)
         sums.s[bad] = res.s.to(sums.s.device)

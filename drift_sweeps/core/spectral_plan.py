@@ -3,8 +3,8 @@ near pairs alone, or (1-D, exponential-polynomial kernels) a scan over the sorte
 
 `plan_for` prices the five with the cost model below (seconds, one thread; only ratios matter)
 and returns a `Plan`.  Pricing is cheap at every bandwidth: the direct truncation is scaled from
-a bandwidth bin's (K h is nearly constant), the Ewald far grid is estimated (EWALD_MODES / a per
-dimension), and below COST_CALL of streaming (small N) nothing spectral is priced at all.  Building a plan for a
+a bandwidth bin's (K h is nearly constant), streaming's periodic images counted at the bin's upper edge, the Ewald
+far grid estimated (EWALD_MODES / a per dimension), and below COST_CALL of streaming (small N) nothing spectral is priced at all.  Building a plan for a
 new bandwidth (the exact truncation, the coefficient tables) is not free, so it is priced too
 (`build_cost`), and a plan is built only once what streaming has cost beyond the plan's own
 evaluations, at this bandwidth, reaches that price (ski rental: never more than twice the
@@ -67,10 +67,11 @@ COST_NEAR_CALL = 4e-4  # near field (Ewald's or the near-only plan's): fixed cos
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
 COST_SCAN_CALL = 1e-3  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
 COST_SCAN_POINT = 1e-7  # ... per point or sample and (degree + 1) (sorts, searches, cumulative sums, reads)
-COST_BUILD_CALL = 7e-4  # a new bandwidth's plan: truncation search and tables, fixed part
-COST_BUILD_MODE = {1: 1.1e-6, 2: 1.2e-7, 3: 3e-7}  # ... per mode of the (2K+1)^D coefficient grid (norms, unique,
-# multipliers; in 1-D the truncation search over K shells dominates; 3-D not refitted)
-COST_QUAD = {1: 3e-8, 2: 1.2e-8, 3: 4e-8}  # Ewald build: one (frequency, quadrature node) term (a cos; in 2-D a cos
+COST_BUILD_CALL = {1: 3.5e-4, 2: 5e-4, 3: 7e-4}  # a new bandwidth's plan: truncation search and tables, fixed part
+COST_BUILD_MODE = {1: 3e-7, 2: 1.2e-7, 3: 3e-7}  # ... per mode of the (2K+1)^D coefficient grid (norms, unique,
+# multipliers); refitted 2026-12-04 (late) once the direct truncation search starts near its answer
+# (fourier._first_count): annealed minus fixed spectral calls, 1-D K = 7-745, 2-D K = 7-435 (3-D not refitted)
+COST_QUAD = {1: 2e-8, 2: 1.2e-8, 3: 4e-8}  # Ewald build: one (frequency, quadrature node) term (a cos; in 2-D a cos
 # and a sin of the projection, fourier._near_radial_direct: 1.0-2.0e-8 in 2-D builds, 4 kernels, K = 80-137)
 _SEEN: dict[tuple[str, float, int], int] = {}  # (kernel, bandwidth, dim) -> calls so far (bounded below)
 _BUILT: "OrderedDict[tuple, Plan]" = OrderedDict()  # built plans, most recent last (bounded)
@@ -230,7 +231,7 @@ def build_cost(method: str, modes: int, dim: int, a: float) -> float:
     """Building a plan for a new bandwidth: the coefficient grid, and for Ewald the near part's
     transform by quadrature (truncation search over ~1.5 K shells, then the grid's distinct |k|
     or the interpolation table, each at ~0.6 s r_c (1-D) or 0.8 s r_c (2-D) quadrature nodes)."""
-    cost = COST_BUILD_CALL + COST_BUILD_MODE[dim] * (2 * modes + 1) ** dim
+    cost = COST_BUILD_CALL[dim] + COST_BUILD_MODE[dim] * (2 * modes + 1) ** dim
     if method == "ewald":
         r_c = near.CUTOFF * a
         nodes = (0.6 if dim == 1 else 0.8) * modes * math.sqrt(dim) * r_c + 64
@@ -275,7 +276,7 @@ def priced(kernel: str, h: float, dim: int, n: int, m: int, k: int, images: int,
         return Plan("scan", cost_s=c, stream_cost_s=stream)
     if not supported(kernel, dim) or stream <= COST_CALL / threads:
         return best  # the small-N path: no spectral evaluation beats this stream, nothing else is priced
-    k_direct = direct_modes_estimate(kernel, h, dim)
+    k_direct = fourier.modes_estimate(kernel, h, dim)
     if k_direct > 0:
         c = nufft_cost(k_direct, dim, n, m + k, eps) / threads
         if c < best.cost_s:
@@ -319,18 +320,6 @@ def near_only_radius(kernel: str, h: float, dim: int) -> float:
     return r_t if r_t <= math.pi else 0.0
 
 
-H_BINS_PER_OCTAVE = 16  # pricing: the direct truncation is computed at bandwidths 2^(i / 16) and scaled
-
-
-def direct_modes_estimate(kernel: str, h: float, dim: int) -> int:
-    """The direct truncation K at h, for pricing, from K at the bin edge below h: the coefficients are
-    functions of |k| h, so K h is nearly constant (measured within 5% over h = 0.05..2.5); 0 where the
-    grid does not fit.  Cheap at a new bandwidth (an annealed schedule's every step)."""
-    h_bin = 2.0 ** (math.floor(H_BINS_PER_OCTAVE * math.log2(h)) / H_BINS_PER_OCTAVE)
-    k_bin = fourier.truncation(kernel, h_bin, dim)
-    return min(math.ceil(k_bin * h_bin / h), fourier.MAX_MODES_PER_DIM) if k_bin > 0 else 0
-
-
 def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: int, device: torch.device,
              dtype: torch.dtype = torch.float64) -> Plan:
     """The cheapest exact evaluation of a convolution-form field per the cost model, counting the
@@ -342,7 +331,9 @@ def plan_for(field: FieldSpec, bandwidth: float, dim: int, n: int, m: int, k: in
     scan = scan_cost(field.kernel, float(bandwidth), dim, n, m, k) / threads
     if scan < stream_cost(field.kernel, dim, 1, n, m, k) / threads:  # beats even one image: no need to count them
         return Plan("scan", cost_s=scan)
-    images = (2 * field.shells(bandwidth, dim) + 1) ** dim
+    # streaming priced with the image shells at the bin edge above h (they grow with h): one count per bin, not
+    # per bandwidth (a heavy tail's count sums 10^5 shells, ~1 ms, as much as a small spectral call)
+    images = (2 * field.shells(fourier.bin_edge(float(bandwidth), up=True), dim, quiet=True) + 1) ** dim
     price = priced(field.kernel, float(bandwidth), dim, n, m, k, images, threads, nufft_eps(dtype))
     if price.method == "stream":
         return price

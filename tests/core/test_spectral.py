@@ -320,3 +320,37 @@ def test_near_transform_of_a_narrow_gaussian_is_its_closed_form() -> None:
     val, der = spectral._near_radial_direct("gaussian", h, 2, a, s)
     assert float((val - exact).abs().max()) < 1e-12 * z
     assert float((der + s * h * h * exact).abs().max()) < 1e-12 * z
+
+
+@pytest.mark.parametrize("kernel,dim", [("matern52", 1), ("cauchy", 1), ("matern32", 1), ("gaussian", 1),
+                                        ("cauchy", 2), ("matern52", 2)])
+def test_truncation_started_near_its_answer_is_the_one_searched_from_the_first_shells(kernel, dim, monkeypatch):
+    """fourier._first_count starts the doubling search at the estimate's chunk: the K found must be the one the
+    search from FIRST_SHELLS finds (off the bin edges, where the start moves), and the start must move somewhere."""
+    from drift_sweeps.core import fourier
+
+    hs = [0.05 * 1.13 ** i + 1e-7 for i in range(30)]
+    started = [fourier._first_count(kernel, h, dim, 0.0, fourier.MAX_MODES_PER_DIM) for h in hs]
+    fast = [fourier.truncation.__wrapped__(kernel, h, dim) for h in hs]
+    monkeypatch.setattr(fourier, "_first_count", lambda *args: fourier.FIRST_SHELLS)
+    assert fast == [fourier.truncation.__wrapped__(kernel, h, dim) for h in hs]
+    assert max(started) > fourier.FIRST_SHELLS
+    assert all(c <= max(k, fourier.FIRST_SHELLS) for c, k in zip(started, fast))
+
+
+def test_pricing_new_bandwidths_counts_the_images_once_per_bin_and_silently(caplog):
+    """An annealed schedule prices a new h at every step: streaming's image count is taken at the bin edge above h
+    (a heavy tail's count sums 10^5 shells), once for the bin, without the tail warning meant for the h in use."""
+    from drift_sweeps.core import field as field_mod
+
+    field = FieldSpec("cauchy", 0.3, True)
+    field_mod._WARNED.clear()
+    field_mod._shells_and_tail.cache_clear()
+    spectral_plan.forget()
+    with caplog.at_level("WARNING"):
+        plans = [spectral_plan.plan_for(field, 0.3 * (1 - 1e-5 * i), 1, 512, 512, 512, torch.device("cpu"),
+                                        torch.float32) for i in range(6)]
+    assert field_mod._shells_and_tail.cache_info().misses == 1
+    assert not [r for r in caplog.records if "image shells leave a tail" in r.getMessage()]
+    assert {p.method for p in plans} == {"direct"}
+    spectral_plan.forget()
