@@ -175,7 +175,7 @@ def _first_count(kernel: str, h: float, dim: int, a: float, max_modes: int) -> i
     truncation off a bin edge).  Every chunk before it would have found no K (the answer exceeds it unless the
     estimate is 11% high), so the search returns what it would from FIRST_SHELLS, in fewer rounds."""
     count = FIRST_SHELLS
-    if a > 0.0 or h == bin_edge(h):
+    if a > 0.0 or not 0.0 < h < math.inf or h == bin_edge(h):
         return count
     limit = min(0.9 * modes_estimate(kernel, h, dim), max_modes)
     while 2 * count <= limit:
