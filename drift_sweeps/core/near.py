@@ -31,7 +31,7 @@ import torch
 
 from .geometry import TWO_PI, minimum_image
 from .kernels import KERNELS
-from .near_loop import compiled_helpers, compiled_loop
+from .near_loop import LANES, compiled_helpers, compiled_loop
 
 CHI_POWER = 8  # chi(r) = exp(-(r/a)^CHI_POWER)
 CUTOFF = 1.6  # near field summed for r < CUTOFF * a (chi = exp(-1.6^8) = 2e-19 there)
@@ -65,8 +65,9 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     n, dim = x.shape
     s_out = torch.zeros(n, dtype=torch.float64)
     g_out = torch.zeros(n, dim, dtype=torch.float64)
-    ys3 = torch.zeros(3, grid.ys.shape[0], dtype=torch.float64)  # (3, M): padded, so the pair loop has no D branch
-    ys3[:dim] = grid.ys.T
+    ys3 = torch.zeros(3, grid.ys.shape[0] + LANES, dtype=torch.float64)  # (3, M + LANES): zero rows above D (the pair
+    # loop has no D branch), and columns past M that a segment's last vector reads, masked
+    ys3[:dim, : grid.ys.shape[0]] = grid.ys.T
     slot = torch.empty_like(grid.order)
     slot[grid.order] = torch.arange(grid.order.shape[0])  # sample i's place in the sorted samples
     consts = torch.tensor([r_c * r_c, 1.0 / (a * a), 1.0 / h, 1.0 / (h * h)], dtype=torch.float64)
@@ -77,7 +78,7 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     if visit is not None:
         x, slot = x[visit], (slot[visit] if self_pairs else slot)
     parts = thread_parts(n, lay.candidates / (2 if half else 1), torch.get_num_threads())
-    acc = torch.zeros(parts, 4, grid.ys.shape[0] if half else 1, dtype=torch.float64)  # a thread's samples' shares
+    acc = torch.zeros(parts, 4, grid.ys.shape[0] + LANES if half else 1, dtype=torch.float64)  # a thread's samples' shares
     args = (x.contiguous().numpy(), ys3.numpy(), slot.numpy(), grid.starts.numpy(), grid.counts.numpy(),
             lay.strips, 2 * lay.fine + 1, lay.side, consts.numpy(), 2 if half else int(self_pairs), s_out.numpy(),
             g_out.numpy())
@@ -89,7 +90,7 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     if visit is not None:
         s_out[visit], g_out[visit] = s_out.clone(), g_out.clone()
     if half:  # each point's share of the pairs read from the other end
-        shares = acc.sum(0)[:, own_slot]
+        shares = acc.sum(0)[:, own_slot]  # (the padding's shares are zeros, never indexed)
         s_out += shares[0]
         g_out += shares[1 : 1 + dim].T
     return s_out, g_out

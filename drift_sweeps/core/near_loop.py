@@ -1,7 +1,8 @@
 """The compiled near loop's plain-Python forms (numba compiles them as written; near.py calls them): for each
 point, the strips of its block that come within r_c (`near.StripLayout`), in each the chord the disc leaves, and
 per segment one branch-free loop over the samples that LLVM vectorises (the pairs beyond r_c and the self pair
-masked, exp written as a polynomial: `_exp_neg`).  One compiled copy per kernel code, wrap flag and sum."""
+masked, exp written as a polynomial: `_exp_neg`), run in whole vectors (`LANES`: the samples past the segment's end
+masked too, no scalar remainder).  One compiled copy per kernel code, wrap flag and sum."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Callable, Optional
 
 _LOG2E = 1.0 / math.log(2.0)
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 in two parts (fdlibm's)
+LANES = 8  # a segment's loop runs whole vectors of this many pairs (the samples past its end masked, not a scalar
+# remainder loop); the sample arrays carry LANES columns of padding
 _TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13))  # 1/0!, ..., 1/12!: exp's polynomial
 
 
@@ -169,11 +172,13 @@ def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     r_c masked, not skipped).  wrap: the minimum image of every pair (one strip: `StripLayout.wrap`)."""
     r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
     s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
-    y0, y1, y2 = ys3[0, lo:hi], ys3[1, lo:hi], ys3[2, lo:hi]  # views indexed from 0: no negative-index
-    self_t = self_j - lo  # wrap-around check on each load, so the loads are contiguous vector loads
-    for t in range(hi - lo):
-        g, w, d0, d1, d2 = _pair(kcode, wrap, dim, moment, c0 - y0[t], c1 - y1[t], c2 - y2[t], t != self_t,
-                                 r_c2, inv_a2, inv_h, inv_h2)
+    n = hi - lo
+    padded = (n + LANES - 1) // LANES * LANES  # whole vectors: the samples past hi masked (ys3 has LANES more)
+    y0, y1, y2 = ys3[0, lo:lo + padded], ys3[1, lo:lo + padded], ys3[2, lo:lo + padded]  # views indexed from 0: no
+    self_t = self_j - lo  # negative-index wrap-around check on each load, so the loads are contiguous vector loads
+    for t in range(padded):
+        g, w, d0, d1, d2 = _pair(kcode, wrap, dim, moment, c0 - y0[t], c1 - y1[t], c2 - y2[t],
+                                 (t != self_t) & (t < n), r_c2, inv_a2, inv_h, inv_h2)
         s += g
         g0 += w * d0
         g1 += w * d1
@@ -187,10 +192,12 @@ def _segment_half(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, acc, consts
     sorted order.  The caller passes only samples after the point in sorted order (no self pair)."""
     r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
     s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
+    n = hi - lo
+    hi = lo + (n + LANES - 1) // LANES * LANES  # whole vectors, as `_segment` (acc, too, has LANES more)
     y0, y1, y2 = ys3[0, lo:hi], ys3[1, lo:hi], ys3[2, lo:hi]
     a_s, a0, a1, a2 = acc[0, lo:hi], acc[1, lo:hi], acc[2, lo:hi], acc[3, lo:hi]
     for t in range(hi - lo):
-        g, w, d0, d1, d2 = _pair(kcode, wrap, dim, moment, c0 - y0[t], c1 - y1[t], c2 - y2[t], True,
+        g, w, d0, d1, d2 = _pair(kcode, wrap, dim, moment, c0 - y0[t], c1 - y1[t], c2 - y2[t], t < n,
                                  r_c2, inv_a2, inv_h, inv_h2)
         s += g
         g0 += w * d0

@@ -60,8 +60,9 @@ COST_SPREAD = {1: 1.8e-9, 2: 5.5e-10, 3: 6.5e-10}  # ... and per cell of its w^D
 COST_MODE = {1: 1.1e-8, 2: 1.1e-8, 3: 8.5e-9}  # one fine-grid mode of one transform's FFT ...
 FFT_CACHE_MODES = 1 << 18  # ... times (fine modes / this)^0.35 beyond this many
 COST_COEF = {1: 1.2e-8, 2: 2.9e-8, 3: 9.0e-8}  # one mode of the (2K+1)^D coefficient grid (the products, copies)
-COST_NEAR = {True: 1.9e-9, False: 1.2e-7}  # Ewald: one candidate pair, compiled loop (strips) / torch (cells) ...
-# (a strip read and a point's entry: near.ROW_PAIRS and near.POINT_PAIRS candidates' worth)
+COST_NEAR = {True: 1.7e-9, False: 1.2e-7}  # Ewald: one candidate pair, compiled loop (strips) / torch (cells) ...
+# (a strip read and a point's entry: near.ROW_PAIRS and near.POINT_PAIRS candidates' worth; the compiled term
+# 1.9e-9 -> 1.7e-9 once segments ran whole vectors, near_loop.LANES: model / measured 0.91-1.10 at N = 1024-16384)
 COST_NEAR_CALL = 4e-4  # near field (Ewald's or the near-only plan's): fixed cost of one evaluation, two sets (their
 # strip lists, sorts and tensors; near_sums at N = 256-16384, a = 0.3-0.98: model / measured 0.92-1.15)
 NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e-16) are left out
