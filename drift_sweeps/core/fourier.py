@@ -214,6 +214,21 @@ def truncation(kernel: str, h: float, dim: int, a: float = 0.0, max_modes: int =
         count = min(2 * count, max_modes)
 
 
+def _distinct(norm2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.unique(norm2, return_inverse=True) for squared lattice norms (integers, exact in float64), in O(n) by
+    marking the values present instead of sorting where they span no more than 4 n (D >= 2): a few ms instead of 43
+    at K = 385 in 2-D (the sort was the build's largest part).  -> (the distinct values ascending, float64; each
+    entry's index among them)."""
+    ints = norm2.to(torch.int64).reshape(-1)
+    top = int(ints.max())
+    if top > 4 * ints.numel():  # a 1-D grid: K^2 values for 2 K + 1 entries, sorting is cheaper
+        return torch.unique(norm2, return_inverse=True)
+    present = torch.zeros(top + 1, dtype=torch.bool)
+    present[ints] = True
+    rank = torch.cumsum(present, 0) - 1  # a value's index among the values present
+    return torch.nonzero(present).squeeze(1).to(torch.float64), rank[ints].reshape(norm2.shape)
+
+
 @functools.lru_cache(maxsize=32)
 def coefficients(kernel: str, h: float, dim: int, modes: int, a: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Fourier coefficients on -modes..modes^D: scalar (kernel or far part) c0 and the radial
@@ -222,7 +237,7 @@ def coefficients(kernel: str, h: float, dim: int, modes: int, a: float = 0.0) ->
     k1 = torch.arange(-modes, modes + 1, dtype=torch.float64)
     grids = torch.meshgrid(*([k1] * dim), indexing="ij")
     norm2 = sum(g * g for g in grids)
-    uniq, inv = torch.unique(norm2, return_inverse=True)
+    uniq, inv = _distinct(norm2)
     val, der = _radial(kernel, h, dim, a, uniq.sqrt())
     scale = mass(kernel, h, dim) / TWO_PI**dim
     c0 = val[inv] * scale

@@ -69,9 +69,11 @@ NEAR_ONLY_LOG = 36.0  # near-only plan: pairs with log k(r) / k(0) below -36 (2e
 COST_SCAN_CALL = 1e-3  # 1-D exponential-polynomial scan (expscan.py): fixed cost of one evaluation ...
 COST_SCAN_POINT = 1e-7  # ... per point or sample and (degree + 1) (sorts, searches, cumulative sums, reads)
 COST_BUILD_CALL = {1: 3.5e-4, 2: 5e-4, 3: 7e-4}  # a new bandwidth's plan: truncation search and tables, fixed part
-COST_BUILD_MODE = {1: 3e-7, 2: 1.2e-7, 3: 3e-7}  # ... per mode of the (2K+1)^D coefficient grid (norms, unique,
-# multipliers); refitted 2026-12-04 (late) once the direct truncation search starts near its answer
-# (fourier._first_count): annealed minus fixed spectral calls, 1-D K = 7-745, 2-D K = 7-435 (3-D not refitted)
+COST_BUILD_MODE = {1: 3e-7, 2: 4e-8, 3: 3e-7}  # ... per mode of the (2K+1)^D coefficient grid (norms, distinct
+# norms, multipliers); refitted 2026-12-04 (night) once the direct truncation search starts near its answer
+# (fourier._first_count) and the distinct norms are marked, not sorted (fourier._distinct): annealed minus fixed
+# spectral calls, 1-D K = 7-745 (0.35-0.70 ms), 2-D K = 7-435 (0.44-0.54 ms at K <= 27, 2.2-2.6 at 92-115, 23 at
+# 276-435) (3-D not refitted)
 COST_QUAD = {1: 2e-8, 2: 1.2e-8, 3: 4e-8}  # Ewald build: one (frequency, quadrature node) term (a cos; in 2-D a cos
 # and a sin of the projection, fourier._near_radial_direct: 1.0-2.0e-8 in 2-D builds, 4 kernels, K = 80-137)
 _SEEN: dict[tuple[str, float, int], int] = {}  # (kernel, bandwidth, dim) -> calls so far (bounded below)

@@ -354,3 +354,17 @@ def test_pricing_new_bandwidths_counts_the_images_once_per_bin_and_silently(capl
     assert not [r for r in caplog.records if "image shells leave a tail" in r.getMessage()]
     assert {p.method for p in plans} == {"direct"}
     spectral_plan.forget()
+
+
+@pytest.mark.parametrize("dim,modes", [(1, 0), (1, 745), (2, 1), (2, 25), (2, 140), (3, 4), (3, 30)])
+def test_distinct_lattice_norms_are_torch_unique(dim, modes):
+    """fourier._distinct marks the squared norms present instead of sorting them: the same distinct values, dtype
+    and inverse as torch.unique (1-D takes the sort: its K^2 values outnumber its 2 K + 1 entries)."""
+    from drift_sweeps.core import fourier
+
+    k1 = torch.arange(-modes, modes + 1, dtype=torch.float64)
+    norm2 = sum(g * g for g in torch.meshgrid(*([k1] * dim), indexing="ij"))
+    want, want_inv = torch.unique(norm2, return_inverse=True)
+    got, got_inv = fourier._distinct(norm2)
+    assert got.dtype == want.dtype and got_inv.dtype == want_inv.dtype
+    assert torch.equal(got, want) and torch.equal(got_inv, want_inv)
