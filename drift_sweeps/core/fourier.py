@@ -252,9 +252,14 @@ def multipliers(kernel: str, h: float, dim: int, modes: int, a: float, moment: b
     -> (1 + D, 2K+1, ..., 2K+1) complex128."""
     c0, c_f, _ = coefficients(kernel, h, dim, modes, a)
     kvec = torch.meshgrid(*([torch.arange(-modes, modes + 1, dtype=torch.float64)] * dim), indexing="ij")
+    out = torch.zeros(1 + dim, *c0.shape, dtype=torch.complex128)
+    parts = torch.view_as_real(out)  # (1 + D, ..., 2): the real and imaginary parts written in place (no complex
+    parts[0, ..., 0] = c0  # products: a third of the build's time at K = 385 in 2-D)
     if moment:
         norm = torch.sqrt(sum(k * k for k in kvec)).clamp_min(1e-300)
-        rows = [-1j * (k / norm) * c_f for k in kvec]
+        for d, k in enumerate(kvec):
+            torch.mul(k / norm, c_f, out=parts[1 + d, ..., 1]).neg_()
     else:
-        rows = [1j * k * c0 for k in kvec]
-    return torch.stack([c0.to(torch.complex128), *rows])
+        for d, k in enumerate(kvec):
+            torch.mul(k, c0, out=parts[1 + d, ..., 1])
+    return out
