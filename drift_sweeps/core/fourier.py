@@ -157,25 +157,30 @@ FIRST_SHELLS = 64  # the truncation search's first chunk of shells (then doublin
 
 
 def bin_edge(h: float, up: bool = False) -> float:
-    """The bandwidth bin's edge below h (above it: up), 2^(i / H_BINS_PER_OCTAVE): what a new h is priced at."""
-    return 2.0 ** ((math.ceil if up else math.floor)(H_BINS_PER_OCTAVE * math.log2(h)) / H_BINS_PER_OCTAVE)
+    """The bandwidth bin's edge at or below h (at or above it: up), 2^(i / H_BINS_PER_OCTAVE), to rounding: what a
+    new h is priced at (h itself where no edge is a finite float)."""
+    try:
+        return 2.0 ** ((math.ceil if up else math.floor)(H_BINS_PER_OCTAVE * math.log2(h)) / H_BINS_PER_OCTAVE)
+    except (OverflowError, ValueError):
+        return h
 
 
 def modes_estimate(kernel: str, h: float, dim: int) -> int:
-    """The direct truncation K at h, estimated from K at the bin edge below h (computed once per bin): the
-    coefficients are functions of |k| h, so K h is nearly constant (measured within 5% over h = 0.05..2.5); 0
-    where the grid does not fit.  Cheap at a new bandwidth (an annealed schedule's every step)."""
+    """The direct truncation K at h, estimated from K at the bin edge below h (computed once per bin, its search
+    from FIRST_SHELLS): the coefficients are functions of |k| h, so K h is nearly constant (measured within 5% over
+    h = 0.05..2.5); 0 where the grid does not fit.  Cheap at a new bandwidth (an annealed schedule's every step)."""
     h_bin = bin_edge(h)
-    k_bin = truncation(kernel, h_bin, dim)
+    k_bin = truncation(kernel, h_bin, dim, started=False)
     return min(math.ceil(k_bin * h_bin / h), MAX_MODES_PER_DIM) if k_bin > 0 else 0
 
 
 def _first_count(kernel: str, h: float, dim: int, a: float, max_modes: int) -> int:
     """Where the doubling search may start: the largest FIRST_SHELLS 2^j below 0.9 of the estimated K (a direct
-    truncation off a bin edge).  Every chunk before it would have found no K (the answer exceeds it unless the
-    estimate is 11% high), so the search returns what it would from FIRST_SHELLS, in fewer rounds."""
+    truncation).  The search from FIRST_SHELLS stops at the first chunk longer than its answer, so every chunk
+    skipped would have found no K unless the estimate is about twice the answer: it returns the same K, in fewer
+    rounds."""
     count = FIRST_SHELLS
-    if a > 0.0 or not 0.0 < h < math.inf or h == bin_edge(h):
+    if a > 0.0 or not 0.0 < h < math.inf:
         return count
     limit = min(0.9 * modes_estimate(kernel, h, dim), max_modes)
     while 2 * count <= limit:
@@ -184,12 +189,13 @@ def _first_count(kernel: str, h: float, dim: int, a: float, max_modes: int) -> i
 
 
 @functools.lru_cache(maxsize=256)
-def truncation(kernel: str, h: float, dim: int, a: float = 0.0, max_modes: int = MAX_MODES_PER_DIM) -> int:
+def truncation(kernel: str, h: float, dim: int, a: float = 0.0, max_modes: int = MAX_MODES_PER_DIM,
+               started: bool = True) -> int:
     """Smallest K such that the coefficients beyond max-norm K, weighted by what the fields
     need (|k| h kappa and h kappa', per lattice shell), sum to at most TRUNCATION_TOL; 0 if
-    no K <= max_modes does.  Shells are added in doubling chunks until the terms have died out (from
-    `_first_count`: at a new bandwidth one or two rounds instead of up to eight)."""
-    count, vals, ders = _first_count(kernel, h, dim, a, max_modes), [], []
+    no K <= max_modes does.  Shells are added in doubling chunks until the terms have died out (started: from
+    `_first_count`, at a new bandwidth one or two rounds instead of up to eight; else from FIRST_SHELLS)."""
+    count, vals, ders = _first_count(kernel, h, dim, a, max_modes) if started else FIRST_SHELLS, [], []
     while True:
         ms = torch.arange(1, count + 1, dtype=torch.float64)
         v, d = _radial(kernel, h, dim, a, ms[sum(t.numel() for t in vals):])  # only the shells not yet done
