@@ -4,9 +4,9 @@ near pairs alone, or (1-D, exponential-polynomial kernels) a scan over the sorte
 `plan_for` prices the five with the cost model below (seconds, one thread; only ratios matter)
 and returns a `Plan`.  Pricing is cheap at every bandwidth: the direct truncation is scaled from
 a bandwidth bin's (K h is nearly constant), streaming's periodic images counted at the bin's upper edge, the Ewald
-far grid estimated (EWALD_MODES / a per dimension), and below COST_CALL of streaming (small N) nothing spectral is priced at all.  Building a plan for a
-new bandwidth (the exact truncation, the coefficient tables) is not free, so it is priced too
-(`build_cost`), and a plan is built only once what streaming has cost beyond the plan's own
+far grid estimated (EWALD_MODES / a per dimension), and below COST_CALL of streaming (small N) nothing spectral is
+priced at all.  Building a plan for a new bandwidth (the exact truncation, the coefficient tables) is not free,
+so it is priced too (`build_cost`), and a plan is built only once what streaming has cost beyond the plan's own
 evaluations, at this bandwidth, reaches that price (ski rental: never more than twice the
 better choice).  A kernel that has fallen below exp(-NEAR_ONLY_LOG) of k(0) within r_t <= pi (a narrow
 Gaussian) needs no Fourier part at all: the "near" plan sums the pairs closer than r_t
