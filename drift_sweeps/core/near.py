@@ -78,8 +78,8 @@ def near_sums(x: torch.Tensor, y: torch.Tensor, kernel: str, h: float, a: float,
     if visit is not None:
         x, slot = x[visit], (slot[visit] if self_pairs else slot)
     parts = thread_parts(n, lay.candidates / (2 if half else 1), torch.get_num_threads())
-    acc = torch.zeros(parts, 4, grid.ys.shape[0] + LANES if half else 1,  # a thread's samples' shares (padded
-                      dtype=torch.float64)  # as ys3)
+    # a thread's shares of the samples' sums (padded as ys3: a segment's last vector writes zeros there)
+    acc = torch.zeros(parts, 4, grid.ys.shape[0] + LANES if half else 1, dtype=torch.float64)
     args = (x.contiguous().numpy(), ys3.numpy(), slot.numpy(), grid.starts.numpy(), grid.counts.numpy(),
             lay.strips, 2 * lay.fine + 1, lay.side, consts.numpy(), 2 if half else int(self_pairs), s_out.numpy(),
             g_out.numpy())

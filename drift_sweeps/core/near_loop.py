@@ -173,10 +173,10 @@ def _segment(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, self_j, consts):
     r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
     s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
     n = hi - lo
-    padded = (n + LANES - 1) // LANES * LANES  # whole vectors: the samples past hi masked (ys3 has LANES more)
-    y0, y1, y2 = ys3[0, lo:lo + padded], ys3[1, lo:lo + padded], ys3[2, lo:lo + padded]  # views indexed from 0: no
-    self_t = self_j - lo  # negative-index wrap-around check on each load, so the loads are contiguous vector loads
-    for t in range(padded):
+    end = lo + (n + LANES - 1) // LANES * LANES  # whole vectors: the samples past hi masked (ys3 has LANES more)
+    y0, y1, y2 = ys3[0, lo:end], ys3[1, lo:end], ys3[2, lo:end]  # views indexed from 0: no negative-index
+    self_t = self_j - lo  # wrap-around check on each load, so the loads are contiguous vector loads
+    for t in range(end - lo):
         g, w, d0, d1, d2 = _pair(kcode, wrap, dim, moment, c0 - y0[t], c1 - y1[t], c2 - y2[t],
                                  (t != self_t) & (t < n), r_c2, inv_a2, inv_h, inv_h2)
         s += g
@@ -193,10 +193,10 @@ def _segment_half(kcode, wrap, dim, moment, ys3, lo, hi, c0, c1, c2, acc, consts
     r_c2, inv_a2, inv_h, inv_h2 = consts[0], consts[1], consts[2], consts[3]
     s, g0, g1, g2 = 0.0, 0.0, 0.0, 0.0
     n = hi - lo
-    hi = lo + (n + LANES - 1) // LANES * LANES  # whole vectors, as `_segment` (acc, too, has LANES more)
-    y0, y1, y2 = ys3[0, lo:hi], ys3[1, lo:hi], ys3[2, lo:hi]
-    a_s, a0, a1, a2 = acc[0, lo:hi], acc[1, lo:hi], acc[2, lo:hi], acc[3, lo:hi]
-    for t in range(hi - lo):
+    end = lo + (n + LANES - 1) // LANES * LANES  # whole vectors, as `_segment` (acc, too, has LANES more)
+    y0, y1, y2 = ys3[0, lo:end], ys3[1, lo:end], ys3[2, lo:end]
+    a_s, a0, a1, a2 = acc[0, lo:end], acc[1, lo:end], acc[2, lo:end], acc[3, lo:end]
+    for t in range(end - lo):
         g, w, d0, d1, d2 = _pair(kcode, wrap, dim, moment, c0 - y0[t], c1 - y1[t], c2 - y2[t], t < n,
                                  r_c2, inv_a2, inv_h, inv_h2)
         s += g
